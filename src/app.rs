@@ -1,0 +1,162 @@
+//! `Application::build(config)`: store + secrets + receiver + outbox worker, wired once. The CLI's
+//! `serve` and the desktop shell both start exactly this.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::config::{Paths, Settings};
+use crate::events::CoreEvent;
+use crate::intake::{Intake, IntakePolicy};
+use crate::outbox::{Notifier, OutboxWorker};
+use crate::receiver::{self, Limits};
+use crate::secrets::{SecretsHandle, SecretsStatus};
+use crate::store::{Store, StoreError};
+use crate::verify::{SecretSet, Verifier};
+
+/// Where the secrets come from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// One secret from an environment variable the user named (headless use, CI).
+    Env(String),
+    /// A fixed set (tests, embedding).
+    Fixed(SecretSet),
+}
+
+/// Everything needed to start the receiver.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub paths: Paths,
+    pub settings: Settings,
+    pub secrets: SecretSource,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start a worker thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+    #[error("a background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A built receiver, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    intake: Intake,
+    limits: Limits,
+    worker: OutboxWorker,
+    pruner: JoinHandle<()>,
+    events: broadcast::Sender<CoreEvent>,
+    secrets: SecretsHandle,
+}
+
+impl Application {
+    pub async fn build(config: AppConfig, notifier: Arc<dyn Notifier>) -> Result<Application, AppError> {
+        let settings = &config.settings;
+        let data_dir = config.paths.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
+        let (events, _) = broadcast::channel(1024);
+        let secrets = SecretsHandle::new(initial_secrets(&config.secrets));
+        let worker = OutboxWorker::start(store.clone(), notifier, events.clone()).map_err(AppError::Thread)?;
+        let policy = IntakePolicy {
+            verifier: Verifier {
+                scheme: settings.scheme,
+                tolerance: chrono::Duration::seconds(i64::from(settings.tolerance_secs)),
+            },
+            allow_orgs: settings.allow_orgs.clone(),
+            retention_days: settings.retention_days,
+        };
+        let intake = Intake::new(store.clone(), secrets.clone(), policy, events.clone(), worker.kick());
+        let limits = Limits {
+            max_body_bytes: settings.max_body_bytes,
+            request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
+            max_concurrent_requests: settings.max_concurrent_requests,
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| AppError::Bind { addr: settings.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: settings.listen, source })?;
+        let pruner = tokio::spawn(prune_periodically(store, settings.retention_days));
+        Ok(Application { listener, addr, intake, limits, worker, pruner, events, secrets })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}{}", self.addr, receiver::WEBHOOK_PATH)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        self.intake.store()
+    }
+
+    /// Why deliveries are refused with 503 right now, if they are.
+    pub fn intake_not_ready(&self) -> Option<String> {
+        self.intake.not_ready()
+    }
+
+    pub fn secrets(&self) -> &SecretsHandle {
+        &self.secrets
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests finish, the outbox thread finishes
+    /// its batch and the store is flushed before this returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let app = receiver::router(self.intake.clone(), self.limits);
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        self.pruner.abort();
+        let store = self.intake.store().clone();
+        let worker = self.worker;
+        tokio::task::spawn_blocking(move || {
+            worker.stop();
+            store.flush_blocking()
+        })
+        .await??;
+        served.map_err(AppError::Serve)
+    }
+}
+
+fn initial_secrets(source: &SecretSource) -> SecretsStatus {
+    match source {
+        SecretSource::Fixed(set) => SecretsStatus::Ready(set.clone()),
+        SecretSource::Env(var) => match crate::secrets::secret_from_env(var) {
+            Ok(secret) => SecretsStatus::Ready(SecretSet::single(secret)),
+            Err(e) => SecretsStatus::Unavailable(e.to_string()),
+        },
+    }
+}
+
+async fn prune_periodically(store: Store, retention_days: u32) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let store = store.clone();
+        let cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
+        match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "pruned events past the retention window"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "pruning failed"),
+            Err(e) => tracing::warn!(error = %e, "pruning task failed"),
+        }
+    }
+}

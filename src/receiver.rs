@@ -1,0 +1,104 @@
+//! HTTP: `POST /webhooks/zof` and `GET /healthz`. Handlers only translate between HTTP and the
+//! [`Intake`] pipeline; every decision is made there.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::intake::{Intake, Rejection, Verdict};
+use crate::verify::HeaderSource;
+
+pub const WEBHOOK_PATH: &str = "/webhooks/zof";
+
+/// Seconds a sender is asked to wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// Limits that protect the receiver from large, slow or too many requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// Whole-request deadline, body included: a body trickled byte by byte is cut off here.
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone)]
+struct ReceiverState {
+    intake: Intake,
+    max_body_bytes: usize,
+}
+
+pub fn router(intake: Intake, limits: Limits) -> Router {
+    let state = ReceiverState { intake, max_body_bytes: limits.max_body_bytes };
+    Router::new()
+        .route(WEBHOOK_PATH, post(webhook))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))
+        .with_state(state)
+}
+
+async fn webhook(State(s): State<ReceiverState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let verdict = match body {
+        Ok(body) => s.intake.receive(&HttpHeaders(&headers), &body).await,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => s.intake.refuse(Rejection::TooLarge(s.max_body_bytes)),
+        Err(r) => s.intake.refuse(Rejection::UnreadableBody(r.body_text())),
+    };
+    verdict.into_response()
+}
+
+async fn healthz(State(s): State<ReceiverState>) -> Response {
+    match s.intake.not_ready() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(reason) => unavailable(json!({"status": "unavailable", "reason": reason})),
+    }
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"status": "not_found"}))).into_response()
+}
+
+fn unavailable(body: serde_json::Value) -> Response {
+    let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    r
+}
+
+impl IntoResponse for Verdict {
+    fn into_response(self) -> Response {
+        match self {
+            Verdict::Accepted { id } => Json(json!({"status": "accepted", "id": id})).into_response(),
+            Verdict::Duplicate { id } => Json(json!({"status": "duplicate", "id": id})).into_response(),
+            Verdict::Ignored { id, reason } => {
+                Json(json!({"status": "ignored", "id": id, "reason": reason})).into_response()
+            }
+            Verdict::Rejected(r) => {
+                let body = json!({"status": "rejected", "error": r.code(), "message": r.to_string()});
+                match StatusCode::from_u16(r.status()) {
+                    Ok(StatusCode::SERVICE_UNAVAILABLE) | Err(_) => unavailable(body),
+                    Ok(code) => (code, Json(body)).into_response(),
+                }
+            }
+        }
+    }
+}
+
+struct HttpHeaders<'a>(&'a HeaderMap);
+
+impl HeaderSource for HttpHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        // Several header lines would be ambiguous; only the first is read.
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}

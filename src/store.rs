@@ -1,0 +1,530 @@
+//! Durable state in sled: received events (the seen-id set and the inbox), plan states, the outbox
+//! of work still to do after an acknowledgement, and the delivery log. The only module that names sled.
+//!
+//! Durability uses group commit: writers record their change, then await [`Store::durable`]; one
+//! flusher thread flushes once for every writer that arrived meanwhile, so concurrent deliveries
+//! share one `fsync`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+use tokio::sync::watch;
+
+use crate::envelope::Envelope;
+use crate::verify::Fingerprint;
+
+/// How many delivery log entries are kept (the activity view and plan history read them).
+pub const DELIVERY_LOG_CAP: usize = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the data directory {0} is in use by another Zof Approvals process (a running `serve` or the desktop app); stop it or use its views instead"
+    )]
+    Locked(PathBuf),
+    #[error("cannot open the data directory {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("could not make the event durable: {0}")]
+    Flush(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("corrupt record in `{tree}`: {message}")]
+    Corrupt { tree: &'static str, message: String },
+    #[error("no plan with id `{0}`")]
+    UnknownPlan(String),
+}
+
+/// What the store says about a newly verified event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intake {
+    /// First delivery of this id; the event, its plan and its outbox entry are written.
+    Accepted { plan: Option<PlanRecord> },
+    /// The id was seen before (this process or an earlier one).
+    Duplicate { first_received_at: DateTime<Utc> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventVerdict {
+    Accepted,
+    Ignored,
+}
+
+/// A received, verified event: the inbox and the seen-id set in one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub verdict: EventVerdict,
+    pub fingerprint: Fingerprint,
+    pub plan_id: String,
+    pub run_id: String,
+    pub organization_id: String,
+    /// The whole verified envelope, unknown fields included.
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanState {
+    Pending,
+    Snoozed,
+    Handled,
+}
+
+/// A remediation plan that awaited (or awaits) approval, keyed by plan id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub plan_id: String,
+    pub event_id: String,
+    pub run_id: String,
+    pub organization_id: String,
+    pub created: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub state: PlanState,
+    #[serde(default)]
+    pub snoozed_until: Option<DateTime<Utc>>,
+    /// When the user was told (notification shown, or summarized); `None`: not yet.
+    #[serde(default)]
+    pub notified_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub escalated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub handled_at: Option<DateTime<Utc>>,
+}
+
+impl PlanRecord {
+    pub fn is_open(&self) -> bool {
+        self.state != PlanState::Handled
+    }
+}
+
+/// Work to do after an acknowledgement, kept until it is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub event_id: String,
+    pub plan_id: String,
+    pub enqueued_at: DateTime<Utc>,
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryVerdict {
+    Accepted,
+    Duplicate,
+    Ignored,
+    Rejected,
+}
+
+/// One HTTP delivery and what we answered. Rejected deliveries carry nothing from the body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub at: DateTime<Utc>,
+    pub event_id: Option<String>,
+    pub verdict: DeliveryVerdict,
+    pub status: u16,
+    pub code: String,
+    pub reason: String,
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// The sled database and its trees.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    events: sled::Tree,
+    plans: sled::Tree,
+    outbox: sled::Tree,
+    deliveries: sled::Tree,
+    commit: GroupCommit,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. A directory held by another process is [`StoreError::Locked`].
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: dir.into(), source: e.into() })?;
+        let db = sled::Config::new().path(dir.join("db")).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(dir.into()),
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => StoreError::Locked(dir.into()),
+            other => StoreError::Open { path: dir.into(), source: other },
+        })?;
+        let inner = Inner {
+            events: db.open_tree("events")?,
+            plans: db.open_tree("plans")?,
+            outbox: db.open_tree("outbox")?,
+            deliveries: db.open_tree("deliveries")?,
+            commit: GroupCommit::start(db.clone()),
+            db,
+            dir: dir.into(),
+        };
+        Ok(Store { inner: Arc::new(inner) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Records a verified event. The id is claimed inside one transaction with the plan and the
+    /// outbox entry: the claim is a compare-and-swap (insert only where the id is absent) and the
+    /// three writes commit together or not at all, so a crash can never leave an id claimed
+    /// without its work.
+    pub fn record_event(
+        &self,
+        env: &Envelope,
+        received_at: DateTime<Utc>,
+        fingerprint: &Fingerprint,
+    ) -> Result<Intake, StoreError> {
+        let record = EventRecord {
+            id: env.id.clone(),
+            kind: env.kind.clone(),
+            created: env.created,
+            received_at,
+            verdict: if env.is_plan_pending() { EventVerdict::Accepted } else { EventVerdict::Ignored },
+            fingerprint: fingerprint.clone(),
+            plan_id: env.data.object.id.clone(),
+            run_id: env.data.object.run_id.clone(),
+            organization_id: env.data.object.organization_id.clone(),
+            payload: serde_json::to_value(env).map_err(|e| corrupt("events", e))?,
+        };
+        let event_bytes = encode(&record)?;
+        let outbox_seq = self.inner.db.generate_id()?;
+        let i = &self.inner;
+        let result = (&i.events, &i.plans, &i.outbox).transaction(|(events, plans, outbox)| {
+            if let Some(previous) = events.insert(record.id.as_bytes(), event_bytes.as_slice())? {
+                let first: EventRecord = decode_tx("events", &previous)?;
+                return Err(ConflictableTransactionError::Abort(Claim::Duplicate(first.received_at)));
+            }
+            if record.verdict == EventVerdict::Ignored {
+                return Ok(None);
+            }
+            let plan = upsert_pending_plan(plans, &record)?;
+            let entry = OutboxEntry {
+                seq: outbox_seq,
+                event_id: record.id.clone(),
+                plan_id: record.plan_id.clone(),
+                enqueued_at: received_at,
+                attempts: 0,
+            };
+            outbox.insert(&outbox_seq.to_be_bytes(), encode_tx(&entry)?)?;
+            Ok(Some(plan))
+        });
+        match result {
+            Ok(plan) => Ok(Intake::Accepted { plan }),
+            Err(TransactionError::Abort(Claim::Duplicate(at))) => Ok(Intake::Duplicate { first_received_at: at }),
+            Err(TransactionError::Abort(Claim::Corrupt(c))) => Err(c),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Resolves once everything written before this call is on disk (group commit).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.inner.commit.wait().await
+    }
+
+    /// Flushes now, on the calling thread. For shutdown and blocking contexts only.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    pub fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.inner.events.get(id.as_bytes())?.map(|v| decode("events", &v)).transpose()
+    }
+
+    /// All stored events, newest first.
+    pub fn events(&self) -> Result<Vec<EventRecord>, StoreError> {
+        let mut all: Vec<EventRecord> = scan(&self.inner.events, "events")?;
+        all.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        Ok(all)
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.inner.events.len()
+    }
+
+    pub fn plan(&self, plan_id: &str) -> Result<Option<PlanRecord>, StoreError> {
+        self.inner.plans.get(plan_id.as_bytes())?.map(|v| decode("plans", &v)).transpose()
+    }
+
+    /// All plans, oldest received first.
+    pub fn plans(&self) -> Result<Vec<PlanRecord>, StoreError> {
+        let mut all: Vec<PlanRecord> = scan(&self.inner.plans, "plans")?;
+        all.sort_by(|a, b| a.received_at.cmp(&b.received_at));
+        Ok(all)
+    }
+
+    /// Changes one plan atomically; `change` may run more than once under contention.
+    pub fn update_plan(
+        &self,
+        plan_id: &str,
+        change: impl Fn(&mut PlanRecord),
+    ) -> Result<PlanRecord, StoreError> {
+        let mut out = None;
+        self.inner.plans.fetch_and_update(plan_id.as_bytes(), |old| {
+            let mut plan: PlanRecord = serde_json::from_slice(old?).ok()?;
+            change(&mut plan);
+            let bytes = serde_json::to_vec(&plan).ok();
+            out = Some(plan);
+            bytes
+        })?;
+        out.ok_or_else(|| StoreError::UnknownPlan(plan_id.into()))
+    }
+
+    /// Outbox entries in the order they were enqueued.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        scan(&self.inner.outbox, "outbox")
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.inner.outbox.len()
+    }
+
+    pub fn complete_outbox(&self, seq: u64) -> Result<(), StoreError> {
+        self.inner.outbox.remove(seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn retry_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let mut next = entry.clone();
+        next.attempts = next.attempts.saturating_add(1);
+        self.inner.outbox.insert(entry.seq.to_be_bytes(), encode(&next)?)?;
+        Ok(())
+    }
+
+    /// Appends to the delivery log (made durable with the next group commit).
+    pub fn record_delivery(&self, record: &DeliveryRecord) -> Result<(), StoreError> {
+        let key = self.inner.db.generate_id()?;
+        self.inner.deliveries.insert(key.to_be_bytes(), encode(record)?)?;
+        Ok(())
+    }
+
+    /// The newest `limit` deliveries, newest first.
+    pub fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner
+            .deliveries
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|kv| decode("deliveries", &kv?.1))
+            .collect()
+    }
+
+    /// Every logged delivery of one event id, newest first.
+    pub fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.deliveries.iter().rev() {
+            let d: DeliveryRecord = decode("deliveries", &kv?.1)?;
+            if d.event_id.as_deref() == Some(event_id) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets events created before `cutoff` (their ids can no longer be replayed: the intake
+    /// refuses events that old) and trims the delivery log to [`DELIVERY_LOG_CAP`]. Returns how
+    /// many events were removed. Plans are kept.
+    pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for kv in self.inner.events.iter() {
+            let (key, value) = kv?;
+            let record: EventRecord = decode("events", &value)?;
+            if record.created < cutoff {
+                self.inner.events.remove(key)?;
+                removed += 1;
+            }
+        }
+        let excess = self.inner.deliveries.len().saturating_sub(DELIVERY_LOG_CAP);
+        for kv in self.inner.deliveries.iter().take(excess) {
+            self.inner.deliveries.remove(kv?.0)?;
+        }
+        Ok(removed)
+    }
+}
+
+fn upsert_pending_plan(
+    plans: &TransactionalTree,
+    event: &EventRecord,
+) -> Result<PlanRecord, ConflictableTransactionError<Claim>> {
+    let previous: Option<PlanRecord> = plans.get(event.plan_id.as_bytes())?.map(|v| decode_tx("plans", &v)).transpose()?;
+    let plan = match previous {
+        // The same plan announced again while still open keeps its state and notification history.
+        Some(open) if open.is_open() => PlanRecord {
+            event_id: event.id.clone(),
+            received_at: event.received_at,
+            created: event.created,
+            ..open
+        },
+        _ => PlanRecord {
+            plan_id: event.plan_id.clone(),
+            event_id: event.id.clone(),
+            run_id: event.run_id.clone(),
+            organization_id: event.organization_id.clone(),
+            created: event.created,
+            received_at: event.received_at,
+            state: PlanState::Pending,
+            snoozed_until: None,
+            notified_at: None,
+            escalated_at: None,
+            handled_at: None,
+        },
+    };
+    plans.insert(plan.plan_id.as_bytes(), encode_tx(&plan)?)?;
+    Ok(plan)
+}
+
+#[derive(Debug)]
+enum Claim {
+    Duplicate(DateTime<Utc>),
+    Corrupt(StoreError),
+}
+
+fn corrupt(tree: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { tree, message: e.to_string() }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| corrupt("encode", e))
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
+}
+
+fn encode_tx<T: Serialize>(value: &T) -> Result<Vec<u8>, ConflictableTransactionError<Claim>> {
+    encode(value).map_err(|e| ConflictableTransactionError::Abort(Claim::Corrupt(e)))
+}
+
+fn decode_tx<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, ConflictableTransactionError<Claim>> {
+    decode(tree, bytes).map_err(|e| ConflictableTransactionError::Abort(Claim::Corrupt(e)))
+}
+
+fn scan<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
+    tree.iter().map(|kv| decode(name, &kv?.1)).collect()
+}
+
+/// Group commit: writers bump `requested` after writing and wait for `flushed` to reach it.
+#[derive(Debug)]
+struct GroupCommit {
+    requested: Arc<AtomicU64>,
+    flushed: watch::Receiver<Flushed>,
+    doorbell: Mutex<Option<SyncSender<()>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Flushed {
+    generation: u64,
+    /// The highest generation whose flush failed, and why.
+    failed: Option<(u64, String)>,
+    closed: bool,
+}
+
+impl GroupCommit {
+    fn start(db: sled::Db) -> GroupCommit {
+        let requested = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = watch::channel(Flushed::default());
+        let (bell, ring) = mpsc::sync_channel::<()>(1);
+        let wanted = requested.clone();
+        let spawned = std::thread::Builder::new().name("zof-flush".into()).spawn(move || {
+            let mut done = 0;
+            while ring.recv().is_ok() {
+                let target = wanted.load(Ordering::SeqCst);
+                if target <= done {
+                    continue;
+                }
+                match db.flush() {
+                    Ok(_) => {
+                        done = target;
+                        tx.send_modify(|f| f.generation = target);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "flushing the store failed");
+                        tx.send_modify(|f| f.failed = Some((target, e.to_string())));
+                    }
+                }
+            }
+            if let Err(e) = db.flush() {
+                tracing::error!(error = %e, "final flush of the store failed");
+            }
+            tx.send_modify(|f| f.closed = true);
+        });
+        if let Err(e) = &spawned {
+            tracing::error!(error = %e, "cannot start the flusher thread; every write will report an error");
+        }
+        GroupCommit { requested, flushed: rx, doorbell: Mutex::new(spawned.ok().map(|_| bell)) }
+    }
+
+    async fn wait(&self) -> Result<(), StoreError> {
+        let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let bell = self.doorbell.lock().map_err(|_| StoreError::Closed)?;
+            match bell.as_ref().map(|b| b.try_send(())) {
+                Some(Ok(())) | Some(Err(TrySendError::Full(()))) => {}
+                Some(Err(TrySendError::Disconnected(()))) | None => return Err(StoreError::Closed),
+            }
+        }
+        let mut rx = self.flushed.clone();
+        let state = rx
+            .wait_for(|f| f.generation >= mine || f.failed.as_ref().is_some_and(|(g, _)| *g >= mine) || f.closed)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        if state.generation >= mine {
+            Ok(())
+        } else if let Some((_, why)) = &state.failed {
+            Err(StoreError::Flush(why.clone()))
+        } else {
+            Err(StoreError::Closed)
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the doorbell ends the flusher thread after one last flush.
+        if let Ok(mut bell) = self.commit.doorbell.lock() {
+            bell.take();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::plan_pending_body;
+
+    fn env(id: &str, plan: &str) -> Envelope {
+        Envelope::parse(&plan_pending_body(id, Utc::now(), plan, "org", "run")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn second_claim_of_an_id_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fp = Fingerprint("abc".into());
+        assert!(matches!(store.record_event(&env("e1", "p1"), Utc::now(), &fp).unwrap(), Intake::Accepted { plan: Some(_) }));
+        assert!(matches!(store.record_event(&env("e1", "p1"), Utc::now(), &fp).unwrap(), Intake::Duplicate { .. }));
+        store.durable().await.unwrap();
+        assert_eq!(store.outbox().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,257 @@
+/**
+ * The one place where the panel talks to the Rust core.
+ *
+ * Every command and event of the contract has a typed wrapper here; no other
+ * module may import `invoke` or `listen`. Errors from Rust arrive as
+ * `{code, message}` and are rethrown as {@link ApiError} so views can show
+ * `message` to the user.
+ */
+import { invoke, type InvokeArgs } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+
+// ---------------------------------------------------------------------------
+// Types (mirror the Rust contract; timestamps are RFC 3339, durations seconds)
+// ---------------------------------------------------------------------------
+
+export type OldestState = 'none' | 'ok' | 'warning' | 'overdue';
+export type PlanState = 'pending' | 'snoozed' | 'handled';
+export type Verdict = 'accepted' | 'duplicate' | 'ignored' | 'rejected';
+export type Severity = 'info' | 'warning' | 'critical';
+export type Scheme = 'zof' | 'standard_webhooks';
+export type SecretRole = 'current' | 'previous';
+
+export interface ReceiverStatus {
+  webhook_url: string;
+  ready: boolean;
+  reason: string | null;
+}
+
+export interface Rejection {
+  at: string;
+  reason: string;
+}
+
+export interface DeliveryHealth {
+  accepted: number;
+  duplicates: number;
+  rejected: number;
+  last_rejection: Rejection | null;
+}
+
+export interface Kpis {
+  pending: number;
+  oldest_waiting_secs: number | null;
+  oldest_state: OldestState;
+  received_24h: number;
+  health: DeliveryHealth;
+}
+
+export interface PlanView {
+  plan_id: string;
+  event_id: string;
+  run_id: string;
+  organization_id: string;
+  received_at: string;
+  created: string;
+  state: PlanState;
+  snoozed_until: string | null;
+  escalated: boolean;
+  age_secs: number;
+}
+
+export interface NextAction {
+  kind: string;
+  severity: Severity;
+  text: string;
+}
+
+export interface Overview {
+  first_run: boolean;
+  receiver: ReceiverStatus;
+  kpis: Kpis;
+  queue: PlanView[];
+  next_actions: NextAction[];
+  /** 24 hourly buckets, oldest first. */
+  arrivals_24h: number[];
+  muted_until: string | null;
+  notification_status: string | null;
+}
+
+export interface DeliveryView {
+  at: string;
+  event_id: string | null;
+  verdict: Verdict;
+  status: number;
+  reason: string;
+  fingerprint: string | null;
+}
+
+export interface PlanDetail {
+  plan: PlanView;
+  payload: Record<string, unknown>;
+  deliveries: DeliveryView[];
+}
+
+export interface QuietHours {
+  start: string;
+  end: string;
+}
+
+export interface Settings {
+  listen: string;
+  scheme: Scheme;
+  allow_orgs: string[];
+  console_url_template: string;
+  quiet_hours: QuietHours | null;
+  escalation_minutes: number;
+  coalesce_threshold: number;
+  show_panel_on_arrival: boolean;
+  start_at_login: boolean;
+}
+
+export interface SecretView {
+  role: SecretRole;
+  fingerprint: string;
+  created_at: string;
+  age_days: number;
+  expires_at: string | null;
+  last_matched_at: string | null;
+  matches: number;
+  due_for_rotation: boolean;
+}
+
+export interface KeychainStatus {
+  ok: boolean;
+  message: string | null;
+}
+
+export interface Secrets {
+  keychain: KeychainStatus;
+  secrets: SecretView[];
+}
+
+export type NavigateView = 'home' | 'queue' | 'settings' | 'activity' | 'plan';
+
+export interface NavigateRequest {
+  view: NavigateView;
+  plan_id?: string;
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+export class ApiError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+  }
+}
+
+/** Normalise whatever `invoke` rejected with into an {@link ApiError}. */
+export function toApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e && typeof e === 'object') {
+    const o = e as { code?: unknown; message?: unknown };
+    if (typeof o.message === 'string' && o.message !== '') {
+      return new ApiError(typeof o.code === 'string' ? o.code : 'unknown', o.message);
+    }
+  }
+  if (typeof e === 'string' && e !== '') return new ApiError('unknown', e);
+  return new ApiError('unknown', 'Something went wrong talking to Zof Approvals.');
+}
+
+/** The text to show a person for a failed call. */
+export function errorMessage(e: unknown): string {
+  return toApiError(e).message;
+}
+
+async function call<T>(cmd: string, args?: InvokeArgs): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw toApiError(e);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Commands (argument keys are camelCase; Tauri maps them to snake_case)
+// ---------------------------------------------------------------------------
+
+export const api = {
+  getOverview: () => call<Overview>('get_overview'),
+  getPlan: (planId: string) => call<PlanDetail>('get_plan', { planId }),
+  listActivity: (limit: number) => call<DeliveryView[]>('list_activity', { limit }),
+  markHandled: (planId: string) => call<void>('mark_handled', { planId }),
+  snoozePlan: (planId: string, minutes: number) => call<void>('snooze_plan', { planId, minutes }),
+  openInConsole: (planId: string) => call<void>('open_in_console', { planId }),
+  getSettings: () => call<Settings>('get_settings'),
+  saveSettings: (settings: Settings) => call<Settings>('save_settings', { settings }),
+  getSecrets: () => call<Secrets>('get_secrets'),
+  setSecret: (secret: string, overlapHours: number) =>
+    call<Secrets>('set_secret', { secret, overlapHours }),
+  generateSecret: (overlapHours: number) => call<Secrets>('generate_secret', { overlapHours }),
+  revokePreviousSecret: () => call<Secrets>('revoke_previous_secret'),
+  /** `minutes` 0 unmutes. */
+  muteNotifications: (minutes: number) => call<void>('mute_notifications', { minutes }),
+  copyWebhookUrl: () => call<void>('copy_webhook_url'),
+};
+
+// ---------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------
+
+export const EVENTS = {
+  overview: 'zof://overview',
+  delivery: 'zof://delivery',
+  navigate: 'zof://navigate',
+} as const;
+
+export function onOverview(handler: (overview: Overview) => void): Promise<UnlistenFn> {
+  return listen<Overview>(EVENTS.overview, (e) => handler(e.payload));
+}
+
+export function onDelivery(handler: (delivery: DeliveryView) => void): Promise<UnlistenFn> {
+  return listen<DeliveryView>(EVENTS.delivery, (e) => handler(e.payload));
+}
+
+export function onNavigate(handler: (request: NavigateRequest) => void): Promise<UnlistenFn> {
+  return listen<NavigateRequest>(EVENTS.navigate, (e) => handler(e.payload));
+}
+
+/**
+ * Turn an async subscription into a synchronous cleanup function, suitable
+ * for returning from a Svelte `$effect`. Unsubscribes even when the cleanup
+ * runs before `listen` resolved.
+ */
+export function subscription(
+  pending: Promise<UnlistenFn>,
+  onError?: (message: string) => void,
+): () => void {
+  let unlisten: UnlistenFn | null = null;
+  let closed = false;
+  pending.then(
+    (fn) => {
+      if (closed) release(fn);
+      else unlisten = fn;
+    },
+    (e) => onError?.(errorMessage(e)),
+  );
+  return () => {
+    closed = true;
+    if (unlisten) release(unlisten);
+    unlisten = null;
+  };
+}
+
+function release(fn: UnlistenFn): void {
+  try {
+    // Tauri's unlisten is async; a failure to unregister is not actionable.
+    const result: unknown = fn();
+    if (result instanceof Promise) result.catch(() => undefined);
+  } catch {
+    /* ignore */
+  }
+}
