@@ -125,8 +125,11 @@ impl Application {
         let app = receiver::router(self.intake.clone(), self.limits);
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         self.pruner.abort();
+        let _ = self.pruner.await;
         let store = self.intake.store().clone();
+        drop(self.intake);
         let worker = self.worker;
+        // The last handle to the store is dropped on this blocking thread: that joins the flusher.
         tokio::task::spawn_blocking(move || {
             worker.stop();
             store.flush_blocking()

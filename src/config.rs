@@ -119,7 +119,8 @@ impl Default for Settings {
             retention_days: 30,
             request_timeout_secs: 10,
             max_concurrent_requests: 512,
-            console_url_template: "https://console.zof.ai/approvals/{plan_id}?org={organization_id}&run={run_id}".into(),
+            console_url_template: "https://console.zof.ai/approvals/{plan_id}?org={organization_id}&run={run_id}"
+                .into(),
             notifications: NotificationSettings::default(),
             start_at_login: false,
             secret_overlap_hours: 24,
@@ -136,8 +137,8 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
             Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
         };
-        let settings: Settings =
-            serde_json::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let settings: Settings = serde_json::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -159,7 +160,10 @@ impl Settings {
             return invalid("retention_days", "must be at least 1 day");
         }
         if self.request_timeout_secs == 0 || self.request_timeout_secs > 10 {
-            return invalid("request_timeout_secs", "must be between 1 and 10 seconds (Zof waits 10 seconds for an answer)");
+            return invalid(
+                "request_timeout_secs",
+                "must be between 1 and 10 seconds (Zof waits 10 seconds for an answer)",
+            );
         }
         if self.max_concurrent_requests == 0 {
             return invalid("max_concurrent_requests", "must be at least 1");
@@ -241,8 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("settings.json");
         assert_eq!(Settings::load(&path).unwrap(), Settings::default());
-        let mut s = Settings::default();
-        s.allow_orgs = vec!["org_abc".into()];
+        let mut s = Settings { allow_orgs: vec!["org_abc".into()], ..Settings::default() };
         s.notifications.quiet_hours = Some(QuietHours { start: "22:00".into(), end: "07:30".into() });
         s.save(&path).unwrap();
         assert_eq!(Settings::load(&path).unwrap(), s);
@@ -260,7 +263,10 @@ mod tests {
 
     #[test]
     fn console_url_escapes_ids() {
-        let s = Settings { console_url_template: "https://c.example/{organization_id}/p/{plan_id}".into(), ..Settings::default() };
+        let s = Settings {
+            console_url_template: "https://c.example/{organization_id}/p/{plan_id}".into(),
+            ..Settings::default()
+        };
         assert_eq!(s.console_url("plan 1/x", "r", "org_a"), "https://c.example/org_a/p/plan%201%2Fx");
     }
 

@@ -76,9 +76,8 @@ impl Envelope {
         let id = take_id(&mut root, "id")?;
         let kind = take_id(&mut root, "type")?;
         let created = take_str(&mut root, "created")?;
-        let created = DateTime::parse_from_rfc3339(&created)
-            .map_err(|_| EnvelopeError::BadTimestamp)?
-            .with_timezone(&Utc);
+        let created =
+            DateTime::parse_from_rfc3339(&created).map_err(|_| EnvelopeError::BadTimestamp)?.with_timezone(&Utc);
         let mut data = take_object(&mut root, "data")?;
         let mut object = take_object(&mut data, "data.object")?;
         let object = PlanObject {
@@ -87,13 +86,7 @@ impl Envelope {
             run_id: take_id(&mut object, "data.object.run_id")?,
             extra: object,
         };
-        Ok(Envelope {
-            id,
-            kind,
-            created,
-            data: Data { object, extra: data },
-            extra: root,
-        })
+        Ok(Envelope { id, kind, created, data: Data { object, extra: data }, extra: root })
     }
 
     pub fn is_plan_pending(&self) -> bool {
@@ -196,11 +189,14 @@ mod tests {
             let mut v: Value = serde_json::from_str(SAMPLE).unwrap();
             v.as_object_mut().unwrap().remove(field);
             let err = Envelope::parse(v.to_string().as_bytes()).unwrap_err();
-            assert_eq!(err, EnvelopeError::Missing(match field {
-                "id" => "id",
-                "type" => "type",
-                _ => "created",
-            }));
+            assert_eq!(
+                err,
+                EnvelopeError::Missing(match field {
+                    "id" => "id",
+                    "type" => "type",
+                    _ => "created",
+                })
+            );
         }
         for field in ["id", "organization_id", "run_id"] {
             let mut v: Value = serde_json::from_str(SAMPLE).unwrap();
@@ -213,10 +209,19 @@ mod tests {
     #[test]
     fn wrong_types_and_bad_values_are_refused() {
         let cases = [
-            (r#"{"id":1,"type":"t","created":"2026-05-20T12:00:00Z","data":{"object":{"id":"p","organization_id":"o","run_id":"r"}}}"#, "id"),
-            (r#"{"id":"e","type":"t","created":"yesterday","data":{"object":{"id":"p","organization_id":"o","run_id":"r"}}}"#, "created"),
+            (
+                r#"{"id":1,"type":"t","created":"2026-05-20T12:00:00Z","data":{"object":{"id":"p","organization_id":"o","run_id":"r"}}}"#,
+                "id",
+            ),
+            (
+                r#"{"id":"e","type":"t","created":"yesterday","data":{"object":{"id":"p","organization_id":"o","run_id":"r"}}}"#,
+                "created",
+            ),
             (r#"{"id":"e","type":"t","created":"2026-05-20T12:00:00Z","data":[]}"#, "data"),
-            (r#"{"id":" ","type":"t","created":"2026-05-20T12:00:00Z","data":{"object":{"id":"p","organization_id":"o","run_id":"r"}}}"#, "id"),
+            (
+                r#"{"id":" ","type":"t","created":"2026-05-20T12:00:00Z","data":{"object":{"id":"p","organization_id":"o","run_id":"r"}}}"#,
+                "id",
+            ),
             (r#"[1,2]"#, "object"),
         ];
         for (body, word) in cases {

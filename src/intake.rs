@@ -156,9 +156,9 @@ impl Intake {
         if !p.policy.allow_orgs.is_empty() && !p.policy.allow_orgs.contains(org) {
             return Err(Rejection::OrganizationNotAllowed(org.clone()));
         }
-        let stored = p.store.record_event(&envelope, now, &fingerprint).map_err(unavailable)?;
+        let stored = p.store.record_event(&envelope, now, &fingerprint).map_err(|e| unavailable(&e))?;
         // A duplicate waits too: the first delivery's write may not be on disk yet.
-        p.store.durable().await.map_err(unavailable)?;
+        p.store.durable().await.map_err(|e| unavailable(&e))?;
         let id = envelope.id.clone();
         let verdict = match stored {
             Stored::Duplicate { .. } => Verdict::Duplicate { id },
@@ -211,7 +211,7 @@ impl Intake {
     }
 }
 
-fn unavailable(e: crate::store::StoreError) -> Rejection {
+fn unavailable(e: &crate::store::StoreError) -> Rejection {
     tracing::error!(error = %e, "store unavailable");
     Rejection::Unavailable(format!("the event store is unavailable ({e})"))
 }

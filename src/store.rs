@@ -11,8 +11,8 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use tokio::sync::watch;
@@ -166,7 +166,9 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: dir.into(), source: e.into() })?;
         let db = sled::Config::new().path(dir.join("db")).open().map_err(|e| match e {
             sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(dir.into()),
-            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => StoreError::Locked(dir.into()),
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked(dir.into())
+            }
             other => StoreError::Open { path: dir.into(), source: other },
         })?;
         let inner = Inner {
@@ -255,7 +257,7 @@ impl Store {
     /// All stored events, newest first.
     pub fn events(&self) -> Result<Vec<EventRecord>, StoreError> {
         let mut all: Vec<EventRecord> = scan(&self.inner.events, "events")?;
-        all.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        all.sort_by_key(|e| std::cmp::Reverse(e.received_at));
         Ok(all)
     }
 
@@ -270,16 +272,12 @@ impl Store {
     /// All plans, oldest received first.
     pub fn plans(&self) -> Result<Vec<PlanRecord>, StoreError> {
         let mut all: Vec<PlanRecord> = scan(&self.inner.plans, "plans")?;
-        all.sort_by(|a, b| a.received_at.cmp(&b.received_at));
+        all.sort_by_key(|p| p.received_at);
         Ok(all)
     }
 
     /// Changes one plan atomically; `change` may run more than once under contention.
-    pub fn update_plan(
-        &self,
-        plan_id: &str,
-        change: impl Fn(&mut PlanRecord),
-    ) -> Result<PlanRecord, StoreError> {
+    pub fn update_plan(&self, plan_id: &str, change: impl Fn(&mut PlanRecord)) -> Result<PlanRecord, StoreError> {
         let mut out = None;
         self.inner.plans.fetch_and_update(plan_id.as_bytes(), |old| {
             let mut plan: PlanRecord = serde_json::from_slice(old?).ok()?;
@@ -321,13 +319,7 @@ impl Store {
 
     /// The newest `limit` deliveries, newest first.
     pub fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.inner
-            .deliveries
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|kv| decode("deliveries", &kv?.1))
-            .collect()
+        self.inner.deliveries.iter().rev().take(limit).map(|kv| decode("deliveries", &kv?.1)).collect()
     }
 
     /// Every logged delivery of one event id, newest first.
@@ -367,15 +359,13 @@ fn upsert_pending_plan(
     plans: &TransactionalTree,
     event: &EventRecord,
 ) -> Result<PlanRecord, ConflictableTransactionError<Claim>> {
-    let previous: Option<PlanRecord> = plans.get(event.plan_id.as_bytes())?.map(|v| decode_tx("plans", &v)).transpose()?;
+    let previous: Option<PlanRecord> =
+        plans.get(event.plan_id.as_bytes())?.map(|v| decode_tx("plans", &v)).transpose()?;
     let plan = match previous {
         // The same plan announced again while still open keeps its state and notification history.
-        Some(open) if open.is_open() => PlanRecord {
-            event_id: event.id.clone(),
-            received_at: event.received_at,
-            created: event.created,
-            ..open
-        },
+        Some(open) if open.is_open() => {
+            PlanRecord { event_id: event.id.clone(), received_at: event.received_at, created: event.created, ..open }
+        }
         _ => PlanRecord {
             plan_id: event.plan_id.clone(),
             event_id: event.id.clone(),
@@ -430,6 +420,7 @@ struct GroupCommit {
     requested: Arc<AtomicU64>,
     flushed: watch::Receiver<Flushed>,
     doorbell: Mutex<Option<SyncSender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -472,7 +463,11 @@ impl GroupCommit {
         if let Err(e) = &spawned {
             tracing::error!(error = %e, "cannot start the flusher thread; every write will report an error");
         }
-        GroupCommit { requested, flushed: rx, doorbell: Mutex::new(spawned.ok().map(|_| bell)) }
+        let (bell, thread) = match spawned {
+            Ok(t) => (Some(bell), Some(t)),
+            Err(_) => (None, None),
+        };
+        GroupCommit { requested, flushed: rx, doorbell: Mutex::new(bell), thread: Mutex::new(thread) }
     }
 
     async fn wait(&self) -> Result<(), StoreError> {
@@ -501,9 +496,13 @@ impl GroupCommit {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the doorbell ends the flusher thread after one last flush.
+        // Closing the doorbell ends the flusher thread after one last flush; joining it releases
+        // the database (and its file lock) before the drop returns.
         if let Ok(mut bell) = self.commit.doorbell.lock() {
             bell.take();
+        }
+        if let Some(t) = self.commit.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
         }
     }
 }
@@ -522,7 +521,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let fp = Fingerprint("abc".into());
-        assert!(matches!(store.record_event(&env("e1", "p1"), Utc::now(), &fp).unwrap(), Intake::Accepted { plan: Some(_) }));
+        assert!(matches!(
+            store.record_event(&env("e1", "p1"), Utc::now(), &fp).unwrap(),
+            Intake::Accepted { plan: Some(_) }
+        ));
         assert!(matches!(store.record_event(&env("e1", "p1"), Utc::now(), &fp).unwrap(), Intake::Duplicate { .. }));
         store.durable().await.unwrap();
         assert_eq!(store.outbox().unwrap().len(), 1);

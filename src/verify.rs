@@ -7,8 +7,8 @@
 
 use std::fmt;
 
-use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -266,9 +266,9 @@ impl Verifier {
                 let ts_text = ts_secs.to_string();
                 match_any(secrets, now, |s| {
                     let key = s.standard_key();
-                    signatures.iter().any(|sig| {
-                        mac(&key, &[id, b".", ts_text.as_bytes(), b".", body]).verify_slice(sig).is_ok()
-                    })
+                    signatures
+                        .iter()
+                        .any(|sig| mac(&key, &[id, b".", ts_text.as_bytes(), b".", body]).verify_slice(sig).is_ok())
                 })
             }
         }
@@ -304,7 +304,8 @@ fn match_any(
 
 fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    let mut m =
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     for p in parts {
         m.update(p);
     }
@@ -400,10 +401,19 @@ mod tests {
         assert_eq!(v.verify(&set, &zof_headers(&good), br#"{"id":"evt_2"}"#, now), Err(VerifyError::NoMatch));
         let other = sign_zof(&secret("another-secret-0123456789"), BODY);
         assert_eq!(v.verify(&set, &zof_headers(&other), BODY, now), Err(VerifyError::NoMatch));
-        assert_eq!(v.verify(&set, &Headers(HashMap::new()), BODY, now), Err(VerifyError::MissingHeader("X-Zof-Signature")));
+        assert_eq!(
+            v.verify(&set, &Headers(HashMap::new()), BODY, now),
+            Err(VerifyError::MissingHeader("X-Zof-Signature"))
+        );
         assert_eq!(v.verify(&set, &zof_headers("  "), BODY, now), Err(VerifyError::EmptyHeader("X-Zof-Signature")));
-        assert_eq!(v.verify(&set, &zof_headers("sha256=zz"), BODY, now), Err(VerifyError::MalformedHeader("X-Zof-Signature")));
-        assert_eq!(v.verify(&set, &zof_headers(&good[..good.len() - 2]), BODY, now), Err(VerifyError::MalformedHeader("X-Zof-Signature")));
+        assert_eq!(
+            v.verify(&set, &zof_headers("sha256=zz"), BODY, now),
+            Err(VerifyError::MalformedHeader("X-Zof-Signature"))
+        );
+        assert_eq!(
+            v.verify(&set, &zof_headers(&good[..good.len() - 2]), BODY, now),
+            Err(VerifyError::MalformedHeader("X-Zof-Signature"))
+        );
         assert_eq!(v.verify(&SecretSet::default(), &zof_headers(&good), BODY, now), Err(VerifyError::NoSecret));
     }
 

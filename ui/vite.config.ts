@@ -3,7 +3,7 @@ import { svelte } from '@sveltejs/vite-plugin-svelte';
 
 // The built panel is served by Tauri's custom protocol, so asset paths are
 // relative and nothing is inlined into index.html (strict CSP: script-src 'self').
-export default defineConfig({
+export default defineConfig(({ mode }) => ({
   base: './',
   plugins: [svelte()],
   clearScreen: false,
@@ -17,11 +17,11 @@ export default defineConfig({
     sourcemap: false,
   },
   // Svelte must resolve to its browser build when components are mounted in jsdom.
-  resolve: process.env.VITEST ? { conditions: ['browser'] } : undefined,
+  resolve: mode === 'test' ? { conditions: ['browser'] } : undefined,
   test: {
     environment: 'jsdom',
     include: ['src/**/*.test.ts'],
     setupFiles: ['src/test/setup.ts'],
     restoreMocks: true,
   },
-});
+}));

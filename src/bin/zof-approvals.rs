@@ -5,20 +5,20 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use zof_approvals::app::{AppConfig, Application, SecretSource};
-use zof_approvals::config::{DEFAULT_SECRET_ENV, Paths, Settings};
+use zof_approvals::config::{Paths, Settings, DEFAULT_SECRET_ENV};
 use zof_approvals::envelope::plan_pending_body;
 use zof_approvals::outbox::LogNotifier;
 use zof_approvals::secrets::secret_from_env;
 use zof_approvals::store::{EventVerdict, PlanState, Store};
-use zof_approvals::verify::{Scheme, Secret, sign_standard, sign_zof};
+use zof_approvals::verify::{sign_standard, sign_zof, Scheme, Secret};
 
 #[derive(Debug, Parser)]
 #[command(name = "zof-approvals", version, about = "Tells you the moment a Zof remediation plan awaits your approval.")]
@@ -138,9 +138,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZOF_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZOF_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -153,7 +151,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve(a).await,
             Command::Send(a) => send(a).await,
-            Command::Sign(a) => sign(a),
+            Command::Sign(a) => sign(&a),
             Command::Check(a) => check(a).await,
             Command::Inbox(a) => inbox(a).await,
         }
@@ -201,7 +199,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
+        use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
@@ -233,10 +231,8 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(args.concurrency).build()?;
     let acked = match &args.acked_out {
         Some(path) => Some(AckWriter::open(path)?),
         None => None,
@@ -386,7 +382,13 @@ impl Summary {
         let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|(o, _)| f(o)).count() as u64;
         let mut ms: Vec<f64> = outcomes.iter().map(|(_, d)| d.as_secs_f64() * 1000.0).collect();
         ms.sort_by(f64::total_cmp);
-        let pct = |p: f64| if ms.is_empty() { 0.0 } else { ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1] };
+        let pct = |p: f64| {
+            if ms.is_empty() {
+                0.0
+            } else {
+                ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1]
+            }
+        };
         let seconds = elapsed.as_secs_f64();
         Summary {
             sent: outcomes.len() as u64,
@@ -407,7 +409,10 @@ impl Summary {
             "sent {}  accepted {}  duplicate {}  rejected {}  errors {}",
             self.sent, self.accepted, self.duplicate, self.rejected, self.errors
         );
-        println!("{:.3} s  {:.1}/s  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", self.seconds, self.per_second, self.p50_ms, self.p99_ms, self.max_ms);
+        println!(
+            "{:.3} s  {:.1}/s  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            self.seconds, self.per_second, self.p50_ms, self.p99_ms, self.max_ms
+        );
     }
 }
 
@@ -415,7 +420,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
     let secret = secret_from_env(&args.secret_env)?;
     let mut body = Vec::new();
     match &args.file {
@@ -441,7 +446,15 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let secret = secret_from_env(&args.secret_env)?;
     let wrong = Secret::generate()?;
     let tag = random_tag()?;
-    let event = |n: &str| plan_pending_body(&format!("evt_check_{tag}_{n}"), Utc::now(), &format!("plan_check_{tag}_{n}"), "org_abc", "run_check");
+    let event = |n: &str| {
+        plan_pending_body(
+            &format!("evt_check_{tag}_{n}"),
+            Utc::now(),
+            &format!("plan_check_{tag}_{n}"),
+            "org_abc",
+            "run_check",
+        )
+    };
     let valid = event("valid");
     let mut tampered = event("tampered");
     let tampered_sig = sign_zof(&secret, &tampered);
@@ -455,15 +468,69 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let malformed = b"{\"id\":\"evt_check_malformed\",".to_vec();
     let signed = |b: &[u8]| Some(sign_zof(&secret, b));
     let cases = vec![
-        Case { name: "valid event is acknowledged", signature: signed(&valid), body: valid, expect: &[200, 201, 202, 204], expect_status_word: None },
-        Case { name: "tampered body is refused", signature: Some(tampered_sig), body: tampered, expect: &[401, 403], expect_status_word: None },
-        Case { name: "wrong secret is refused", signature: Some(sign_zof(&wrong, &event("wrong"))), body: event("wrong"), expect: &[401, 403], expect_status_word: None },
-        Case { name: "empty signature is refused", signature: Some(String::new()), body: event("empty"), expect: &[400, 401, 403], expect_status_word: None },
-        Case { name: "missing signature header is refused", signature: None, body: event("missing"), expect: &[400, 401, 403], expect_status_word: None },
-        Case { name: "first delivery of an id is acknowledged", signature: signed(&dup), body: dup.clone(), expect: &[200, 201, 202, 204], expect_status_word: None },
-        Case { name: "duplicate delivery is acknowledged as a duplicate", signature: signed(&dup), body: dup, expect: &[200, 201, 202, 204], expect_status_word: Some("duplicate") },
-        Case { name: "oversize body is refused", signature: signed(&oversize), body: oversize, expect: &[413], expect_status_word: None },
-        Case { name: "malformed JSON is refused", signature: signed(&malformed), body: malformed, expect: &[400, 422], expect_status_word: None },
+        Case {
+            name: "valid event is acknowledged",
+            signature: signed(&valid),
+            body: valid,
+            expect: &[200, 201, 202, 204],
+            expect_status_word: None,
+        },
+        Case {
+            name: "tampered body is refused",
+            signature: Some(tampered_sig),
+            body: tampered,
+            expect: &[401, 403],
+            expect_status_word: None,
+        },
+        Case {
+            name: "wrong secret is refused",
+            signature: Some(sign_zof(&wrong, &event("wrong"))),
+            body: event("wrong"),
+            expect: &[401, 403],
+            expect_status_word: None,
+        },
+        Case {
+            name: "empty signature is refused",
+            signature: Some(String::new()),
+            body: event("empty"),
+            expect: &[400, 401, 403],
+            expect_status_word: None,
+        },
+        Case {
+            name: "missing signature header is refused",
+            signature: None,
+            body: event("missing"),
+            expect: &[400, 401, 403],
+            expect_status_word: None,
+        },
+        Case {
+            name: "first delivery of an id is acknowledged",
+            signature: signed(&dup),
+            body: dup.clone(),
+            expect: &[200, 201, 202, 204],
+            expect_status_word: None,
+        },
+        Case {
+            name: "duplicate delivery is acknowledged as a duplicate",
+            signature: signed(&dup),
+            body: dup,
+            expect: &[200, 201, 202, 204],
+            expect_status_word: Some("duplicate"),
+        },
+        Case {
+            name: "oversize body is refused",
+            signature: signed(&oversize),
+            body: oversize,
+            expect: &[413],
+            expect_status_word: None,
+        },
+        Case {
+            name: "malformed JSON is refused",
+            signature: signed(&malformed),
+            body: malformed,
+            expect: &[400, 422],
+            expect_status_word: None,
+        },
     ];
     let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
     let mut failed = 0;
@@ -476,11 +543,17 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let text = resp.text().await.unwrap_or_default();
-                let word_ok = case.expect_status_word.is_none_or(|w| text.contains(&format!("\"{w}\"")) || !text.trim_start().starts_with('{'));
+                let word_ok = case
+                    .expect_status_word
+                    .is_none_or(|w| text.contains(&format!("\"{w}\"")) || !text.trim_start().starts_with('{'));
                 if case.expect.contains(&status) && word_ok {
                     Ok(format!("{status}"))
                 } else {
-                    Err(format!("got {status}, expected one of {:?}{}", case.expect, case.expect_status_word.map(|w| format!(" with status \"{w}\"")).unwrap_or_default()))
+                    Err(format!(
+                        "got {status}, expected one of {:?}{}",
+                        case.expect,
+                        case.expect_status_word.map(|w| format!(" with status \"{w}\"")).unwrap_or_default()
+                    ))
                 }
             }
             // A receiver may close the connection on an oversize body instead of answering 413.
@@ -531,10 +604,29 @@ async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
         println!("the inbox is empty");
         return Ok(ExitCode::SUCCESS);
     }
-    let _ = writeln!(std::io::stdout(), "{:<28} {:<26} {:<24} {:<14} {:<14} {:<25} STATE", "ID", "TYPE", "PLAN", "RUN", "ORG", "RECEIVED");
+    let _ = writeln!(
+        std::io::stdout(),
+        "{:<28} {:<26} {:<24} {:<14} {:<14} {:<25} STATE",
+        "ID",
+        "TYPE",
+        "PLAN",
+        "RUN",
+        "ORG",
+        "RECEIVED"
+    );
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-        let _ = writeln!(std::io::stdout(), "{:<28} {:<26} {:<24} {:<14} {:<14} {:<25} {}", s("id"), s("type"), s("plan"), s("run"), s("org"), s("received_at"), s("state"));
+        let _ = writeln!(
+            std::io::stdout(),
+            "{:<28} {:<26} {:<24} {:<14} {:<14} {:<25} {}",
+            s("id"),
+            s("type"),
+            s("plan"),
+            s("run"),
+            s("org"),
+            s("received_at"),
+            s("state")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,181 @@
+//! The `zof-approvals` command as scripts use it: child processes, stdout contracts, exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{bin, SECRET};
+
+/// A `zof-approvals serve` child on a free port.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+fn serve(data: &std::path::Path) -> Server {
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--config-dir")
+        .arg(data.join("config"))
+        .env("ZOF_WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Server { url: format!("{base}/webhooks/zof"), child }
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).env("ZOF_WEBHOOK_SECRET", SECRET).output().unwrap()
+}
+
+fn terminate(mut server: Server) {
+    Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
+}
+
+fn inbox(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = Command::new(bin()).arg("inbox").arg("--data-dir").arg(data).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn serve_prints_one_listening_line_and_send_reports_json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let out = cli(&["send", "--url", &server.url, "--count", "20", "--concurrency", "4", "--json"]);
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 10);
+    for k in
+        ["sent", "accepted", "duplicate", "rejected", "errors", "seconds", "per_second", "p50_ms", "p99_ms", "max_ms"]
+    {
+        assert!(keys.contains(&k), "{k} missing in {s}");
+    }
+    assert_eq!((s["sent"].as_u64(), s["accepted"].as_u64(), s["errors"].as_u64()), (Some(20), Some(20), Some(0)));
+    let dup = cli(&["send", "--url", &server.url, "--count", "3", "--id", "evt_same", "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&dup.stdout).unwrap();
+    assert_eq!((d["accepted"].as_u64(), d["duplicate"].as_u64()), (Some(1), Some(2)));
+    terminate(server);
+    assert_eq!(inbox(dir.path()).len(), 21);
+}
+
+#[test]
+fn check_passes_against_our_receiver_and_fails_with_the_wrong_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let ok = cli(&["check", "--url", &server.url]);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("PASS")).count(), 9, "{text}");
+    let bad = Command::new(bin())
+        .args(["check", "--url", &server.url])
+        .env("ZOF_WEBHOOK_SECRET", "a-different-secret-0123456789")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("FAIL  valid event is acknowledged"));
+    terminate(server);
+}
+
+#[test]
+fn sign_prints_the_header_value_for_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .arg("sign")
+        .env("ZOF_WEBHOOK_SECRET", "key-long-enough-0123456789")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let expected = zof_approvals::verify::sign_zof(
+        &zof_approvals::verify::Secret::new("key-long-enough-0123456789").unwrap(),
+        b"hello",
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), expected);
+}
+
+#[test]
+fn inbox_says_clearly_when_a_running_receiver_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let out = Command::new(bin()).arg("inbox").arg("--data-dir").arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another Zof Approvals process"));
+    terminate(server);
+}
+
+#[test]
+fn serve_without_a_secret_answers_503_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--secret-env", "ZOF_TEST_UNSET_VAR", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config-dir")
+        .arg(dir.path().join("config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = format!("{}/webhooks/zof", line.trim().trim_start_matches("listening on "));
+    let out = cli(&["send", "--url", &url, "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rejected"].as_u64(), Some(1));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("ZOF_TEST_UNSET_VAR is not set"), "{err}");
+}
+
+/// SIGKILL mid-burst: every id that got a 2xx is in the inbox after a restart, and every
+/// accepted plan's outbox work is completed.
+#[test]
+fn crash_mid_burst_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acked = dir.path().join("acked.txt");
+    let mut server = serve(&data);
+    let mut sender = Command::new(bin())
+        .args(["send", "--url", &server.url, "--count", "20000", "--concurrency", "16", "--acked-out"])
+        .arg(&acked)
+        .env("ZOF_WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::fs::read_to_string(&acked).map(|s| s.lines().count()).unwrap_or(0) < 300 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the burst never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    sender.wait().unwrap();
+    let acked: Vec<String> = std::fs::read_to_string(&acked).unwrap().lines().map(str::to_owned).collect();
+    assert!(acked.len() >= 300 && acked.len() < 20000, "killed mid-burst: {} acknowledged", acked.len());
+
+    // Restart: the outbox resumes; stop gracefully so its last batch is done, then read the inbox.
+    let server = serve(&data);
+    let out = cli(&["send", "--url", &server.url, "--count", "1", "--json"]);
+    assert!(out.status.success());
+    terminate(server);
+    let rows = inbox(&data);
+    let stored: std::collections::HashMap<&str, &serde_json::Value> =
+        rows.iter().map(|r| (r["id"].as_str().unwrap(), r)).collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains_key(id.as_str())).collect();
+    assert!(missing.is_empty(), "{} acknowledged ids lost, e.g. {:?}", missing.len(), missing.first());
+    let unfinished = rows.iter().filter(|r| r["notified_at"].is_null()).count();
+    assert_eq!(unfinished, 0, "every accepted plan's outbox work is completed after the restart");
+}

@@ -1,0 +1,165 @@
+//! `spawn_app()`: a receiver on port 0 with a fresh store, and the signed requests tests send.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use zof_approvals::app::{AppConfig, Application, SecretSource};
+use zof_approvals::config::{Paths, Settings};
+use zof_approvals::envelope::plan_pending_body;
+use zof_approvals::outbox::{Notifier, NotifyError};
+use zof_approvals::store::{PlanRecord, Store};
+use zof_approvals::verify::{sign_zof, Secret, SecretSet};
+
+pub const SECRET: &str = "whsec_test-secret-for-integration-tests";
+
+pub fn secret() -> Secret {
+    Secret::new(SECRET).unwrap()
+}
+
+/// Records which plans the outbox handed on (the notifier boundary, observed).
+#[derive(Debug, Default)]
+pub struct SeenPlans(pub Mutex<Vec<String>>);
+
+impl Notifier for SeenPlans {
+    fn plan_pending(&self, plan: &PlanRecord) -> Result<(), NotifyError> {
+        self.0.lock().unwrap().push(plan.plan_id.clone());
+        Ok(())
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub url: String,
+    pub client: reqwest::Client,
+    pub dir: Arc<tempfile::TempDir>,
+    pub notified: Arc<SeenPlans>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Spawn {
+    pub settings: Settings,
+    pub secrets: SecretSet,
+    pub dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), ..Settings::default() };
+        Spawn { settings, secrets: SecretSet::single(secret()), dir: None }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Spawn::default()).await
+}
+
+pub async fn spawn_with(spawn: Spawn) -> TestApp {
+    let dir = spawn.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
+    let paths = Paths { data_dir: dir.path().join("data"), config_dir: dir.path().join("config") };
+    let config = AppConfig { paths, settings: spawn.settings, secrets: SecretSource::Fixed(spawn.secrets) };
+    let notified = Arc::new(SeenPlans::default());
+    let app = Application::build(config, notified.clone()).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        url: format!("{base}/webhooks/zof"),
+        base,
+        client: reqwest::Client::new(),
+        dir,
+        notified,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub json: serde_json::Value,
+    pub retry_after: Option<String>,
+}
+
+impl TestApp {
+    pub async fn post(&self, body: &[u8], signature: Option<&str>) -> Reply {
+        let mut req = self.client.post(&self.url).body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("X-Zof-Signature", sig);
+        }
+        reply(req.send().await.unwrap()).await
+    }
+
+    pub async fn post_signed(&self, body: &[u8]) -> Reply {
+        self.post(body, Some(&sign_zof(&secret(), body))).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        reply(self.client.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    /// Stops the receiver (graceful) and returns its directory for a restart or inspection.
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        self.shutdown().await;
+        self.dir.clone()
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// Opens the store after stopping the receiver.
+    pub async fn stopped_store(self) -> (Store, Arc<tempfile::TempDir>) {
+        let dir = self.stop().await;
+        (Store::open(&dir.path().join("data")).unwrap(), dir)
+    }
+
+    /// Waits until the outbox handed `n` plans to the notifier.
+    pub async fn wait_notified(&self, n: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let seen = self.notified.0.lock().unwrap().clone();
+            if seen.len() >= n {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.notified.0.lock().unwrap().clone()
+    }
+}
+
+async fn reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Reply { status, json, retry_after }
+}
+
+pub fn event(id: &str) -> Vec<u8> {
+    event_for(id, "plan_1", "org_abc")
+}
+
+pub fn event_for(id: &str, plan: &str, org: &str) -> Vec<u8> {
+    plan_pending_body(id, Utc::now(), plan, org, "run_xyz")
+}
+
+pub fn event_created(id: &str, created: DateTime<Utc>) -> Vec<u8> {
+    plan_pending_body(id, created, "plan_1", "org_abc", "run_xyz")
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zof-approvals"))
+}

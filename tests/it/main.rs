@@ -1,0 +1,8 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test here
+
+//! Black-box tests of the receiver and the CLI, against real HTTP, real sled directories and
+//! real child processes.
+
+mod cli;
+mod helpers;
+mod receiver;

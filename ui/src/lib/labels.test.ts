@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { describeDelivery, nextActionTarget, verdictLabel, verdictTone } from './labels';
+
+describe('verdicts in plain words', () => {
+  it('labels every verdict', () => {
+    expect(verdictLabel('accepted')).toBe('Accepted');
+    expect(verdictLabel('duplicate')).toBe('Duplicate');
+    expect(verdictLabel('ignored')).toBe('Ignored');
+    expect(verdictLabel('rejected')).toBe('Rejected');
+    expect(verdictLabel('something_new')).toBe('something_new');
+  });
+
+  it('gives rejected deliveries the danger tone', () => {
+    expect(verdictTone('rejected')).toBe('danger');
+    expect(verdictTone('accepted')).toBe('ok');
+    expect(verdictTone('whatever')).toBe('neutral');
+  });
+
+  it('describes a delivery with its reason and HTTP status', () => {
+    expect(describeDelivery({ verdict: 'rejected', reason: 'timestamp is 9 minutes old', status: 401 })).toBe(
+      'Rejected: timestamp is 9 minutes old (HTTP 401)',
+    );
+    expect(describeDelivery({ verdict: 'accepted', reason: '  ', status: 202 })).toBe('Accepted (HTTP 202)');
+  });
+});
+
+it('maps next-action kinds to a view', () => {
+  expect(nextActionTarget({ kind: 'rotate_secret' })).toBe('settings');
+  expect(nextActionTarget({ kind: 'receiver_not_ready' })).toBe('settings');
+  expect(nextActionTarget({ kind: 'deliveries_rejected' })).toBe('activity');
+  expect(nextActionTarget({ kind: 'approve_oldest' })).toBeNull();
+});

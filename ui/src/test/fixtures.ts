@@ -1,0 +1,119 @@
+import type { DeliveryView, Overview, PlanDetail, PlanView, Secrets, Settings } from '../lib/api';
+
+export function makePlan(over: Partial<PlanView> = {}): PlanView {
+  return {
+    plan_id: 'pln_alpha',
+    event_id: 'evt_1',
+    run_id: 'run_42',
+    organization_id: 'org_acme',
+    received_at: '2025-01-01T10:00:00Z',
+    created: '2025-01-01T09:59:58Z',
+    state: 'pending',
+    snoozed_until: null,
+    escalated: false,
+    age_secs: 3900,
+    ...over,
+  };
+}
+
+export function makeOverview(over: Partial<Overview> = {}): Overview {
+  const queue = over.queue ?? [
+    makePlan(),
+    makePlan({ plan_id: 'pln_beta', event_id: 'evt_2', run_id: 'run_43', age_secs: 600 }),
+  ];
+  return {
+    first_run: false,
+    receiver: { webhook_url: 'http://127.0.0.1:8787/webhooks/zof', ready: true, reason: null },
+    kpis: {
+      pending: queue.length,
+      oldest_waiting_secs: 3900,
+      oldest_state: 'warning',
+      received_24h: 7,
+      health: {
+        accepted: 12,
+        duplicates: 2,
+        rejected: 1,
+        last_rejection: { at: new Date(Date.now() - 5 * 60_000).toISOString(), reason: 'signature did not match any secret' },
+      },
+    },
+    queue,
+    next_actions: [{ kind: 'approve_oldest', severity: 'warning', text: 'Approve pln_alpha in the Console' }],
+    arrivals_24h: Array.from({ length: 24 }, (_, i) => (i === 23 ? 3 : i % 5 === 0 ? 1 : 0)),
+    muted_until: null,
+    notification_status: null,
+    ...over,
+  };
+}
+
+export function makeSettings(over: Partial<Settings> = {}): Settings {
+  return {
+    listen: '127.0.0.1:8787',
+    scheme: 'zof',
+    allow_orgs: ['org_acme'],
+    console_url_template: 'https://console.example.test/orgs/{organization_id}/runs/{run_id}/plans/{plan_id}',
+    quiet_hours: null,
+    escalation_minutes: 30,
+    coalesce_threshold: 3,
+    show_panel_on_arrival: true,
+    start_at_login: false,
+    ...over,
+  };
+}
+
+export function makeSecrets(over: Partial<Secrets> = {}): Secrets {
+  return {
+    keychain: { ok: true, message: null },
+    secrets: [
+      {
+        role: 'current',
+        fingerprint: 'sha256:ab12cd34',
+        created_at: '2025-01-01T00:00:00Z',
+        age_days: 95,
+        expires_at: null,
+        last_matched_at: '2025-01-01T09:00:00Z',
+        matches: 40,
+        due_for_rotation: true,
+      },
+      {
+        role: 'previous',
+        fingerprint: 'sha256:99ff0011',
+        created_at: '2024-09-01T00:00:00Z',
+        age_days: 200,
+        expires_at: '2099-01-02T00:00:00Z',
+        last_matched_at: null,
+        matches: 0,
+        due_for_rotation: false,
+      },
+    ],
+    ...over,
+  };
+}
+
+export function makeDelivery(over: Partial<DeliveryView> = {}): DeliveryView {
+  return {
+    at: '2025-01-01T10:00:00Z',
+    event_id: 'evt_1',
+    verdict: 'accepted',
+    status: 202,
+    reason: 'signature valid; plan queued',
+    fingerprint: 'sha256:ab12cd34',
+    ...over,
+  };
+}
+
+export function makePlanDetail(over: Partial<PlanDetail> = {}): PlanDetail {
+  return {
+    plan: makePlan(),
+    payload: {
+      id: 'evt_1',
+      type: 'remediation.plan_pending',
+      created: '2025-01-01T09:59:58Z',
+      data: { plan_id: 'pln_alpha', run_id: 'run_42', organization_id: 'org_acme', summary: 'Rotate 3 keys' },
+    },
+    deliveries: [
+      makeDelivery(),
+      makeDelivery({ at: '2025-01-01T10:00:05Z', verdict: 'duplicate', status: 200, reason: 'already received' }),
+    ],
+    ...over,
+  };
+}
