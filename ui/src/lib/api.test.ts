@@ -78,7 +78,7 @@ describe('events', () => {
       await emit('zof://overview', makeOverview({ queue: [] }));
       expect(seen.length).toBeGreaterThan(0);
     });
-    expect(seen.at(-1)).toBe(0);
+    expect(seen[seen.length - 1]).toBe(0);
     stop();
     await new Promise((r) => setTimeout(r, 0));
     const before = seen.length;

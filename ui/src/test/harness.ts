@@ -87,6 +87,12 @@ export async function until<T>(fn: () => T, timeout = 2000): Promise<Exclude<T, 
   );
 }
 
+/** Let pending IPC promises (e.g. `listen` registration) resolve. */
+export async function settle(ms = 0): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+  flushSync();
+}
+
 export function click(el: Element | null): void {
   if (!el) throw new Error('element not found');
   (el as HTMLElement).click();

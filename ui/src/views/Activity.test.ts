@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import Activity from './Activity.svelte';
+import { AppState, appContext } from '../lib/app-state.svelte';
+import { mockBackend, push, render, until } from '../test/harness';
+import { makeDelivery } from '../test/fixtures';
+
+function renderActivity() {
+  return render(Activity, {}, appContext(new AppState()));
+}
+
+describe('Activity', () => {
+  it('lists recent deliveries with verdict badge, plain reason and HTTP status', async () => {
+    const b = mockBackend({
+      list_activity: () => [
+        makeDelivery({ verdict: 'rejected', status: 401, reason: 'signature did not match any secret', fingerprint: null }),
+        makeDelivery({ verdict: 'duplicate', status: 200, reason: 'already received; ignored' }),
+        makeDelivery({ verdict: 'ignored', status: 202, reason: 'organization org_x is not on the allow-list' }),
+        makeDelivery(),
+      ],
+    });
+    const ui = renderActivity();
+    const rows = await until(() => {
+      const r = ui.allByTestId('activity-row');
+      expect(r).toHaveLength(4);
+      return r;
+    });
+    expect(b.callsOf('list_activity')[0].args).toEqual({ limit: 200 });
+    const cells = (i: number) => ({
+      verdict: rows[i].querySelector('[data-testid="verdict"]')!.textContent,
+      reason: rows[i].querySelector('[data-testid="activity-reason"]')!.textContent,
+      status: rows[i].querySelector('[data-testid="activity-status"]')!.textContent,
+    });
+    expect(cells(0)).toEqual({ verdict: 'Rejected', reason: 'signature did not match any secret', status: '401' });
+    expect(cells(1)).toEqual({ verdict: 'Duplicate', reason: 'already received; ignored', status: '200' });
+    expect(cells(2).verdict).toBe('Ignored');
+    expect(cells(3)).toEqual({ verdict: 'Accepted', reason: 'signature valid; plan queued', status: '202' });
+    expect(rows[0].querySelector('.badge')!.classList.contains('tone-danger')).toBe(true);
+    expect(rows[0].getAttribute('title')).toBe('Rejected: signature did not match any secret (HTTP 401)');
+  });
+
+  it('prepends deliveries pushed via zof://delivery', async () => {
+    mockBackend({ list_activity: () => [makeDelivery()] });
+    const ui = renderActivity();
+    await until(() => expect(ui.allByTestId('activity-row')).toHaveLength(1));
+    await push(
+      'zof://delivery',
+      makeDelivery({ at: '2025-01-01T11:00:00Z', verdict: 'rejected', status: 400, reason: 'body is not valid JSON' }),
+    );
+    const rows = ui.allByTestId('activity-row');
+    expect(rows).toHaveLength(2);
+    expect(rows[0].dataset.verdict).toBe('rejected');
+    expect(rows[0].textContent).toContain('body is not valid JSON');
+  });
+
+  it('keeps a delivery pushed while the list was loading, without duplicating it', async () => {
+    let resolve!: (v: unknown) => void;
+    const early = makeDelivery({ at: '2025-01-01T12:00:00Z', reason: 'early bird' });
+    mockBackend({ list_activity: () => new Promise((r) => (resolve = r)) });
+    const ui = renderActivity();
+    await until(() => expect(resolve).toBeTypeOf('function'));
+    await push('zof://delivery', early);
+    await push('zof://delivery', makeDelivery({ at: '2025-01-01T12:01:00Z', reason: 'only pushed' }));
+    resolve([early, makeDelivery()]);
+    await until(() => expect(ui.allByTestId('activity-row')).toHaveLength(3));
+    expect(ui.allByTestId('activity-reason').map((c) => c.textContent)).toEqual([
+      'only pushed',
+      'early bird',
+      'signature valid; plan queued',
+    ]);
+  });
+
+  it('shows the error message when the list cannot be loaded', async () => {
+    mockBackend({
+      list_activity: () => {
+        throw { code: 'db', message: 'The activity log is unavailable.' };
+      },
+    });
+    const ui = renderActivity();
+    await until(() => expect(ui.get('[role="alert"]')!.textContent).toContain('The activity log is unavailable.'));
+  });
+});

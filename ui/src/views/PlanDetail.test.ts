@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import PlanDetail from './PlanDetail.svelte';
+import { AppState, appContext } from '../lib/app-state.svelte';
+import { click, mockBackend, push, render, settle, until } from '../test/harness';
+import { makeDelivery, makeOverview, makePlan, makePlanDetail, makeSettings } from '../test/fixtures';
+
+function renderDetail(planId = 'pln_alpha') {
+  const app = new AppState();
+  app.overview = makeOverview();
+  app.settings = makeSettings();
+  const ui = render(PlanDetail, { planId }, appContext(app));
+  return { app, ...ui };
+}
+
+describe('Plan detail', () => {
+  it('shows the payload fields, extra fields as JSON and the delivery history', async () => {
+    const b = mockBackend({ get_plan: () => makePlanDetail() });
+    const ui = renderDetail();
+    await until(() => ui.byTestId('field-id'));
+    expect(b.callsOf('get_plan')[0].args).toEqual({ planId: 'pln_alpha' });
+    expect(ui.byTestId('plan-detail')!.dataset.planId).toBe('pln_alpha');
+    expect(ui.byTestId('field-id')!.textContent).toBe('evt_1');
+    expect(ui.byTestId('field-type')!.textContent).toBe('remediation.plan_pending');
+    expect(ui.byTestId('field-plan')!.textContent).toBe('pln_alpha');
+    expect(ui.byTestId('field-run')!.textContent).toBe('run_42');
+    expect(ui.byTestId('field-organization')!.textContent).toBe('org_acme');
+    expect(JSON.parse(ui.byTestId('payload-extra')!.textContent!)).toEqual({ data: { summary: 'Rotate 3 keys' } });
+
+    const rows = ui.allByTestId('delivery-row');
+    expect(rows.map((r) => r.dataset.verdict)).toEqual(['accepted', 'duplicate']);
+    expect(rows[0].textContent).toContain('sha256:ab12cd34');
+    expect(rows[1].textContent).toContain('already received');
+    expect(ui.byTestId('plan-state')!.textContent!.trim()).toBe('Awaits approval');
+    expect(document.activeElement?.tagName).toBe('H1');
+  });
+
+  it('Mark handled from the detail view calls the command and reloads the plan', async () => {
+    let handled = false;
+    const b = mockBackend({
+      get_plan: () => makePlanDetail({ plan: makePlan({ state: handled ? 'handled' : 'pending' }) }),
+      mark_handled: () => {
+        handled = true;
+        return null;
+      },
+    });
+    const ui = renderDetail();
+    await until(() => ui.byTestId('mark-handled'));
+    click(ui.byTestId('mark-handled'));
+    await until(() => expect(b.callsOf('mark_handled')[0]?.args).toEqual({ planId: 'pln_alpha' }));
+    await until(() => expect(ui.byTestId('plan-state')!.textContent!.trim()).toBe('Handled'));
+    expect(ui.byTestId<HTMLButtonElement>('mark-handled')!.disabled).toBe(true);
+  });
+
+  it('Open in Console and Snooze call their commands', async () => {
+    const b = mockBackend({ get_plan: () => makePlanDetail() });
+    const ui = renderDetail();
+    await until(() => ui.byTestId('open-console'));
+    expect(ui.byTestId('open-console')!.getAttribute('href')).toBe(
+      'https://console.example.test/orgs/org_acme/runs/run_42/plans/pln_alpha',
+    );
+    click(ui.byTestId('open-console'));
+    await until(() => expect(b.callsOf('open_in_console')[0]?.args).toEqual({ planId: 'pln_alpha' }));
+    await until(() => expect(ui.target.textContent).toContain('Opened plan pln_alpha in the Console.'));
+    click(ui.byTestId('snooze'));
+    await until(() => expect(b.callsOf('snooze_plan')[0]?.args).toEqual({ planId: 'pln_alpha', minutes: 60 }));
+  });
+
+  it('falls back to an Open in Console button when no template is set', async () => {
+    const b = mockBackend({ get_plan: () => makePlanDetail() });
+    const app = new AppState();
+    app.settings = makeSettings({ console_url_template: '' });
+    const ui = render(PlanDetail, { planId: 'pln_alpha' }, appContext(app));
+    const btn = await until(() => ui.byTestId('open-console'));
+    expect(btn.tagName).toBe('BUTTON');
+    click(btn);
+    await until(() => expect(b.callsOf('open_in_console')).toHaveLength(1));
+  });
+
+  it('reloads when a new delivery of the same event arrives', async () => {
+    const b = mockBackend({ get_plan: () => makePlanDetail() });
+    const ui = renderDetail();
+    await until(() => ui.byTestId('field-id'));
+    await settle();
+    await push('zof://delivery', makeDelivery({ event_id: 'evt_other' }));
+    expect(b.callsOf('get_plan')).toHaveLength(1);
+    await push('zof://delivery', makeDelivery({ event_id: 'evt_1', verdict: 'duplicate' }));
+    await until(() => expect(b.callsOf('get_plan')).toHaveLength(2));
+  });
+
+  it('shows the error message when the plan cannot be loaded', async () => {
+    mockBackend({
+      get_plan: () => {
+        throw { code: 'not_found', message: 'No plan pln_zzz is stored.' };
+      },
+    });
+    const ui = renderDetail('pln_zzz');
+    await until(() => expect(ui.get('[role="alert"]')!.textContent).toContain('No plan pln_zzz is stored.'));
+  });
+});
