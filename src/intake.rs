@@ -156,7 +156,7 @@ impl Intake {
         if !p.policy.allow_orgs.is_empty() && !p.policy.allow_orgs.contains(org) {
             return Err(Rejection::OrganizationNotAllowed(org.clone()));
         }
-        let stored = p.store.record_event(&envelope, now, &fingerprint).map_err(|e| unavailable(&e))?;
+        let stored = p.store.record_event(&envelope, body, now, &fingerprint).map_err(|e| unavailable(&e))?;
         // A duplicate waits too: the first delivery's write may not be on disk yet.
         p.store.durable().await.map_err(|e| unavailable(&e))?;
         let id = envelope.id.clone();

@@ -147,8 +147,20 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
         return Ok(());
     }
     for entry in entries {
-        let plan = store.plan(&entry.plan_id)?;
-        if let Some(plan) = plan.filter(|p| p.is_open() && p.notified_at.is_none()) {
+        // The claim may not be written yet: this entry's turn comes on a later pass.
+        let Some(event) = store.event(&entry.event_id)? else {
+            continue;
+        };
+        // The claim was won by another delivery of the same id: this entry carries no work.
+        if event.outbox_seq != Some(entry.seq) {
+            store.complete_outbox(entry.seq)?;
+            continue;
+        }
+        let plan = match store.plan(&entry.plan_id)? {
+            Some(plan) => plan,
+            None => store.ensure_plan(&event)?,
+        };
+        if plan.is_open() && plan.notified_at.is_none() {
             if let Err(e) = notifier.plan_pending(&plan) {
                 store.retry_outbox(&entry)?;
                 return Err(e.into());
@@ -161,4 +173,37 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
     // Done-marks are made durable here, on this thread, so a restart does not repeat them.
     store.flush_blocking()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{plan_pending_body, Envelope};
+    use crate::verify::Fingerprint;
+
+    #[derive(Debug, Default)]
+    struct Told(Mutex<Vec<String>>);
+    impl Notifier for Told {
+        fn plan_pending(&self, plan: &PlanRecord) -> Result<(), NotifyError> {
+            self.0.lock().unwrap().push(plan.plan_id.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_claim_whose_plan_was_lost_gets_its_plan_rebuilt_and_notified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let env = Envelope::parse(&plan_pending_body("e1", Utc::now(), "p1", "o", "r")).unwrap();
+        store.record_event(&env, b"{}", Utc::now(), &Fingerprint("f".into())).unwrap();
+        // The crash cut between the claim and the plan write.
+        store.update_plan("p1", |_| {}).unwrap();
+        store.remove_plan_for_test("p1");
+        let told = Told::default();
+        let (tx, _rx) = broadcast::channel(8);
+        drain(&store, &told, &tx).unwrap();
+        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
+        assert!(store.plan("p1").unwrap().unwrap().notified_at.is_some());
+        assert_eq!(store.outbox_len(), 0);
+    }
 }

@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
 use tokio::sync::watch;
 
 use crate::envelope::Envelope;
@@ -60,7 +58,7 @@ pub enum EventVerdict {
 }
 
 /// A received, verified event: the inbox and the seen-id set in one record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: String,
     #[serde(rename = "type")]
@@ -72,8 +70,18 @@ pub struct EventRecord {
     pub plan_id: String,
     pub run_id: String,
     pub organization_id: String,
-    /// The whole verified envelope, unknown fields included.
-    pub payload: serde_json::Value,
+    /// The outbox entry that carries this event's work (`None` for ignored events).
+    #[serde(default)]
+    pub outbox_seq: Option<u64>,
+    /// The verified body exactly as received, unknown fields included.
+    pub payload: Box<serde_json::value::RawValue>,
+}
+
+impl EventRecord {
+    /// The stored body as a JSON value.
+    pub fn payload_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.payload.get()).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,63 +188,98 @@ impl Store {
             db,
             dir: dir.into(),
         };
-        Ok(Store { inner: Arc::new(inner) })
+        let store = Store { inner: Arc::new(inner) };
+        store.discard_orphan_outbox_entries()?;
+        Ok(store)
+    }
+
+    /// An outbox entry whose claim never reached the disk (a crash between the two writes) was
+    /// never acknowledged: the sender retries it. Runs at open, before any delivery is taken.
+    fn discard_orphan_outbox_entries(&self) -> Result<usize, StoreError> {
+        let mut discarded = 0;
+        for entry in self.outbox()? {
+            let claimed = self.event(&entry.event_id)?.is_some_and(|e| e.outbox_seq == Some(entry.seq));
+            if !claimed {
+                self.complete_outbox(entry.seq)?;
+                discarded += 1;
+            }
+        }
+        if discarded > 0 {
+            tracing::info!(discarded, "discarded outbox entries of deliveries that were never acknowledged");
+        }
+        Ok(discarded)
     }
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
 
-    /// Records a verified event. The id is claimed inside one transaction with the plan and the
-    /// outbox entry: the claim is a compare-and-swap (insert only where the id is absent) and the
-    /// three writes commit together or not at all, so a crash can never leave an id claimed
-    /// without its work.
+    /// Records a verified event whose raw body is `body`.
+    ///
+    /// Write order makes every crash point recoverable without a multi-tree transaction (sled
+    /// recovers a prefix of its log): first the outbox entry, then the claim of the id (a
+    /// compare-and-swap that only succeeds where the id is absent, and names the outbox entry),
+    /// then the plan. An outbox entry without its claim is discarded by the worker; a claim
+    /// without its plan gets the plan rebuilt from the event by the worker.
     pub fn record_event(
         &self,
         env: &Envelope,
+        body: &[u8],
         received_at: DateTime<Utc>,
         fingerprint: &Fingerprint,
     ) -> Result<Intake, StoreError> {
+        let i = &self.inner;
+        let acts = env.is_plan_pending();
+        let seq = if acts { Some(i.db.generate_id()?) } else { None };
         let record = EventRecord {
             id: env.id.clone(),
             kind: env.kind.clone(),
             created: env.created,
             received_at,
-            verdict: if env.is_plan_pending() { EventVerdict::Accepted } else { EventVerdict::Ignored },
+            verdict: if acts { EventVerdict::Accepted } else { EventVerdict::Ignored },
             fingerprint: fingerprint.clone(),
             plan_id: env.data.object.id.clone(),
             run_id: env.data.object.run_id.clone(),
             organization_id: env.data.object.organization_id.clone(),
-            payload: serde_json::to_value(env).map_err(|e| corrupt("events", e))?,
+            outbox_seq: seq,
+            payload: raw_payload(body)?,
         };
-        let event_bytes = encode(&record)?;
-        let outbox_seq = self.inner.db.generate_id()?;
-        let i = &self.inner;
-        let result = (&i.events, &i.plans, &i.outbox).transaction(|(events, plans, outbox)| {
-            if let Some(previous) = events.insert(record.id.as_bytes(), event_bytes.as_slice())? {
-                let first: EventRecord = decode_tx("events", &previous)?;
-                return Err(ConflictableTransactionError::Abort(Claim::Duplicate(first.received_at)));
-            }
-            if record.verdict == EventVerdict::Ignored {
-                return Ok(None);
-            }
-            let plan = upsert_pending_plan(plans, &record)?;
+        if let Some(seq) = seq {
             let entry = OutboxEntry {
-                seq: outbox_seq,
+                seq,
                 event_id: record.id.clone(),
                 plan_id: record.plan_id.clone(),
                 enqueued_at: received_at,
                 attempts: 0,
             };
-            outbox.insert(&outbox_seq.to_be_bytes(), encode_tx(&entry)?)?;
-            Ok(Some(plan))
-        });
-        match result {
-            Ok(plan) => Ok(Intake::Accepted { plan }),
-            Err(TransactionError::Abort(Claim::Duplicate(at))) => Ok(Intake::Duplicate { first_received_at: at }),
-            Err(TransactionError::Abort(Claim::Corrupt(c))) => Err(c),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+            i.outbox.insert(seq.to_be_bytes(), encode(&entry)?)?;
         }
+        let claimed = i.events.compare_and_swap(record.id.as_bytes(), None as Option<&[u8]>, Some(encode(&record)?))?;
+        if let Err(lost) = claimed {
+            if let Some(seq) = seq {
+                i.outbox.remove(seq.to_be_bytes())?;
+            }
+            let first: EventRecord = match lost.current {
+                Some(bytes) => decode("events", &bytes)?,
+                None => return Err(corrupt("events", "a claimed id vanished")),
+            };
+            return Ok(Intake::Duplicate { first_received_at: first.received_at });
+        }
+        let plan = if acts { Some(self.ensure_plan(&record)?) } else { None };
+        Ok(Intake::Accepted { plan })
+    }
+
+    /// Makes `event`'s plan pending (creating it, or refreshing an open one announced again).
+    pub fn ensure_plan(&self, event: &EventRecord) -> Result<PlanRecord, StoreError> {
+        let mut out = None;
+        self.inner.plans.update_and_fetch(event.plan_id.as_bytes(), |old| {
+            let previous = old.and_then(|b| serde_json::from_slice::<PlanRecord>(b).ok());
+            let plan = pending_plan(previous, event);
+            let bytes = serde_json::to_vec(&plan).ok();
+            out = Some(plan);
+            bytes
+        })?;
+        out.ok_or_else(|| corrupt("plans", "a plan could not be encoded"))
     }
 
     /// Resolves once everything written before this call is on disk (group commit).
@@ -287,6 +330,11 @@ impl Store {
             bytes
         })?;
         out.ok_or_else(|| StoreError::UnknownPlan(plan_id.into()))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn remove_plan_for_test(&self, plan_id: &str) {
+        let _ = self.inner.plans.remove(plan_id.as_bytes());
     }
 
     /// Outbox entries in the order they were enqueued.
@@ -355,13 +403,10 @@ impl Store {
     }
 }
 
-fn upsert_pending_plan(
-    plans: &TransactionalTree,
-    event: &EventRecord,
-) -> Result<PlanRecord, ConflictableTransactionError<Claim>> {
-    let previous: Option<PlanRecord> =
-        plans.get(event.plan_id.as_bytes())?.map(|v| decode_tx("plans", &v)).transpose()?;
-    let plan = match previous {
+fn pending_plan(previous: Option<PlanRecord>, event: &EventRecord) -> PlanRecord {
+    match previous {
+        // Already recorded for this very event (a rebuild after a crash): keep it as it is.
+        Some(same) if same.event_id == event.id => same,
         // The same plan announced again while still open keeps its state and notification history.
         Some(open) if open.is_open() => {
             PlanRecord { event_id: event.id.clone(), received_at: event.received_at, created: event.created, ..open }
@@ -379,15 +424,12 @@ fn upsert_pending_plan(
             escalated_at: None,
             handled_at: None,
         },
-    };
-    plans.insert(plan.plan_id.as_bytes(), encode_tx(&plan)?)?;
-    Ok(plan)
+    }
 }
 
-#[derive(Debug)]
-enum Claim {
-    Duplicate(DateTime<Utc>),
-    Corrupt(StoreError),
+fn raw_payload(body: &[u8]) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+    let text = std::str::from_utf8(body).map_err(|e| corrupt("events", e))?;
+    serde_json::value::RawValue::from_string(text.trim().to_owned()).map_err(|e| corrupt("events", e))
 }
 
 fn corrupt(tree: &'static str, e: impl std::fmt::Display) -> StoreError {
@@ -400,14 +442,6 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
-}
-
-fn encode_tx<T: Serialize>(value: &T) -> Result<Vec<u8>, ConflictableTransactionError<Claim>> {
-    encode(value).map_err(|e| ConflictableTransactionError::Abort(Claim::Corrupt(e)))
-}
-
-fn decode_tx<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, ConflictableTransactionError<Claim>> {
-    decode(tree, bytes).map_err(|e| ConflictableTransactionError::Abort(Claim::Corrupt(e)))
 }
 
 fn scan<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
@@ -512,6 +546,8 @@ mod tests {
     use super::*;
     use crate::envelope::plan_pending_body;
 
+    const BODY: &[u8] = b"{}";
+
     fn env(id: &str, plan: &str) -> Envelope {
         Envelope::parse(&plan_pending_body(id, Utc::now(), plan, "org", "run")).unwrap()
     }
@@ -522,11 +558,62 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let fp = Fingerprint("abc".into());
         assert!(matches!(
-            store.record_event(&env("e1", "p1"), Utc::now(), &fp).unwrap(),
+            store.record_event(&env("e1", "p1"), BODY, Utc::now(), &fp).unwrap(),
             Intake::Accepted { plan: Some(_) }
         ));
-        assert!(matches!(store.record_event(&env("e1", "p1"), Utc::now(), &fp).unwrap(), Intake::Duplicate { .. }));
+        assert!(matches!(
+            store.record_event(&env("e1", "p1"), BODY, Utc::now(), &fp).unwrap(),
+            Intake::Duplicate { .. }
+        ));
         store.durable().await.unwrap();
         assert_eq!(store.outbox().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_outbox_entry_whose_claim_never_reached_the_disk_is_discarded_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let orphan = OutboxEntry {
+                seq: 7,
+                event_id: "never".into(),
+                plan_id: "p".into(),
+                enqueued_at: Utc::now(),
+                attempts: 0,
+            };
+            store.inner.outbox.insert(7u64.to_be_bytes(), encode(&orphan).unwrap()).unwrap();
+            store.record_event(&env("e1", "p1"), BODY, Utc::now(), &Fingerprint("f".into())).unwrap();
+            store.durable().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let left: Vec<String> = store.outbox().unwrap().into_iter().map(|e| e.event_id).collect();
+        assert_eq!(left, vec!["e1"]);
+    }
+
+    #[test]
+    fn a_lost_claim_leaves_no_outbox_entry_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fp = Fingerprint("f".into());
+        store.record_event(&env("e1", "p1"), BODY, Utc::now(), &fp).unwrap();
+        store.record_event(&env("e1", "p1"), BODY, Utc::now(), &fp).unwrap();
+        assert_eq!(store.outbox_len(), 1);
+    }
+
+    #[test]
+    fn a_plan_announced_again_while_open_keeps_its_notification_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fp = Fingerprint("f".into());
+        store.record_event(&env("e1", "p1"), BODY, Utc::now(), &fp).unwrap();
+        let notified = Utc::now();
+        store.update_plan("p1", |p| p.notified_at = Some(notified)).unwrap();
+        store.record_event(&env("e2", "p1"), BODY, Utc::now(), &fp).unwrap();
+        let plan = store.plan("p1").unwrap().unwrap();
+        assert_eq!((plan.event_id.as_str(), plan.notified_at), ("e2", Some(notified)));
+        store.update_plan("p1", |p| p.state = PlanState::Handled).unwrap();
+        store.record_event(&env("e3", "p1"), BODY, Utc::now(), &fp).unwrap();
+        let reopened = store.plan("p1").unwrap().unwrap();
+        assert_eq!((reopened.state, reopened.notified_at), (PlanState::Pending, None));
     }
 }

@@ -532,7 +532,8 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             expect_status_word: None,
         },
     ];
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    // A fresh connection per case: a receiver may close one after refusing a body it did not read.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).pool_max_idle_per_host(0).build()?;
     let mut failed = 0;
     for case in cases {
         let mut req = client.post(&args.url).header("content-type", "application/json");

@@ -157,7 +157,7 @@ async fn unknown_fields_are_kept() {
     v["data"]["object"]["policy_pack"] = serde_json::json!("pp_1");
     assert_eq!(app.post_signed(v.to_string().as_bytes()).await.json["status"], "accepted");
     let (store, _d) = app.stopped_store().await;
-    let payload = store.event("evt_extra").unwrap().unwrap().payload;
+    let payload = store.event("evt_extra").unwrap().unwrap().payload_value();
     assert_eq!(
         (payload["livemode"].as_bool(), payload["data"]["object"]["policy_pack"].as_str()),
         (Some(true), Some("pp_1"))
