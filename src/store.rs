@@ -18,6 +18,9 @@ use tokio::sync::watch;
 use crate::envelope::Envelope;
 use crate::verify::Fingerprint;
 
+/// sled's page cache (its default is 1 GiB); recent events and open plans fit easily.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// How many delivery log entries are kept (the activity view and plan history read them).
 pub const DELIVERY_LOG_CAP: usize = 20_000;
 
@@ -172,7 +175,7 @@ impl Store {
     /// Opens (or creates) the store in `dir`. A directory held by another process is [`StoreError::Locked`].
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: dir.into(), source: e.into() })?;
-        let db = sled::Config::new().path(dir.join("db")).open().map_err(|e| match e {
+        let db = sled::Config::new().path(dir.join("db")).cache_capacity(CACHE_BYTES).open().map_err(|e| match e {
             sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(dir.into()),
             sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
                 StoreError::Locked(dir.into())

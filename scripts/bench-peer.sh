@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the same signed load against adnanh/webhook (Debian's `webhook`, with a
+# payload-hmac-sha256 trigger rule) and against `zof-approvals serve`, and prints both rates.
+# Usage: scripts/bench-peer.sh [COUNT] [CONCURRENCY]
+set -euo pipefail
+count=${1:-20000}
+concurrency=${2:-64}
+cd "$(dirname "$0")/.."
+command -v webhook >/dev/null || { echo "install Debian's webhook package first: apt-get install webhook" >&2; exit 2; }
+cargo build --release --quiet --bin zof-approvals
+bin=target/release/zof-approvals
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+cat > "$work/hooks.json" <<JSON
+[{"id": "zof", "execute-command": "/bin/true", "response-message": "ok",
+  "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": "$ZOF_WEBHOOK_SECRET",
+                             "parameter": {"source": "header", "name": "X-Zof-Signature"}}}}]
+JSON
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+webhook -hooks "$work/hooks.json" -ip 127.0.0.1 -port "$port" >"$work/webhook.log" 2>&1 &
+for _ in $(seq 50); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+ZOF_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --config-dir "$work/config" >"$work/serve.out" 2>"$work/serve.err" &
+serve_pid=$!
+for _ in $(seq 100); do grep -q '^listening on ' "$work/serve.out" && break; sleep 0.05; done
+ours=$(sed -n 's/^listening on //p' "$work/serve.out")/webhooks/zof
+
+peer_json=$("$bin" send --url "http://127.0.0.1:$port/hooks/zof" --count "$count" --concurrency "$concurrency" --json)
+ours_json=$("$bin" send --url "$ours" --count "$count" --concurrency "$concurrency" --json)
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
+python3 - "$peer_json" "$ours_json" "$rss_kb" <<'PY'
+import json, sys
+peer, ours, rss = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+for name, s in (("adnanh/webhook", peer), ("zof-approvals", ours)):
+    print(f"{name:15} {s['per_second']:9.0f}/s  accepted {s['accepted']:6}  rejected {s['rejected']}  errors {s['errors']}  p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms")
+print(f"ratio (zof-approvals / webhook): {ours['per_second'] / max(peer['per_second'], 1e-9):.2f}")
+print(f"zof-approvals peak RSS: {rss / 1024:.1f} MiB (durable: each ack waits for its fsync; webhook stores nothing)")
+PY

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The receiver benchmark: 20,000 signed deliveries at concurrency 64 against `serve` (release
+# build, durable acks), then fills the store to 100,000 events and reports the server's memory.
+# Prints numbers; asserts nothing. Usage: scripts/bench.sh [TOTAL_EVENTS]
+set -euo pipefail
+total=${1:-100000}
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bin zof-approvals
+bin=target/release/zof-approvals
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ZOF_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do grep -q '^listening on ' "$work/out" && break; sleep 0.05; done
+url=$(sed -n 's/^listening on //p' "$work/out")/webhooks/zof
+echo "== 20000 deliveries, concurrency 64"
+"$bin" send --url "$url" --count 20000 --concurrency 64
+rest=$((total - 20000))
+if [ "$rest" -gt 0 ]; then
+  echo "== filling to $total stored events"
+  "$bin" send --url "$url" --count "$rest" --concurrency 64
+fi
+sleep 2
+echo "== server memory after $total stored events"
+grep -E 'VmRSS|VmHWM' "/proc/$pid/status"
+du -sh "$work/data" | awk '{print "store on disk: " $1}'

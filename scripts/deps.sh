@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what is missing on Debian/Ubuntu to build, run and test Zof Approvals.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+packages=(
+  build-essential pkg-config curl wget file ca-certificates python3
+  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
+  libdbus-1-dev dbus dbus-x11 gnome-keyring libsecret-tools
+  xvfb xauth webkit2gtk-driver
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+# Node.js may come from another source with npm bundled: only ask apt when the commands are missing.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi

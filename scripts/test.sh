@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: the core and CLI (cargo test), the panel (Vitest).
+# Installs missing system packages first, so it runs on a fresh Debian/Ubuntu machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+echo "== panel (ui/): npm ci, unit tests, build"
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build)
+echo "== core, CLI and desktop shell: cargo test"
+cargo test --workspace --locked
