@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cargo build --release --locked --bin zof-approvals
-echo "Starting the Zof Approvals receiver. Keep the webhook secret in ZOF_WEBHOOK_SECRET (or pass --secret-env)." >&2
+echo "Starting the Zof Approvals receiver. Store the webhook secret first: target/release/zof-approvals secret set" >&2
 exec target/release/zof-approvals serve "$@"

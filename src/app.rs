@@ -16,17 +16,26 @@ use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
 use crate::outbox::{Notifier, OutboxWorker};
 use crate::receiver::{self, Limits};
-use crate::secrets::{SecretsHandle, SecretsStatus};
+use crate::secrets::{Keychain, SecretManager, SecretStore, SecretUsage, SecretsHandle, SecretsStatus, SecretsWatcher};
 use crate::store::{Store, StoreError};
 use crate::verify::{SecretSet, Verifier};
 
 /// Where the secrets come from.
 #[derive(Debug, Clone)]
 pub enum SecretSource {
+    /// The secret store (the OS keychain by default) with metadata in the config dir.
+    Store(Arc<dyn SecretStore>),
     /// One secret from an environment variable the user named (headless use, CI).
     Env(String),
     /// A fixed set (tests, embedding).
     Fixed(SecretSet),
+}
+
+impl SecretSource {
+    /// The OS keychain: the default for `serve` and the desktop app.
+    pub fn keychain() -> SecretSource {
+        SecretSource::Store(Arc::new(Keychain::default()))
+    }
 }
 
 /// Everything needed to start the receiver.
@@ -62,6 +71,8 @@ pub struct Application {
     pruner: JoinHandle<()>,
     events: broadcast::Sender<CoreEvent>,
     secrets: SecretsHandle,
+    manager: Option<SecretManager>,
+    watcher: Option<SecretsWatcher>,
 }
 
 impl Application {
@@ -70,7 +81,8 @@ impl Application {
         let data_dir = config.paths.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
         let (events, _) = broadcast::channel(1024);
-        let secrets = SecretsHandle::new(initial_secrets(&config.secrets));
+        let usage = Arc::new(SecretUsage::default());
+        let (secrets, manager, watcher) = start_secrets(&config, usage.clone()).await?;
         let worker = OutboxWorker::start(store.clone(), notifier, events.clone()).map_err(AppError::Thread)?;
         let policy = IntakePolicy {
             verifier: Verifier {
@@ -80,7 +92,7 @@ impl Application {
             allow_orgs: settings.allow_orgs.clone(),
             retention_days: settings.retention_days,
         };
-        let intake = Intake::new(store.clone(), secrets.clone(), policy, events.clone(), worker.kick());
+        let intake = Intake::new(store.clone(), secrets.clone(), usage, policy, events.clone(), worker.kick());
         let limits = Limits {
             max_body_bytes: settings.max_body_bytes,
             request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
@@ -91,7 +103,7 @@ impl Application {
             .map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let pruner = tokio::spawn(prune_periodically(store, settings.retention_days));
-        Ok(Application { listener, addr, intake, limits, worker, pruner, events, secrets })
+        Ok(Application { listener, addr, intake, limits, worker, pruner, events, secrets, manager, watcher })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -119,6 +131,11 @@ impl Application {
         &self.secrets
     }
 
+    /// Rotation and status of the secrets, when they come from a secret store.
+    pub fn secret_manager(&self) -> Option<&SecretManager> {
+        self.manager.as_ref()
+    }
+
     /// Serves until `shutdown` resolves; in-flight requests finish, the outbox thread finishes
     /// its batch and the store is flushed before this returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
@@ -129,9 +146,13 @@ impl Application {
         let store = self.intake.store().clone();
         drop(self.intake);
         let worker = self.worker;
+        let watcher = self.watcher;
         // The last handle to the store is dropped on this blocking thread: that joins the flusher.
         tokio::task::spawn_blocking(move || {
             worker.stop();
+            if let Some(w) = watcher {
+                w.stop();
+            }
             store.flush_blocking()
         })
         .await??;
@@ -139,13 +160,27 @@ impl Application {
     }
 }
 
-fn initial_secrets(source: &SecretSource) -> SecretsStatus {
-    match source {
-        SecretSource::Fixed(set) => SecretsStatus::Ready(set.clone()),
-        SecretSource::Env(var) => match crate::secrets::secret_from_env(var) {
+type SecretsParts = (SecretsHandle, Option<SecretManager>, Option<SecretsWatcher>);
+
+async fn start_secrets(config: &AppConfig, usage: Arc<SecretUsage>) -> Result<SecretsParts, AppError> {
+    let fixed = |status| Ok((SecretsHandle::new(status), None, None));
+    match &config.secrets {
+        SecretSource::Fixed(set) => fixed(SecretsStatus::Ready(set.clone())),
+        SecretSource::Env(var) => fixed(match crate::secrets::secret_from_env(var) {
             Ok(secret) => SecretsStatus::Ready(SecretSet::single(secret)),
             Err(e) => SecretsStatus::Unavailable(e.to_string()),
-        },
+        }),
+        SecretSource::Store(store) => {
+            let manager =
+                SecretManager::new(store.clone(), &config.paths.config_dir, config.settings.rotation_reminder_days);
+            let handle = SecretsHandle::new(SecretsStatus::Unavailable("loading the webhook secrets".into()));
+            let (m, h) = (manager.clone(), handle.clone());
+            // The first load reads the keychain: a blocking call, bounded by the keychain timeout.
+            let watcher = tokio::task::spawn_blocking(move || SecretsWatcher::start(m, h, usage))
+                .await?
+                .map_err(AppError::Thread)?;
+            Ok((handle, Some(manager), Some(watcher)))
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::events::CoreEvent;
 use crate::outbox::OutboxKick;
-use crate::secrets::{SecretsHandle, SecretsStatus};
+use crate::secrets::{SecretUsage, SecretsHandle, SecretsStatus};
 use crate::store::{DeliveryRecord, DeliveryVerdict, Intake as Stored, Store};
 use crate::verify::{Fingerprint, HeaderSource, Verifier, VerifyError};
 
@@ -92,6 +92,7 @@ pub struct Intake {
 struct Parts {
     store: Store,
     secrets: SecretsHandle,
+    usage: Arc<SecretUsage>,
     policy: IntakePolicy,
     events: broadcast::Sender<CoreEvent>,
     outbox: OutboxKick,
@@ -101,11 +102,12 @@ impl Intake {
     pub fn new(
         store: Store,
         secrets: SecretsHandle,
+        usage: Arc<SecretUsage>,
         policy: IntakePolicy,
         events: broadcast::Sender<CoreEvent>,
         outbox: OutboxKick,
     ) -> Intake {
-        Intake { inner: Arc::new(Parts { store, secrets, policy, events, outbox }) }
+        Intake { inner: Arc::new(Parts { store, secrets, usage, policy, events, outbox }) }
     }
 
     /// Why deliveries cannot be accepted right now, if they cannot.
@@ -148,6 +150,7 @@ impl Intake {
             SecretsStatus::Unavailable(why) => return Err(Rejection::Unavailable(why.clone())),
         };
         let fingerprint = p.policy.verifier.verify(set, headers, body, now)?;
+        p.usage.record(&fingerprint, now);
         let envelope = Envelope::parse(body)?;
         if envelope.created < now - Duration::days(i64::from(p.policy.retention_days)) {
             return Err(Rejection::TooOld(p.policy.retention_days));

@@ -18,7 +18,7 @@
 //! let body = br#"{"id":"evt_1"}"#;
 //! let header = sign_zof(&secret, body);
 //! let headers = [("X-Zof-Signature", header)];
-//! let matched = Verifier::default().verify(&SecretSet::single(secret.clone()), &headers[..], body, chrono::Utc::now());
+//! let matched = Verifier::default().verify(&SecretSet::single(secret.clone()), &headers, body, chrono::Utc::now());
 //! assert_eq!(matched, Ok(secret.fingerprint()));
 //! ```
 

@@ -209,8 +209,8 @@ pub trait HeaderSource: Sync {
     fn header(&self, name: &str) -> Option<&[u8]>;
 }
 
-/// Header name/value pairs, matched case-insensitively (tests, the CLI).
-impl<K: AsRef<str> + Sync, V: AsRef<[u8]> + Sync> HeaderSource for [(K, V)] {
+/// Header name/value pairs, matched case-insensitively (tests, the CLI, examples).
+impl<K: AsRef<str> + Sync, V: AsRef<[u8]> + Sync, const N: usize> HeaderSource for [(K, V); N] {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.iter().find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
     }

@@ -14,7 +14,7 @@ struct Server {
 
 fn serve(data: &std::path::Path) -> Server {
     let mut child = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--secret-env", "ZOF_WEBHOOK_SECRET", "--data-dir"])
         .arg(data)
         .arg("--config-dir")
         .arg(data.join("config"))

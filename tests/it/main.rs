@@ -6,3 +6,5 @@
 mod cli;
 mod helpers;
 mod receiver;
+mod secrets;
+mod session;
