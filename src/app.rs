@@ -7,18 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use std::future::IntoFuture;
+use std::sync::RwLock;
+
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::{Paths, Settings};
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
 use crate::outbox::{Notifier, OutboxWorker};
+use crate::panel::Panel;
 use crate::receiver::{self, Limits};
 use crate::secrets::{Keychain, SecretManager, SecretStore, SecretUsage, SecretsHandle, SecretsStatus, SecretsWatcher};
 use crate::store::{Store, StoreError};
-use crate::verify::{SecretSet, Verifier};
+use crate::verify::SecretSet;
 
 /// Where the secrets come from.
 #[derive(Debug, Clone)]
@@ -64,35 +68,26 @@ pub enum AppError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
-    addr: SocketAddr,
-    intake: Intake,
     limits: Limits,
     worker: OutboxWorker,
     pruner: JoinHandle<()>,
-    events: broadcast::Sender<CoreEvent>,
-    secrets: SecretsHandle,
-    manager: Option<SecretManager>,
     watcher: Option<SecretsWatcher>,
+    rebinds: mpsc::Receiver<TcpListener>,
+    panel: Panel,
 }
 
 impl Application {
     pub async fn build(config: AppConfig, notifier: Arc<dyn Notifier>) -> Result<Application, AppError> {
-        let settings = &config.settings;
+        let settings = config.settings.clone();
         let data_dir = config.paths.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
         let (events, _) = broadcast::channel(1024);
         let usage = Arc::new(SecretUsage::default());
         let (secrets, manager, watcher) = start_secrets(&config, usage.clone()).await?;
-        let worker = OutboxWorker::start(store.clone(), notifier, events.clone()).map_err(AppError::Thread)?;
-        let policy = IntakePolicy {
-            verifier: Verifier {
-                scheme: settings.scheme,
-                tolerance: chrono::Duration::seconds(i64::from(settings.tolerance_secs)),
-            },
-            allow_orgs: settings.allow_orgs.clone(),
-            retention_days: settings.retention_days,
-        };
-        let intake = Intake::new(store.clone(), secrets.clone(), usage, policy, events.clone(), worker.kick());
+        notifier.set_preferences(&settings.notifications);
+        let worker = OutboxWorker::start(store.clone(), notifier.clone(), events.clone()).map_err(AppError::Thread)?;
+        let policy = IntakePolicy::from_settings(&settings);
+        let intake = Intake::new(store.clone(), secrets, usage, policy, events.clone(), worker.kick());
         let limits = Limits {
             max_body_bytes: settings.max_body_bytes,
             request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
@@ -102,51 +97,86 @@ impl Application {
             .await
             .map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: settings.listen, source })?;
-        let pruner = tokio::spawn(prune_periodically(store, settings.retention_days));
-        Ok(Application { listener, addr, intake, limits, worker, pruner, events, secrets, manager, watcher })
+        let pruner = tokio::spawn(prune_periodically(store.clone(), settings.retention_days));
+        let (rebind, rebinds) = mpsc::channel(1);
+        let panel = Panel {
+            store,
+            intake,
+            notifier,
+            manager,
+            settings: Arc::new(RwLock::new(settings)),
+            paths: config.paths,
+            addr: Arc::new(RwLock::new(addr)),
+            rebind,
+            events,
+        };
+        Ok(Application { listener, limits, worker, pruner, watcher, rebinds, panel })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.local_addr().unwrap_or_else(|_| self.panel.settings().listen)
     }
 
     pub fn webhook_url(&self) -> String {
-        format!("http://{}{}", self.addr, receiver::WEBHOOK_PATH)
+        self.panel.webhook_url()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
-        self.events.subscribe()
+        self.panel.subscribe()
     }
 
     pub fn store(&self) -> &Store {
-        self.intake.store()
+        &self.panel.store
     }
 
     /// Why deliveries are refused with 503 right now, if they are.
     pub fn intake_not_ready(&self) -> Option<String> {
-        self.intake.not_ready()
-    }
-
-    pub fn secrets(&self) -> &SecretsHandle {
-        &self.secrets
+        self.panel.intake.not_ready()
     }
 
     /// Rotation and status of the secrets, when they come from a secret store.
     pub fn secret_manager(&self) -> Option<&SecretManager> {
-        self.manager.as_ref()
+        self.panel.manager.as_ref()
+    }
+
+    /// The handle the desktop shell works through.
+    pub fn panel(&self) -> Panel {
+        self.panel.clone()
     }
 
     /// Serves until `shutdown` resolves; in-flight requests finish, the outbox thread finishes
-    /// its batch and the store is flushed before this returns.
+    /// its batch and the store is flushed before this returns. A new listen address from the
+    /// settings moves the server without dropping the store or the queue.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let app = receiver::router(self.intake.clone(), self.limits);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
-        self.pruner.abort();
-        let _ = self.pruner.await;
-        let store = self.intake.store().clone();
-        drop(self.intake);
-        let worker = self.worker;
-        let watcher = self.watcher;
+        let Application { mut listener, limits, worker, pruner, watcher, mut rebinds, panel } = self;
+        let mut shutdown = Box::pin(shutdown);
+        let served = loop {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let app = receiver::router(panel.intake.clone(), limits);
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            let mut server = tokio::spawn(server.into_future());
+            tokio::select! {
+                () = &mut shutdown => {
+                    let _ = stop.send(());
+                    break server.await;
+                }
+                Some(next) = rebinds.recv() => {
+                    let _ = stop.send(());
+                    if let Err(e) = server.await {
+                        tracing::warn!(error = %e, "the previous listener stopped with an error");
+                    }
+                    tracing::info!(addr = ?next.local_addr().ok(), "receiver moved to a new address");
+                    listener = next;
+                }
+                done = &mut server => break done,
+            }
+        };
+        pruner.abort();
+        let _ = pruner.await;
+        let store = panel.store.clone();
+        drop(panel);
         // The last handle to the store is dropped on this blocking thread: that joins the flusher.
         tokio::task::spawn_blocking(move || {
             worker.stop();
@@ -156,7 +186,7 @@ impl Application {
             store.flush_blocking()
         })
         .await??;
-        served.map_err(AppError::Serve)
+        served?.map_err(AppError::Serve)
     }
 }
 

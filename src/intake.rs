@@ -74,12 +74,25 @@ impl Verdict {
     }
 }
 
-/// Intake settings that are fixed while the receiver runs.
+/// The intake's share of the settings.
 #[derive(Debug, Clone)]
 pub struct IntakePolicy {
     pub verifier: Verifier,
     pub allow_orgs: Vec<String>,
     pub retention_days: u32,
+}
+
+impl IntakePolicy {
+    pub fn from_settings(settings: &crate::config::Settings) -> IntakePolicy {
+        IntakePolicy {
+            verifier: Verifier {
+                scheme: settings.scheme,
+                tolerance: chrono::Duration::seconds(i64::from(settings.tolerance_secs)),
+            },
+            allow_orgs: settings.allow_orgs.clone(),
+            retention_days: settings.retention_days,
+        }
+    }
 }
 
 /// The pipeline, shared by every request.
@@ -93,7 +106,8 @@ struct Parts {
     store: Store,
     secrets: SecretsHandle,
     usage: Arc<SecretUsage>,
-    policy: IntakePolicy,
+    /// Replaced whole when settings change (scheme, allow-list), like the secret set.
+    policy: std::sync::RwLock<Arc<IntakePolicy>>,
     events: broadcast::Sender<CoreEvent>,
     outbox: OutboxKick,
 }
@@ -107,7 +121,23 @@ impl Intake {
         events: broadcast::Sender<CoreEvent>,
         outbox: OutboxKick,
     ) -> Intake {
+        let policy = std::sync::RwLock::new(Arc::new(policy));
         Intake { inner: Arc::new(Parts { store, secrets, usage, policy, events, outbox }) }
+    }
+
+    /// Applies new settings to every delivery that starts after this call.
+    pub fn set_policy(&self, policy: IntakePolicy) {
+        match self.inner.policy.write() {
+            Ok(mut g) => *g = Arc::new(policy),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
+        }
+    }
+
+    fn policy(&self) -> Arc<IntakePolicy> {
+        match self.inner.policy.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Why deliveries cannot be accepted right now, if they cannot.
@@ -149,14 +179,15 @@ impl Intake {
             SecretsStatus::Ready(set) => set,
             SecretsStatus::Unavailable(why) => return Err(Rejection::Unavailable(why.clone())),
         };
-        let fingerprint = p.policy.verifier.verify(set, headers, body, now)?;
+        let policy = self.policy();
+        let fingerprint = policy.verifier.verify(set, headers, body, now)?;
         p.usage.record(&fingerprint, now);
         let envelope = Envelope::parse(body)?;
-        if envelope.created < now - Duration::days(i64::from(p.policy.retention_days)) {
-            return Err(Rejection::TooOld(p.policy.retention_days));
+        if envelope.created < now - Duration::days(i64::from(policy.retention_days)) {
+            return Err(Rejection::TooOld(policy.retention_days));
         }
         let org = &envelope.data.object.organization_id;
-        if !p.policy.allow_orgs.is_empty() && !p.policy.allow_orgs.contains(org) {
+        if !policy.allow_orgs.is_empty() && !policy.allow_orgs.contains(org) {
             return Err(Rejection::OrganizationNotAllowed(org.clone()));
         }
         let stored = p.store.record_event(&envelope, body, now, &fingerprint).map_err(|e| unavailable(&e))?;

@@ -28,6 +28,7 @@ pub mod envelope;
 pub mod events;
 pub mod intake;
 pub mod outbox;
+pub mod panel;
 pub mod receiver;
 pub mod secrets;
 pub mod store;

@@ -27,6 +27,17 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     fn status(&self) -> Option<String> {
         None
     }
+    /// The plan was handled or snoozed: take its notification back where the platform allows.
+    /// Must not block (called from async code).
+    fn withdraw(&self, _plan_id: &str) {}
+    /// New notification preferences (quiet hours, escalation, coalescing). Must not block.
+    fn set_preferences(&self, _prefs: &crate::config::NotificationSettings) {}
+    /// Mute until the given time (`None`: unmute). Must not block.
+    fn mute_until(&self, _until: Option<chrono::DateTime<Utc>>) {}
+    /// Until when notifications are muted.
+    fn muted_until(&self) -> Option<chrono::DateTime<Utc>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,0 +1,531 @@
+//! What the desktop panel shows and does, as plain async calls over the core. The desktop
+//! shell's commands are one-liners over [`Panel`]; nothing here knows about Tauri.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::{NotificationSettings, Paths, QuietHours, Settings};
+use crate::events::CoreEvent;
+use crate::intake::{Intake, IntakePolicy};
+use crate::outbox::Notifier;
+use crate::secrets::{SecretManager, SecretsReport};
+use crate::store::{DeliveryRecord, DeliveryVerdict, PlanRecord, PlanState, Store};
+use crate::verify::{Scheme, Secret};
+
+/// An error for the UI: a stable code and a sentence to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct PanelError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl PanelError {
+    fn new(code: &'static str, message: impl std::fmt::Display) -> PanelError {
+        PanelError { code, message: message.to_string() }
+    }
+}
+
+impl From<crate::store::StoreError> for PanelError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::UnknownPlan(_) => PanelError::new("unknown_plan", e),
+            other => PanelError::new("store", other),
+        }
+    }
+}
+
+impl From<crate::secrets::SecretsError> for PanelError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        let code = match &e {
+            crate::secrets::SecretsError::Keychain(_) => "keychain",
+            crate::secrets::SecretsError::Invalid(_) => "invalid_secret",
+            crate::secrets::SecretsError::NoPrevious => "no_previous_secret",
+            _ => "secrets",
+        };
+        PanelError::new(code, e)
+    }
+}
+
+impl From<tokio::task::JoinError> for PanelError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        PanelError::new("internal", e)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReceiverStatus {
+    pub webhook_url: String,
+    pub ready: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejection {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryHealth {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub last_rejection: Option<Rejection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OldestState {
+    None,
+    Ok,
+    Warning,
+    Overdue,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kpis {
+    pub pending: u64,
+    pub oldest_waiting_secs: Option<i64>,
+    pub oldest_state: OldestState,
+    pub received_24h: u64,
+    pub health: DeliveryHealth,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanView {
+    pub plan_id: String,
+    pub event_id: String,
+    pub run_id: String,
+    pub organization_id: String,
+    pub received_at: DateTime<Utc>,
+    pub created: DateTime<Utc>,
+    pub state: PlanState,
+    pub snoozed_until: Option<DateTime<Utc>>,
+    pub escalated: bool,
+    pub age_secs: i64,
+}
+
+impl PlanView {
+    fn of(p: &PlanRecord, now: DateTime<Utc>) -> PlanView {
+        PlanView {
+            plan_id: p.plan_id.clone(),
+            event_id: p.event_id.clone(),
+            run_id: p.run_id.clone(),
+            organization_id: p.organization_id.clone(),
+            received_at: p.received_at,
+            created: p.created,
+            state: p.state,
+            snoozed_until: p.snoozed_until,
+            escalated: p.escalated_at.is_some(),
+            age_secs: (now - p.received_at).num_seconds().max(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NextAction {
+    pub kind: &'static str,
+    pub severity: Severity,
+    pub text: String,
+}
+
+/// The home view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overview {
+    pub first_run: bool,
+    pub receiver: ReceiverStatus,
+    pub kpis: Kpis,
+    pub queue: Vec<PlanView>,
+    pub next_actions: Vec<NextAction>,
+    /// Accepted deliveries per hour over the last 24 hours, oldest first.
+    pub arrivals_24h: Vec<u32>,
+    pub muted_until: Option<DateTime<Utc>>,
+    pub notification_status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanDetail {
+    pub plan: PlanView,
+    pub payload: serde_json::Value,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// The settings the panel edits (a flat view of [`Settings`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub listen: String,
+    pub scheme: Scheme,
+    pub allow_orgs: Vec<String>,
+    pub console_url_template: String,
+    pub quiet_hours: Option<QuietHours>,
+    pub escalation_minutes: u32,
+    pub coalesce_threshold: u32,
+    pub show_panel_on_arrival: bool,
+    pub start_at_login: bool,
+}
+
+impl SettingsView {
+    fn of(s: &Settings) -> SettingsView {
+        SettingsView {
+            listen: s.listen.to_string(),
+            scheme: s.scheme,
+            allow_orgs: s.allow_orgs.clone(),
+            console_url_template: s.console_url_template.clone(),
+            quiet_hours: s.notifications.quiet_hours.clone(),
+            escalation_minutes: s.notifications.escalation_minutes,
+            coalesce_threshold: s.notifications.coalesce_threshold,
+            show_panel_on_arrival: s.notifications.show_panel_on_arrival,
+            start_at_login: s.start_at_login,
+        }
+    }
+
+    fn apply_to(&self, base: &Settings) -> Result<Settings, PanelError> {
+        let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
+            PanelError::new("invalid_settings", "the listen address must be IP:PORT, e.g. 127.0.0.1:8787")
+        })?;
+        let settings = Settings {
+            listen,
+            scheme: self.scheme,
+            allow_orgs: self.allow_orgs.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect(),
+            console_url_template: self.console_url_template.trim().to_owned(),
+            notifications: NotificationSettings {
+                quiet_hours: self.quiet_hours.clone(),
+                escalation_minutes: self.escalation_minutes,
+                coalesce_threshold: self.coalesce_threshold,
+                show_panel_on_arrival: self.show_panel_on_arrival,
+                ..base.notifications.clone()
+            },
+            start_at_login: self.start_at_login,
+            ..base.clone()
+        };
+        settings.validate().map_err(|e| PanelError::new("invalid_settings", e))?;
+        Ok(settings)
+    }
+}
+
+/// A request to move the receiver to another address (served by `run_until_stopped`).
+pub(crate) type Rebind = tokio::net::TcpListener;
+
+/// Everything the panel needs, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub(crate) store: Store,
+    pub(crate) intake: Intake,
+    pub(crate) notifier: Arc<dyn Notifier>,
+    pub(crate) manager: Option<SecretManager>,
+    pub(crate) settings: Arc<RwLock<Settings>>,
+    pub(crate) paths: Paths,
+    pub(crate) addr: Arc<RwLock<SocketAddr>>,
+    pub(crate) rebind: mpsc::Sender<Rebind>,
+    pub(crate) events: broadcast::Sender<CoreEvent>,
+}
+
+impl Panel {
+    pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn settings(&self) -> Settings {
+        read(&self.settings).clone()
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}{}", read(&self.addr), crate::receiver::WEBHOOK_PATH)
+    }
+
+    pub async fn overview(&self) -> Result<Overview, PanelError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.overview_now(Utc::now())).await?
+    }
+
+    fn overview_now(&self, now: DateTime<Utc>) -> Result<Overview, PanelError> {
+        let settings = self.settings();
+        let open: Vec<PlanRecord> = self.store.plans()?.into_iter().filter(|p| p.state == PlanState::Pending).collect();
+        let queue: Vec<PlanView> = open.iter().map(|p| PlanView::of(p, now)).collect();
+        let oldest = queue.iter().map(|p| p.age_secs).max();
+        let escalate_secs = i64::from(settings.notifications.escalation_minutes) * 60;
+        let oldest_state = match oldest {
+            None => OldestState::None,
+            Some(a) if a >= escalate_secs => OldestState::Overdue,
+            Some(a) if a >= escalate_secs / 2 => OldestState::Warning,
+            Some(_) => OldestState::Ok,
+        };
+        let (health, arrivals_24h, received_24h) = self.delivery_stats(now)?;
+        let reason = self.intake.not_ready();
+        let secrets = match &self.manager {
+            Some(m) => Some(m.report(now, false)?),
+            None => None,
+        };
+        let first_run = secrets.as_ref().is_some_and(|r| r.secrets.is_empty());
+        let notification_status = self.notifier.status();
+        let mut next_actions = Vec::new();
+        let overdue = queue.iter().filter(|p| p.age_secs >= escalate_secs).count();
+        if overdue > 0 {
+            next_actions.push(NextAction {
+                kind: "plans_overdue",
+                severity: Severity::Critical,
+                text: format!(
+                    "{overdue} plan{} wait{} over {} min for approval",
+                    plural(overdue),
+                    if overdue == 1 { "s" } else { "" },
+                    settings.notifications.escalation_minutes
+                ),
+            });
+        }
+        if let Some(why) = &reason {
+            next_actions.push(NextAction {
+                kind: "receiver_not_ready",
+                severity: Severity::Critical,
+                text: format!("Receiver unreachable for Zof: {why}"),
+            });
+        }
+        if let Some(why) = &notification_status {
+            next_actions.push(NextAction {
+                kind: "notifications_failing",
+                severity: Severity::Warning,
+                text: format!("Notifications are failing: {why}"),
+            });
+        }
+        if secrets.as_ref().is_some_and(|r| r.secrets.iter().any(|s| s.due_for_rotation)) {
+            next_actions.push(NextAction {
+                kind: "secret_due_for_rotation",
+                severity: Severity::Warning,
+                text: format!(
+                    "The webhook secret is over {} days old: rotate it in Admin Center and here",
+                    settings.rotation_reminder_days
+                ),
+            });
+        }
+        if let Some(last) = &health.last_rejection {
+            next_actions.push(NextAction {
+                kind: "deliveries_rejected",
+                severity: Severity::Warning,
+                text: format!(
+                    "{} deliver{} rejected in 24 h; last: {}",
+                    health.rejected,
+                    if health.rejected == 1 { "y" } else { "ies" },
+                    last.reason
+                ),
+            });
+        }
+        Ok(Overview {
+            first_run,
+            receiver: ReceiverStatus { webhook_url: self.webhook_url(), ready: reason.is_none(), reason },
+            kpis: Kpis { pending: queue.len() as u64, oldest_waiting_secs: oldest, oldest_state, received_24h, health },
+            queue,
+            next_actions,
+            arrivals_24h,
+            muted_until: self.notifier.muted_until().filter(|t| *t > now),
+            notification_status,
+        })
+    }
+
+    /// Health, hourly arrivals and the count of accepted events over the last 24 hours.
+    fn delivery_stats(&self, now: DateTime<Utc>) -> Result<(DeliveryHealth, Vec<u32>, u64), PanelError> {
+        let since = now - Duration::hours(24);
+        let mut health = DeliveryHealth { accepted: 0, duplicates: 0, rejected: 0, last_rejection: None };
+        let mut buckets = vec![0u32; 24];
+        for d in self.store.deliveries(crate::store::DELIVERY_LOG_CAP)? {
+            if d.at < since {
+                break;
+            }
+            match d.verdict {
+                DeliveryVerdict::Accepted => {
+                    health.accepted += 1;
+                    let hours_ago = (now - d.at).num_hours().clamp(0, 23) as usize;
+                    buckets[23 - hours_ago] += 1;
+                }
+                DeliveryVerdict::Duplicate => health.duplicates += 1,
+                DeliveryVerdict::Ignored => {}
+                DeliveryVerdict::Rejected => {
+                    health.rejected += 1;
+                    if health.last_rejection.is_none() {
+                        health.last_rejection = Some(Rejection { at: d.at, reason: d.reason.clone() });
+                    }
+                }
+            }
+        }
+        let received = health.accepted;
+        Ok((health, buckets, received))
+    }
+
+    pub async fn plan(&self, plan_id: String) -> Result<PlanDetail, PanelError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let plan = me
+                .store
+                .plan(&plan_id)?
+                .ok_or_else(|| PanelError::new("unknown_plan", format!("no plan with id `{plan_id}`")))?;
+            let payload = me.store.event(&plan.event_id)?.map(|e| e.payload_value()).unwrap_or(serde_json::Value::Null);
+            let deliveries = me.store.deliveries_of(&plan.event_id)?;
+            Ok(PlanDetail { plan: PlanView::of(&plan, Utc::now()), payload, deliveries })
+        })
+        .await?
+    }
+
+    pub async fn activity(&self, limit: usize) -> Result<Vec<DeliveryRecord>, PanelError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || Ok(me.store.deliveries(limit.min(1000))?)).await?
+    }
+
+    pub async fn mark_handled(&self, plan_id: String) -> Result<(), PanelError> {
+        self.change_plan(plan_id, |p, now| {
+            p.state = PlanState::Handled;
+            p.handled_at = Some(now);
+            p.snoozed_until = None;
+        })
+        .await
+    }
+
+    pub async fn snooze(&self, plan_id: String, minutes: u32) -> Result<(), PanelError> {
+        if minutes == 0 || minutes > 7 * 24 * 60 {
+            return Err(PanelError::new("invalid_snooze", "snooze between 1 minute and 7 days"));
+        }
+        self.change_plan(plan_id, move |p, now| {
+            p.state = PlanState::Snoozed;
+            p.snoozed_until = Some(now + Duration::minutes(i64::from(minutes)));
+        })
+        .await
+    }
+
+    async fn change_plan(
+        &self,
+        plan_id: String,
+        change: impl Fn(&mut PlanRecord, DateTime<Utc>) + Send + 'static,
+    ) -> Result<(), PanelError> {
+        let store = self.store.clone();
+        let id = plan_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = Utc::now();
+            store.update_plan(&id, |p| change(p, now))
+        })
+        .await??;
+        self.store.durable().await?;
+        self.notifier.withdraw(&plan_id);
+        let _ = self.events.send(CoreEvent::PlanChanged { plan_id });
+        Ok(())
+    }
+
+    pub async fn console_url(&self, plan_id: String) -> Result<String, PanelError> {
+        let store = self.store.clone();
+        let id = plan_id.clone();
+        let plan = tokio::task::spawn_blocking(move || store.plan(&id)).await??;
+        let plan = plan.ok_or_else(|| PanelError::new("unknown_plan", format!("no plan with id `{plan_id}`")))?;
+        Ok(self.settings().console_url(&plan.plan_id, &plan.run_id, &plan.organization_id))
+    }
+
+    pub fn settings_view(&self) -> SettingsView {
+        SettingsView::of(&self.settings())
+    }
+
+    /// Validates, saves and applies settings without a restart (a new listen address rebinds).
+    pub async fn save_settings(&self, view: SettingsView) -> Result<SettingsView, PanelError> {
+        let current = self.settings();
+        let next = view.apply_to(&current)?;
+        if next.listen != current.listen {
+            let listener = tokio::net::TcpListener::bind(next.listen)
+                .await
+                .map_err(|e| PanelError::new("invalid_settings", format!("cannot listen on {}: {e}", next.listen)))?;
+            let addr = listener.local_addr().map_err(|e| PanelError::new("invalid_settings", e))?;
+            self.rebind.send(listener).await.map_err(|_| PanelError::new("internal", "the receiver is stopping"))?;
+            *write(&self.addr) = addr;
+        }
+        let path = self.paths.settings_file();
+        let to_save = next.clone();
+        tokio::task::spawn_blocking(move || to_save.save(&path))
+            .await?
+            .map_err(|e| PanelError::new("invalid_settings", e))?;
+        self.intake.set_policy(IntakePolicy::from_settings(&next));
+        self.notifier.set_preferences(&next.notifications);
+        *write(&self.settings) = next;
+        let _ = self.events.send(CoreEvent::StatusChanged);
+        Ok(self.settings_view())
+    }
+
+    fn manager(&self) -> Result<SecretManager, PanelError> {
+        self.manager.clone().ok_or_else(|| {
+            PanelError::new(
+                "secrets_external",
+                "the secret comes from an environment variable; restart without --secret-env to manage it here",
+            )
+        })
+    }
+
+    pub async fn secrets(&self) -> Result<SecretsReport, PanelError> {
+        let m = self.manager()?;
+        Ok(tokio::task::spawn_blocking(move || m.report(Utc::now(), true)).await??)
+    }
+
+    /// Makes a pasted secret current. The secret goes to the keychain; nothing returns it.
+    pub async fn set_secret(&self, secret: String, overlap_hours: u32) -> Result<SecretsReport, PanelError> {
+        let secret = Secret::new(&secret).map_err(|e| PanelError::new("invalid_secret", e))?;
+        let m = self.manager()?;
+        let report = tokio::task::spawn_blocking(move || {
+            m.rotate_to(&secret, Duration::hours(i64::from(overlap_hours)), Utc::now())?;
+            m.report(Utc::now(), false)
+        })
+        .await??;
+        let _ = self.events.send(CoreEvent::StatusChanged);
+        Ok(report)
+    }
+
+    /// Generates a secret and makes it current. The caller hands it to the user once (the
+    /// desktop shell puts it on the clipboard); it is never sent to the webview.
+    pub async fn generate_secret(&self, overlap_hours: u32) -> Result<(Secret, SecretsReport), PanelError> {
+        let m = self.manager()?;
+        let out = tokio::task::spawn_blocking(move || {
+            let secret = m.generate(Duration::hours(i64::from(overlap_hours)), Utc::now())?;
+            Ok::<_, crate::secrets::SecretsError>((secret, m.report(Utc::now(), false)?))
+        })
+        .await??;
+        let _ = self.events.send(CoreEvent::StatusChanged);
+        Ok(out)
+    }
+
+    pub async fn revoke_previous_secret(&self) -> Result<SecretsReport, PanelError> {
+        let m = self.manager()?;
+        let report = tokio::task::spawn_blocking(move || {
+            m.revoke_previous()?;
+            m.report(Utc::now(), false)
+        })
+        .await??;
+        let _ = self.events.send(CoreEvent::StatusChanged);
+        Ok(report)
+    }
+
+    /// Mutes notifications for `minutes` (0 unmutes). Muted plans still reach the queue.
+    pub fn mute(&self, minutes: u32) {
+        let until = (minutes > 0).then(|| Utc::now() + Duration::minutes(i64::from(minutes)));
+        self.notifier.mute_until(until);
+        let _ = self.events.send(CoreEvent::StatusChanged);
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
