@@ -84,6 +84,7 @@ impl Application {
         let (events, _) = broadcast::channel(1024);
         let usage = Arc::new(SecretUsage::default());
         let (secrets, manager, watcher) = start_secrets(&config, usage.clone()).await?;
+        notifier.attach(&store, &events);
         notifier.set_preferences(&settings.notifications);
         let worker = OutboxWorker::start(store.clone(), notifier.clone(), events.clone()).map_err(AppError::Thread)?;
         let policy = IntakePolicy::from_settings(&settings);
@@ -176,10 +177,12 @@ impl Application {
         pruner.abort();
         let _ = pruner.await;
         let store = panel.store.clone();
+        let notifier = panel.notifier.clone();
         drop(panel);
         // The last handle to the store is dropped on this blocking thread: that joins the flusher.
         tokio::task::spawn_blocking(move || {
             worker.stop();
+            notifier.detach();
             if let Some(w) = watcher {
                 w.stop();
             }

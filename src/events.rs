@@ -15,6 +15,9 @@ pub enum CoreEvent {
     PlanChanged { plan_id: String },
     /// Receiver readiness, secrets or notification health changed.
     StatusChanged,
+    /// A plan was just announced to the user (not held back by quiet time): the desktop may
+    /// bring the panel forward.
+    Attention { plan_id: String },
     /// The user clicked a plan's notification.
     OpenPlan { plan_id: String },
     /// The user clicked the summary notification.

@@ -27,6 +27,7 @@ pub mod config;
 pub mod envelope;
 pub mod events;
 pub mod intake;
+pub mod notify;
 pub mod outbox;
 pub mod panel;
 pub mod receiver;

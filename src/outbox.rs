@@ -13,26 +13,48 @@ use chrono::Utc;
 use tokio::sync::broadcast;
 
 use crate::events::CoreEvent;
-use crate::store::{PlanRecord, Store};
+use crate::store::{PlanRecord, PlanState, Store};
 
-/// Tells the user that plans await approval. Implementations may block; they run on the outbox thread.
+/// What became of a notification request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The user was told (a notification of its own, or a summary that counts it).
+    Shown,
+    /// Quiet hours or a mute hold it back; it is summarized when they end.
+    Held,
+}
+
+/// Tells the user that plans await approval. Implementations may block in the methods that
+/// return a [`Notice`] (they run on the outbox thread); the others are called from async code
+/// and must not block.
 pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// Called once by `Application::build`, before any other call.
+    fn attach(&self, _store: &Store, _events: &broadcast::Sender<CoreEvent>) {}
+    /// Called once when the application stops, from a blocking context: let go of the store.
+    fn detach(&self) {}
     /// A plan awaits approval and the user has not been told yet.
-    fn plan_pending(&self, plan: &PlanRecord) -> Result<(), NotifyError>;
-    /// Time passed or state changed (snoozes ending, escalations due, plans handled).
-    fn tick(&self, _store: &Store) -> Result<(), NotifyError> {
-        Ok(())
+    fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError>;
+    /// A plan still pending after the escalation delay: told once more, urgently.
+    fn escalate(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
+        self.plan_pending(plan)
+    }
+    /// Quiet time ended with `count` plans held back.
+    fn summarize_held(&self, _count: usize) -> Result<Notice, NotifyError> {
+        Ok(Notice::Shown)
+    }
+    /// How long a plan may wait before [`Notifier::escalate`]; `None`: never.
+    fn escalation_after(&self) -> Option<chrono::Duration> {
+        None
     }
     /// Why notifications fail right now, if they do.
     fn status(&self) -> Option<String> {
         None
     }
     /// The plan was handled or snoozed: take its notification back where the platform allows.
-    /// Must not block (called from async code).
     fn withdraw(&self, _plan_id: &str) {}
-    /// New notification preferences (quiet hours, escalation, coalescing). Must not block.
+    /// New notification preferences (quiet hours, escalation, coalescing).
     fn set_preferences(&self, _prefs: &crate::config::NotificationSettings) {}
-    /// Mute until the given time (`None`: unmute). Must not block.
+    /// Mute until the given time (`None`: unmute).
     fn mute_until(&self, _until: Option<chrono::DateTime<Utc>>) {}
     /// Until when notifications are muted.
     fn muted_until(&self) -> Option<chrono::DateTime<Utc>> {
@@ -44,17 +66,17 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
 #[error("{0}")]
 pub struct NotifyError(pub String);
 
-/// Writes one log line per pending plan: the headless default before native notifications.
+/// Writes one log line per pending plan: for embedding and machines without a desktop.
 #[derive(Debug, Default)]
 pub struct LogNotifier;
 
 impl Notifier for LogNotifier {
-    fn plan_pending(&self, plan: &PlanRecord) -> Result<(), NotifyError> {
+    fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
         tracing::info!(
             plan = %plan.plan_id, run = %plan.run_id, organization = %plan.organization_id,
             "remediation plan awaits approval"
         );
-        Ok(())
+        Ok(Notice::Shown)
     }
 }
 
@@ -85,8 +107,10 @@ pub struct OutboxWorker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// How often the worker wakes without a kick, for time-based work (snoozes, escalations, retries).
+/// How often the worker wakes without a kick, for retries and time-based work.
 const TICK: Duration = Duration::from_millis(500);
+/// How often snoozes, held plans and escalations are looked at.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl OutboxWorker {
     pub fn start(
@@ -124,6 +148,7 @@ impl Drop for OutboxWorker {
 
 fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEvent>, wake: &Receiver<()>) {
     let mut backoff = TICK;
+    let mut last_upkeep = std::time::Instant::now();
     loop {
         match drain(store, notifier, events) {
             Ok(()) => backoff = TICK,
@@ -132,8 +157,11 @@ fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEv
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
-        if let Err(e) = notifier.tick(store) {
-            tracing::warn!(error = %e, "notification upkeep failed");
+        if last_upkeep.elapsed() >= UPKEEP_EVERY {
+            last_upkeep = std::time::Instant::now();
+            if let Err(e) = upkeep(store, notifier, events, Utc::now()) {
+                tracing::warn!(error = %e, "notification upkeep failed");
+            }
         }
         match wake.recv_timeout(backoff) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
@@ -171,18 +199,82 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
             Some(plan) => plan,
             None => store.ensure_plan(&event)?,
         };
-        if plan.is_open() && plan.notified_at.is_none() {
-            if let Err(e) = notifier.plan_pending(&plan) {
-                store.retry_outbox(&entry)?;
-                return Err(e.into());
-            }
-            store.update_plan(&plan.plan_id, |p| p.notified_at = Some(Utc::now()))?;
+        if plan.state == PlanState::Pending && plan.notified_at.is_none() && !plan.held {
+            let notice = match notifier.plan_pending(&plan) {
+                Ok(n) => n,
+                Err(e) => {
+                    store.retry_outbox(&entry)?;
+                    return Err(e.into());
+                }
+            };
+            record_notice(store, &plan.plan_id, notice)?;
             let _ = events.send(CoreEvent::PlanChanged { plan_id: plan.plan_id.clone() });
         }
         store.complete_outbox(entry.seq)?;
     }
     // Done-marks are made durable here, on this thread, so a restart does not repeat them.
     store.flush_blocking()?;
+    Ok(())
+}
+
+fn record_notice(store: &Store, plan_id: &str, notice: Notice) -> Result<(), crate::store::StoreError> {
+    let now = Utc::now();
+    store.update_plan(plan_id, |p| match notice {
+        Notice::Shown => {
+            p.notified_at = Some(now);
+            p.held = false;
+        }
+        Notice::Held => p.held = true,
+    })?;
+    Ok(())
+}
+
+/// Time-based work: snoozes that ended, plans held back by quiet time, escalations.
+fn upkeep(
+    store: &Store,
+    notifier: &dyn Notifier,
+    events: &broadcast::Sender<CoreEvent>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), DrainError> {
+    let plans = store.plans()?;
+    let mut changed = Vec::new();
+    for plan in plans.iter().filter(|p| p.state == PlanState::Snoozed && p.snoozed_until.is_none_or(|t| t <= now)) {
+        let woken = store.update_plan(&plan.plan_id, |p| {
+            p.state = PlanState::Pending;
+            p.snoozed_until = None;
+            p.notified_at = None;
+            p.held = false;
+        })?;
+        record_notice(store, &woken.plan_id, notifier.plan_pending(&woken)?)?;
+        changed.push(woken.plan_id);
+    }
+    let held: Vec<&PlanRecord> = plans.iter().filter(|p| p.state == PlanState::Pending && p.held).collect();
+    if !held.is_empty() && notifier.summarize_held(held.len())? == Notice::Shown {
+        for plan in held {
+            record_notice(store, &plan.plan_id, Notice::Shown)?;
+            changed.push(plan.plan_id.clone());
+        }
+    }
+    if let Some(after) = notifier.escalation_after() {
+        let due = plans.iter().filter(|p| {
+            p.state == PlanState::Pending
+                && p.notified_at.is_some()
+                && p.escalated_at.is_none()
+                && p.received_at + after <= now
+        });
+        for plan in due {
+            if notifier.escalate(plan)? == Notice::Shown {
+                store.update_plan(&plan.plan_id, |p| p.escalated_at = Some(now))?;
+                changed.push(plan.plan_id.clone());
+            }
+        }
+    }
+    if !changed.is_empty() {
+        store.flush_blocking()?;
+        for plan_id in changed {
+            let _ = events.send(CoreEvent::PlanChanged { plan_id });
+        }
+    }
     Ok(())
 }
 
@@ -195,9 +287,9 @@ mod tests {
     #[derive(Debug, Default)]
     struct Told(Mutex<Vec<String>>);
     impl Notifier for Told {
-        fn plan_pending(&self, plan: &PlanRecord) -> Result<(), NotifyError> {
+        fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
             self.0.lock().unwrap().push(plan.plan_id.clone());
-            Ok(())
+            Ok(Notice::Shown)
         }
     }
 

@@ -234,6 +234,12 @@ pub struct Panel {
 }
 
 impl Panel {
+    /// The store, for tests that arrange time-based states (an hour passing, say).
+    #[doc(hidden)]
+    pub fn store_for_tests(&self) -> Store {
+        self.store.clone()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
         self.events.subscribe()
     }

@@ -114,6 +114,9 @@ pub struct PlanRecord {
     pub escalated_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub handled_at: Option<DateTime<Utc>>,
+    /// Arrived during quiet hours or a mute: to be summarized when they end.
+    #[serde(default)]
+    pub held: bool,
 }
 
 impl PlanRecord {
@@ -167,6 +170,7 @@ struct Inner {
     plans: sled::Tree,
     outbox: sled::Tree,
     deliveries: sled::Tree,
+    meta: sled::Tree,
     commit: GroupCommit,
     dir: PathBuf,
 }
@@ -187,6 +191,7 @@ impl Store {
             plans: db.open_tree("plans")?,
             outbox: db.open_tree("outbox")?,
             deliveries: db.open_tree("deliveries")?,
+            meta: db.open_tree("meta")?,
             commit: GroupCommit::start(db.clone()),
             db,
             dir: dir.into(),
@@ -361,6 +366,16 @@ impl Store {
         Ok(())
     }
 
+    /// A small piece of state kept across restarts (e.g. the mute switch).
+    pub fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        self.inner.meta.get(key.as_bytes())?.map(|v| decode("meta", &v)).transpose()
+    }
+
+    pub fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        self.inner.meta.insert(key.as_bytes(), encode(value)?)?;
+        Ok(())
+    }
+
     /// Appends to the delivery log (made durable with the next group commit).
     pub fn record_delivery(&self, record: &DeliveryRecord) -> Result<(), StoreError> {
         let key = self.inner.db.generate_id()?;
@@ -426,6 +441,7 @@ fn pending_plan(previous: Option<PlanRecord>, event: &EventRecord) -> PlanRecord
             notified_at: None,
             escalated_at: None,
             handled_at: None,
+            held: false,
         },
     }
 }

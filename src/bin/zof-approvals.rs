@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings, DEFAULT_SECRET_ENV};
 use zof_approvals::envelope::plan_pending_body;
-use zof_approvals::outbox::LogNotifier;
+use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::secrets::{secret_from_env, Keychain, SecretManager, SecretRole, SecretStore, SecretsReport};
 use zof_approvals::store::{EventVerdict, PlanState, Store};
 use zof_approvals::verify::{sign_standard, sign_zof, Scheme, Secret};
@@ -237,7 +237,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => SecretSource::keychain(),
     };
     let config = AppConfig { paths: paths.clone(), settings, secrets };
-    let app = Application::build(config, Arc::new(LogNotifier)).await?;
+    let notifier = Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current()));
+    let app = Application::build(config, notifier).await?;
     eprintln!("Zof Approvals receiver");
     eprintln!("  webhook URL : {}", app.webhook_url());
     eprintln!("  data        : {}", paths.data_dir.display());

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{bin, SECRET};
+use crate::session::Session;
 
 /// A `zof-approvals serve` child on a free port.
 struct Server {
@@ -12,8 +13,25 @@ struct Server {
     url: String,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a receiver running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn serve(data: &std::path::Path) -> Server {
-    let mut child = Command::new(bin())
+    serve_on(data, None)
+}
+
+/// `serve` inside a private session (its bus, for notifications), or in this process's environment.
+fn serve_on(data: &std::path::Path, session: Option<&Session>) -> Server {
+    let mut command = match session {
+        Some(s) => s.command(bin()),
+        None => Command::new(bin()),
+    };
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--secret-env", "ZOF_WEBHOOK_SECRET", "--data-dir"])
         .arg(data)
         .arg("--config-dir")
@@ -140,13 +158,16 @@ fn serve_without_a_secret_answers_503_and_says_why() {
 }
 
 /// SIGKILL mid-burst: every id that got a 2xx is in the inbox after a restart, and every
-/// accepted plan's outbox work is completed.
+/// accepted plan's outbox work (its notification, on a real notification server) is completed.
 #[test]
 fn crash_mid_burst_loses_no_acknowledged_event() {
+    let session = Session::bus_only();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _recorder = runtime.block_on(zof_testkit::NotificationRecorder::start(&session.bus)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let acked = dir.path().join("acked.txt");
-    let mut server = serve(&data);
+    let mut server = serve_on(&data, Some(&session));
     let mut sender = Command::new(bin())
         .args(["send", "--url", &server.url, "--count", "20000", "--concurrency", "16", "--acked-out"])
         .arg(&acked)
@@ -167,7 +188,7 @@ fn crash_mid_burst_loses_no_acknowledged_event() {
     assert!(acked.len() >= 300 && acked.len() < 20000, "killed mid-burst: {} acknowledged", acked.len());
 
     // Restart: the outbox resumes; stop gracefully so its last batch is done, then read the inbox.
-    let server = serve(&data);
+    let server = serve_on(&data, Some(&session));
     let out = cli(&["send", "--url", &server.url, "--count", "1", "--json"]);
     assert!(out.status.success());
     terminate(server);

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings};
 use zof_approvals::envelope::plan_pending_body;
-use zof_approvals::outbox::{Notifier, NotifyError};
+use zof_approvals::outbox::{Notice, Notifier, NotifyError};
 use zof_approvals::store::{PlanRecord, Store};
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
 
@@ -24,9 +24,9 @@ pub fn secret() -> Secret {
 pub struct SeenPlans(pub Mutex<Vec<String>>);
 
 impl Notifier for SeenPlans {
-    fn plan_pending(&self, plan: &PlanRecord) -> Result<(), NotifyError> {
+    fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
         self.0.lock().unwrap().push(plan.plan_id.clone());
-        Ok(())
+        Ok(Notice::Shown)
     }
 }
 

@@ -1,0 +1,29 @@
+//! Generates the Tauri context (config, icons, ACL). The app's own commands are declared here so
+//! the capability in `capabilities/` can allow exactly them; a command missing from this list is
+//! not reachable from the webview.
+
+const COMMANDS: &[&str] = &[
+    "get_overview",
+    "get_plan",
+    "list_activity",
+    "mark_handled",
+    "snooze_plan",
+    "open_in_console",
+    "get_settings",
+    "save_settings",
+    "get_secrets",
+    "set_secret",
+    "generate_secret",
+    "revoke_previous_secret",
+    "mute_notifications",
+    "copy_webhook_url",
+];
+
+fn main() {
+    let attributes = tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+    if let Err(e) = tauri_build::try_build(attributes) {
+        // Fail the build with the cause, not a panic backtrace.
+        eprintln!("tauri-build failed: {e:#}");
+        std::process::exit(1);
+    }
+}

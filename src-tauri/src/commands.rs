@@ -1,0 +1,100 @@
+//! The commands the panel invokes (`ui/src/lib/api.ts`). Each is a one-liner over the core's
+//! `Panel`; errors reach the UI as `{code, message}`.
+
+use tauri::{AppHandle, State};
+use tauri_plugin_clipboard_manager::ClipboardExt;
+use tauri_plugin_opener::OpenerExt;
+use zof_approvals::panel::{Overview, PanelError, PlanDetail, SettingsView};
+use zof_approvals::secrets::SecretsReport;
+use zof_approvals::store::DeliveryRecord;
+
+use crate::lifecycle::{error, Core};
+use crate::{autostart, forward_when_running};
+
+type Answer<T> = Result<T, PanelError>;
+
+#[tauri::command]
+pub async fn get_overview(core: State<'_, Core>) -> Answer<Overview> {
+    core.overview().await
+}
+
+#[tauri::command]
+pub async fn get_plan(core: State<'_, Core>, plan_id: String) -> Answer<PlanDetail> {
+    core.panel().await?.plan(plan_id).await
+}
+
+#[tauri::command]
+pub async fn list_activity(core: State<'_, Core>, limit: usize) -> Answer<Vec<DeliveryRecord>> {
+    core.panel().await?.activity(limit).await
+}
+
+#[tauri::command]
+pub async fn mark_handled(core: State<'_, Core>, plan_id: String) -> Answer<()> {
+    core.panel().await?.mark_handled(plan_id).await
+}
+
+#[tauri::command]
+pub async fn snooze_plan(core: State<'_, Core>, plan_id: String, minutes: u32) -> Answer<()> {
+    core.panel().await?.snooze(plan_id, minutes).await
+}
+
+#[tauri::command]
+pub async fn open_in_console(app: AppHandle, core: State<'_, Core>, plan_id: String) -> Answer<()> {
+    let url = core.panel().await?.console_url(plan_id).await?;
+    app.opener()
+        .open_url(url, None::<&str>)
+        .map_err(|e| error("open_failed", format!("could not open the Console: {e}")))
+}
+
+#[tauri::command]
+pub async fn get_settings(core: State<'_, Core>) -> Answer<SettingsView> {
+    core.settings().await
+}
+
+/// Saves and applies the settings, then makes "start at login" true of the system too.
+#[tauri::command]
+pub async fn save_settings(app: AppHandle, core: State<'_, Core>, settings: SettingsView) -> Answer<SettingsView> {
+    let saved = core.save_settings(settings, forward_when_running(&app)).await?;
+    autostart::apply(&app, saved.start_at_login).await?;
+    Ok(saved)
+}
+
+#[tauri::command]
+pub async fn get_secrets(core: State<'_, Core>) -> Answer<SecretsReport> {
+    core.panel().await?.secrets().await
+}
+
+#[tauri::command]
+pub async fn set_secret(core: State<'_, Core>, secret: String, overlap_hours: u32) -> Answer<SecretsReport> {
+    core.panel().await?.set_secret(secret, overlap_hours).await
+}
+
+/// The new secret goes to the clipboard, once; only the report (fingerprints) reaches the webview.
+#[tauri::command]
+pub async fn generate_secret(app: AppHandle, core: State<'_, Core>, overlap_hours: u32) -> Answer<SecretsReport> {
+    let (secret, report) = core.panel().await?.generate_secret(overlap_hours).await?;
+    app.clipboard().write_text(secret.expose()).map_err(|e| {
+        error(
+            "clipboard",
+            format!("a new secret is now current but could not be copied ({e}); generate another or paste your own"),
+        )
+    })?;
+    Ok(report)
+}
+
+#[tauri::command]
+pub async fn revoke_previous_secret(core: State<'_, Core>) -> Answer<SecretsReport> {
+    core.panel().await?.revoke_previous_secret().await
+}
+
+#[tauri::command]
+pub async fn mute_notifications(core: State<'_, Core>, minutes: u32) -> Answer<()> {
+    core.panel().await?.mute(minutes);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn copy_webhook_url(app: AppHandle, core: State<'_, Core>) -> Answer<()> {
+    let url = core.panel().await?.webhook_url();
+    app.clipboard().write_text(url).map_err(|e| error("clipboard", format!("could not copy the webhook URL: {e}")))
+}

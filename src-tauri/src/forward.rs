@@ -1,0 +1,123 @@
+//! Core events to the panel and the tray. The UI never polls: deliveries are pushed as they are
+//! answered, and a fresh overview follows any change (debounced, so a burst of a thousand
+//! deliveries costs a handful of overviews) and every 30 s so ages advance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tauri::{AppHandle, Emitter};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{watch, Notify};
+use zof_approvals::events::CoreEvent;
+use zof_approvals::panel::Panel;
+
+use crate::lifecycle::{self, CoreState};
+use crate::window::{self, Navigate};
+use crate::{tray, unavailable};
+
+pub const OVERVIEW: &str = "zof://overview";
+pub const DELIVERY: &str = "zof://delivery";
+const DEBOUNCE: Duration = Duration::from_millis(150);
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// Forwards until the core leaves the running state.
+pub fn spawn(app: AppHandle, panel: Panel, core: watch::Receiver<CoreState>) {
+    let refresh = Arc::new(Notify::new());
+    refresh.notify_one();
+    tauri::async_runtime::spawn(push_overviews(app.clone(), panel.clone(), refresh.clone(), core.clone()));
+    tauri::async_runtime::spawn(forward_events(app, panel, refresh, core));
+}
+
+/// While the core is not running the panel and the tray still say why (receiver not ready).
+pub async fn show_failures(app: AppHandle, mut core: watch::Receiver<CoreState>) {
+    loop {
+        let failure = match &*core.borrow_and_update() {
+            CoreState::Failed(why) => Some(why.clone()),
+            _ => None,
+        };
+        if let Some(why) = failure {
+            let overview = unavailable::overview(&why, &lifecycle::load_settings().await);
+            tray::update(&app, &overview);
+            if let Err(e) = app.emit(OVERVIEW, &overview) {
+                tracing::warn!(error = %e, "could not push the overview");
+            }
+        }
+        if core.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn until_not_running(mut core: watch::Receiver<CoreState>) {
+    let _ = core.wait_for(|s| !matches!(s, CoreState::Running(_))).await;
+}
+
+/// One overview per burst of changes, and one every 30 s.
+async fn push_overviews(app: AppHandle, panel: Panel, refresh: Arc<Notify>, core: watch::Receiver<CoreState>) {
+    let stopped = until_not_running(core);
+    tokio::pin!(stopped);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            () = refresh.notified() => tokio::time::sleep(DEBOUNCE).await,
+            _ = every.tick() => {}
+        }
+        match panel.overview().await {
+            Ok(overview) => {
+                tray::update(&app, &overview);
+                if let Err(e) = app.emit(OVERVIEW, &overview) {
+                    tracing::warn!(error = %e, "could not push the overview");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not compute the overview"),
+        }
+    }
+}
+
+async fn forward_events(app: AppHandle, panel: Panel, refresh: Arc<Notify>, core: watch::Receiver<CoreState>) {
+    let mut events = panel.subscribe();
+    let stopped = until_not_running(core);
+    tokio::pin!(stopped);
+    loop {
+        let event = tokio::select! {
+            () = &mut stopped => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(CoreEvent::Delivery(record)) => {
+                if let Err(e) = app.emit(DELIVERY, &record) {
+                    tracing::warn!(error = %e, "could not push a delivery");
+                }
+                refresh.notify_one();
+            }
+            Ok(CoreEvent::PlanChanged { .. } | CoreEvent::StatusChanged) => refresh.notify_one(),
+            Ok(CoreEvent::Attention { .. }) => {
+                // A plan was just announced: bring the panel forward, leaving the keyboard alone.
+                if panel.settings().notifications.show_panel_on_arrival && !window::is_visible(&app) {
+                    window::show_unfocused(&app);
+                    window::navigate(&app, &Navigate::view("home"));
+                }
+            }
+            Ok(CoreEvent::OpenPlan { plan_id }) => {
+                window::show_focused(&app);
+                window::navigate(&app, &Navigate::plan(plan_id));
+            }
+            Ok(CoreEvent::OpenQueue) => {
+                window::show_focused(&app);
+                window::navigate(&app, &Navigate::view("queue"));
+            }
+            Ok(CoreEvent::Snooze { plan_id, until }) => {
+                let minutes = (until - Utc::now()).num_minutes().clamp(1, 7 * 24 * 60);
+                if let Err(e) = panel.snooze(plan_id, u32::try_from(minutes).unwrap_or(60)).await {
+                    tracing::warn!(error = %e, "could not snooze from the notification");
+                }
+            }
+            // Missed events: the next overview carries the state anyway.
+            Err(RecvError::Lagged(_)) => refresh.notify_one(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
