@@ -5,8 +5,14 @@
 #
 # Build first: scripts/build-desktop.sh. Then: scripts/e2e.sh
 # Env: ZOF_E2E_HELLO_BIN=/abs/path  also measures a hello-world Tauri app the same way.
-#      ZOF_E2E_KEEP=1               keeps the temp dir (logs) after the run.
+#      ZOF_E2E_REQUIRE_NOTIFY=0     a missing notification is skipped instead of failing.
+#      ZOF_E2E_KEEP=1               keeps the temp dir (app log: tauri-driver*.log) after the run.
+#      ZOF_E2E_TRACE=1              prints every WebDriver call.
+#      ZOF_E2E_ONLY=failed-start    runs only the "port taken, fix it in Settings" story.
+# Ends with `N passed, N failed, N skipped`; exit status 1 on any failure. Metrics (launch times,
+# memory) go to ci-artifacts/e2e-metrics.json.
 set -euo pipefail
+export ZOF_E2E_REQUIRE_NOTIFY=${ZOF_E2E_REQUIRE_NOTIFY:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 

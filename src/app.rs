@@ -79,14 +79,26 @@ pub struct Application {
 impl Application {
     pub async fn build(config: AppConfig, notifier: Arc<dyn Notifier>) -> Result<Application, AppError> {
         let settings = config.settings.clone();
+        // Bind first: a taken port fails before anything holds the store.
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| AppError::Bind { addr: settings.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let data_dir = config.paths.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
         let (events, _) = broadcast::channel(1024);
         let usage = Arc::new(SecretUsage::default());
         let (secrets, manager, watcher) = start_secrets(&config, usage.clone()).await?;
-        notifier.attach(&store, &events);
+        // Attached last among what can fail, so a failed build leaves no handle on the store.
         notifier.set_preferences(&settings.notifications);
-        let worker = OutboxWorker::start(store.clone(), notifier.clone(), events.clone()).map_err(AppError::Thread)?;
+        notifier.attach(&store, &events);
+        let worker = match OutboxWorker::start(store.clone(), notifier.clone(), events.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                notifier.detach();
+                return Err(AppError::Thread(e));
+            }
+        };
         let policy = IntakePolicy::from_settings(&settings);
         let intake = Intake::new(store.clone(), secrets, usage, policy, events.clone(), worker.kick());
         let limits = Limits {
@@ -94,10 +106,6 @@ impl Application {
             request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
             max_concurrent_requests: settings.max_concurrent_requests,
         };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| AppError::Bind { addr: settings.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let pruner = tokio::spawn(prune_periodically(store.clone(), settings.retention_days));
         let (rebind, rebinds) = mpsc::channel(1);
         let panel = Panel {

@@ -240,6 +240,10 @@ impl Intake {
         let _ = self.inner.events.send(CoreEvent::Delivery(record));
     }
 
+    pub fn secrets(&self) -> &SecretsHandle {
+        &self.inner.secrets
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -24,7 +24,8 @@ use crate::outbox::{Notice, Notifier, NotifyError};
 use crate::store::{PlanRecord, PlanState, Store};
 
 pub const APP_NAME: &str = "Zof Approvals";
-pub const ICON: &str = "zof-approvals";
+/// The icon the desktop package installs (named after the desktop binary).
+pub const ICON: &str = "zof-approvals-desktop";
 /// How long one D-Bus call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the outbox thread waits for the notification task's answer.

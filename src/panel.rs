@@ -156,6 +156,42 @@ pub struct Overview {
     pub notification_status: Option<String>,
 }
 
+/// At most this many plans travel in an overview (oldest first); `kpis.pending` counts them all.
+pub const QUEUE_LIMIT: usize = 200;
+
+impl Overview {
+    /// What the panel shows when the receiver could not start: not ready, and why.
+    pub fn unavailable(reason: &str, settings: &Settings) -> Overview {
+        Overview {
+            first_run: false,
+            receiver: ReceiverStatus {
+                webhook_url: format!("http://{}{}", settings.listen, crate::receiver::WEBHOOK_PATH),
+                ready: false,
+                reason: Some(reason.to_owned()),
+            },
+            kpis: Kpis {
+                pending: 0,
+                oldest_waiting_secs: None,
+                oldest_state: OldestState::None,
+                received_24h: 0,
+                health: DeliveryHealth { accepted: 0, duplicates: 0, rejected: 0, last_rejection: None },
+            },
+            queue: Vec::new(),
+            next_actions: vec![NextAction {
+                kind: "receiver_not_started",
+                severity: Severity::Critical,
+                text: format!(
+                    "Zof Approvals could not start, so no webhook is received: {reason}. \
+                     Change the listen address in Settings, or quit the program that holds it."
+                ),
+            }],
+            arrivals_24h: vec![0; 24],
+            muted_until: None,
+            notification_status: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanDetail {
     pub plan: PlanView,
@@ -178,7 +214,7 @@ pub struct SettingsView {
 }
 
 impl SettingsView {
-    fn of(s: &Settings) -> SettingsView {
+    pub fn of(s: &Settings) -> SettingsView {
         SettingsView {
             listen: s.listen.to_string(),
             scheme: s.scheme,
@@ -192,7 +228,8 @@ impl SettingsView {
         }
     }
 
-    fn apply_to(&self, base: &Settings) -> Result<Settings, PanelError> {
+    /// The settings with this view's changes, validated.
+    pub fn apply_to(&self, base: &Settings) -> Result<Settings, PanelError> {
         let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
             PanelError::new("invalid_settings", "the listen address must be IP:PORT, e.g. 127.0.0.1:8787")
         })?;
@@ -262,6 +299,7 @@ impl Panel {
         let open: Vec<PlanRecord> = self.store.plans()?.into_iter().filter(|p| p.state == PlanState::Pending).collect();
         let queue: Vec<PlanView> = open.iter().map(|p| PlanView::of(p, now)).collect();
         let oldest = queue.iter().map(|p| p.age_secs).max();
+        let pending = queue.len() as u64;
         let escalate_secs = i64::from(settings.notifications.escalation_minutes) * 60;
         let oldest_state = match oldest {
             None => OldestState::None,
@@ -279,6 +317,8 @@ impl Panel {
         let notification_status = self.notifier.status();
         let mut next_actions = Vec::new();
         let overdue = queue.iter().filter(|p| p.age_secs >= escalate_secs).count();
+        let mut queue = queue;
+        queue.truncate(QUEUE_LIMIT);
         if overdue > 0 {
             next_actions.push(NextAction {
                 kind: "plans_overdue",
@@ -330,7 +370,7 @@ impl Panel {
         Ok(Overview {
             first_run,
             receiver: ReceiverStatus { webhook_url: self.webhook_url(), ready: reason.is_none(), reason },
-            kpis: Kpis { pending: queue.len() as u64, oldest_waiting_secs: oldest, oldest_state, received_24h, health },
+            kpis: Kpis { pending, oldest_waiting_secs: oldest, oldest_state, received_24h, health },
             queue,
             next_actions,
             arrivals_24h,
@@ -461,6 +501,14 @@ impl Panel {
         Ok(self.settings_view())
     }
 
+    /// Puts the rotated set in force now (the watcher would within a quarter second), so a
+    /// delivery signed with the new secret right after the rotation is accepted.
+    fn refresh_secrets(&self, manager: &SecretManager) {
+        if let Ok(set) = manager.load(Utc::now()) {
+            self.intake.secrets().replace(crate::secrets::SecretsStatus::Ready(set));
+        }
+    }
+
     fn manager(&self) -> Result<SecretManager, PanelError> {
         self.manager.clone().ok_or_else(|| {
             PanelError::new(
@@ -479,8 +527,10 @@ impl Panel {
     pub async fn set_secret(&self, secret: String, overlap_hours: u32) -> Result<SecretsReport, PanelError> {
         let secret = Secret::new(&secret).map_err(|e| PanelError::new("invalid_secret", e))?;
         let m = self.manager()?;
+        let me = self.clone();
         let report = tokio::task::spawn_blocking(move || {
             m.rotate_to(&secret, Duration::hours(i64::from(overlap_hours)), Utc::now())?;
+            me.refresh_secrets(&m);
             m.report(Utc::now(), false)
         })
         .await??;
@@ -492,8 +542,10 @@ impl Panel {
     /// desktop shell puts it on the clipboard); it is never sent to the webview.
     pub async fn generate_secret(&self, overlap_hours: u32) -> Result<(Secret, SecretsReport), PanelError> {
         let m = self.manager()?;
+        let me = self.clone();
         let out = tokio::task::spawn_blocking(move || {
             let secret = m.generate(Duration::hours(i64::from(overlap_hours)), Utc::now())?;
+            me.refresh_secrets(&m);
             Ok::<_, crate::secrets::SecretsError>((secret, m.report(Utc::now(), false)?))
         })
         .await??;
@@ -503,8 +555,10 @@ impl Panel {
 
     pub async fn revoke_previous_secret(&self) -> Result<SecretsReport, PanelError> {
         let m = self.manager()?;
+        let me = self.clone();
         let report = tokio::task::spawn_blocking(move || {
             m.revoke_previous()?;
+            me.refresh_secrets(&m);
             m.report(Utc::now(), false)
         })
         .await??;
@@ -534,4 +588,40 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unstarted_receiver_reads_as_not_ready_with_the_reason() {
+        let o = Overview::unavailable("cannot listen on 127.0.0.1:8787: address in use", &Settings::default());
+        assert!(!o.receiver.ready);
+        assert_eq!(o.receiver.webhook_url, "http://127.0.0.1:8787/webhooks/zof");
+        assert!(o.next_actions[0].text.contains("address in use"));
+    }
+
+    #[test]
+    fn settings_round_trip_through_the_view() {
+        let base = Settings { allow_orgs: vec!["org_a".into()], ..Settings::default() };
+        let mut view = SettingsView::of(&base);
+        view.listen = " 127.0.0.1:9999 ".into();
+        view.allow_orgs.push("  ".into());
+        let next = view.apply_to(&base).unwrap();
+        assert_eq!(next.listen.port(), 9999);
+        assert_eq!(Settings { listen: base.listen, ..next }, base);
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_with_the_field_named() {
+        let base = Settings::default();
+        let bad_listen = SettingsView { listen: "localhost".into(), ..SettingsView::of(&base) };
+        assert!(bad_listen.apply_to(&base).unwrap_err().message.contains("IP:PORT"));
+        let bad_quiet = SettingsView {
+            quiet_hours: Some(QuietHours { start: "25:00".into(), end: "07:00".into() }),
+            ..SettingsView::of(&base)
+        };
+        assert!(bad_quiet.apply_to(&base).unwrap_err().message.contains("quiet_hours.start"));
+    }
 }

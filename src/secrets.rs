@@ -535,6 +535,7 @@ impl SecretsWatcher {
         let thread = std::thread::Builder::new().name("zof-secrets".into()).spawn(move || {
             let mut stamp = None;
             let mut failing_since: Option<std::time::Instant> = None;
+            let mut last_reason = String::new();
             let mut first_round = true;
             while !flag.load(Ordering::Acquire) {
                 let now_stamp = manager.file_stamp();
@@ -544,12 +545,17 @@ impl SecretsWatcher {
                     match manager.load(Utc::now()) {
                         Ok(set) => {
                             failing_since = None;
+                            last_reason.clear();
                             handle.replace(SecretsStatus::Ready(set));
                         }
                         Err(e) => {
                             failing_since = Some(std::time::Instant::now());
-                            tracing::warn!(error = %e, "webhook secrets unavailable");
-                            handle.replace(SecretsStatus::Unavailable(e.to_string()));
+                            let reason = e.to_string();
+                            if reason != last_reason {
+                                tracing::warn!(error = %reason, "webhook secrets unavailable");
+                            }
+                            last_reason.clone_from(&reason);
+                            handle.replace(SecretsStatus::Unavailable(reason));
                         }
                     }
                     if first_round {

@@ -10,11 +10,11 @@ use tauri::{AppHandle, Emitter};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{watch, Notify};
 use zof_approvals::events::CoreEvent;
-use zof_approvals::panel::Panel;
+use zof_approvals::panel::{Overview, Panel};
 
 use crate::lifecycle::{self, CoreState};
+use crate::tray;
 use crate::window::{self, Navigate};
-use crate::{tray, unavailable};
 
 pub const OVERVIEW: &str = "zof://overview";
 pub const DELIVERY: &str = "zof://delivery";
@@ -37,7 +37,7 @@ pub async fn show_failures(app: AppHandle, mut core: watch::Receiver<CoreState>)
             _ => None,
         };
         if let Some(why) = failure {
-            let overview = unavailable::overview(&why, &lifecycle::load_settings().await);
+            let overview = Overview::unavailable(&why, &lifecycle::load_settings().await);
             tray::update(&app, &overview);
             if let Err(e) = app.emit(OVERVIEW, &overview) {
                 tracing::warn!(error = %e, "could not push the overview");

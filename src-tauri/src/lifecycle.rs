@@ -8,10 +8,9 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use zof_approvals::app::{AppConfig, AppError, Application, SecretSource};
 use zof_approvals::config::{ConfigError, Paths, Settings};
-use zof_approvals::outbox::{LogNotifier, Notifier};
+use zof_approvals::notify::DesktopNotifier;
+use zof_approvals::outbox::Notifier;
 use zof_approvals::panel::{Overview, Panel, PanelError, SettingsView};
-
-use crate::unavailable;
 
 /// How long a command waits for the core to finish starting (the keychain load is bounded by
 /// the core's own timeout; this only keeps a command from hanging forever).
@@ -41,7 +40,7 @@ enum StartError {
 
 /// The notifier the app tells the user with. One place, so swapping in the native one is one line.
 fn notifier() -> Arc<dyn Notifier> {
-    Arc::new(LogNotifier)
+    Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current()))
 }
 
 /// Shared by the setup hook, the commands, the tray and the signal handler (Tauri managed state).
@@ -138,7 +137,7 @@ impl Core {
     pub async fn overview(&self) -> Result<Overview, PanelError> {
         match self.settled().await {
             CoreState::Running(panel) => panel.overview().await,
-            CoreState::Failed(why) => Ok(unavailable::overview(&why, &load_settings().await)),
+            CoreState::Failed(why) => Ok(Overview::unavailable(&why, &load_settings().await)),
             _ => self.panel().await?.overview().await,
         }
     }
@@ -147,7 +146,7 @@ impl Core {
     pub async fn settings(&self) -> Result<SettingsView, PanelError> {
         match self.settled().await {
             CoreState::Running(panel) => Ok(panel.settings_view()),
-            CoreState::Failed(_) => Ok(unavailable::settings_view(&load_settings().await)),
+            CoreState::Failed(_) => Ok(SettingsView::of(&load_settings().await)),
             _ => Ok(self.panel().await?.settings_view()),
         }
     }
@@ -164,7 +163,7 @@ impl Core {
             CoreState::Failed(_) => {
                 let paths = Paths::resolve(None, None).map_err(|e| error("invalid_settings", e))?;
                 let base = load_settings().await;
-                let next = unavailable::apply_view(&view, &base)?;
+                let next = view.apply_to(&base)?;
                 let file = paths.settings_file();
                 let to_save = next.clone();
                 tokio::task::spawn_blocking(move || to_save.save(&file))
@@ -172,7 +171,7 @@ impl Core {
                     .map_err(|e| error("internal", e))?
                     .map_err(|e| error("invalid_settings", e))?;
                 self.start(on_running);
-                Ok(unavailable::settings_view(&next))
+                Ok(SettingsView::of(&next))
             }
             _ => self.panel().await?.save_settings(view).await,
         }

@@ -13,7 +13,6 @@ mod commands;
 mod forward;
 mod lifecycle;
 mod tray;
-mod unavailable;
 mod window;
 
 use std::process::ExitCode;

@@ -157,11 +157,10 @@ fn copy_webhook_url(app: &AppHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unavailable;
     use zof_approvals::config::Settings;
 
     fn ready(pending: u64, oldest: OldestState) -> Overview {
-        let mut o = unavailable::overview("x", &Settings::default());
+        let mut o = Overview::unavailable("x", &Settings::default());
         o.receiver.ready = true;
         o.receiver.reason = None;
         o.kpis.pending = pending;
@@ -177,7 +176,7 @@ mod tests {
         let mut failing = ready(2, OldestState::Overdue);
         failing.notification_status = Some("no notification server".into());
         assert_eq!(TrayState::of(&failing), TrayState::Error);
-        assert_eq!(TrayState::of(&unavailable::overview("port taken", &Settings::default())), TrayState::Error);
+        assert_eq!(TrayState::of(&Overview::unavailable("port taken", &Settings::default())), TrayState::Error);
     }
 
     #[test]
@@ -187,7 +186,7 @@ mod tests {
             (String::new(), "Zof Approvals: no plans await approval".into())
         );
         assert_eq!(caption(&ready(3, OldestState::Ok)).0, "3");
-        assert!(caption(&unavailable::overview("port taken", &Settings::default())).1.contains("port taken"));
+        assert!(caption(&Overview::unavailable("port taken", &Settings::default())).1.contains("port taken"));
     }
 
     #[test]
