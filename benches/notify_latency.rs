@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,31 +15,16 @@ use zof_approvals::config::{Paths, Settings};
 use zof_approvals::envelope::plan_pending_body;
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
-use zof_testkit::{now_ms, Call, NotificationRecorder};
+use zof_testkit::{now_ms, Call, NotificationRecorder, PrivateBus};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let plans: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let rate: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100.0);
 
+    let bus = PrivateBus::start().expect("dbus-daemon is needed");
+    let address = bus.address.clone();
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("bus.conf");
-    std::fs::write(&conf, format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:dir={}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"#,
-        dir.path().display()
-    )).unwrap();
-    let mut daemon = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .args(["--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon is needed");
-    let mut address = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(daemon.stdout.take().unwrap()), &mut address).unwrap();
-    let address = address.trim().to_owned();
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &address);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -99,6 +83,5 @@ fn main() {
         let _ = stop.send(());
         let _ = server.await;
     });
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(bus);
 }

@@ -635,4 +635,40 @@ mod tests {
         let reopened = store.plan("p1").unwrap().unwrap();
         assert_eq!((reopened.state, reopened.notified_at), (PlanState::Pending, None));
     }
+
+    #[test]
+    fn pruning_forgets_events_past_the_window_and_keeps_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fp = Fingerprint("f".into());
+        let old =
+            Envelope::parse(&plan_pending_body("e_old", Utc::now() - chrono::Duration::days(40), "p_old", "o", "r"))
+                .unwrap();
+        store.record_event(&old, BODY, Utc::now(), &fp).unwrap();
+        store.record_event(&env("e_new", "p_new"), BODY, Utc::now(), &fp).unwrap();
+        let removed = store.prune(Utc::now() - chrono::Duration::days(30)).unwrap();
+        assert_eq!(removed, 1);
+        assert!(store.event("e_old").unwrap().is_none() && store.event("e_new").unwrap().is_some());
+        assert!(store.plan("p_old").unwrap().is_some(), "plans are kept");
+    }
+
+    #[test]
+    fn the_delivery_log_is_trimmed_to_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let record = DeliveryRecord {
+            at: Utc::now(),
+            event_id: None,
+            verdict: DeliveryVerdict::Rejected,
+            status: 401,
+            code: "signature_mismatch".into(),
+            reason: "r".into(),
+            fingerprint: None,
+        };
+        for _ in 0..DELIVERY_LOG_CAP + 5 {
+            store.record_delivery(&record).unwrap();
+        }
+        store.prune(Utc::now() - chrono::Duration::days(30)).unwrap();
+        assert_eq!(store.inner.deliveries.len(), DELIVERY_LOG_CAP);
+    }
 }

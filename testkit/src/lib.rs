@@ -161,3 +161,58 @@ impl NotificationRecorder {
         Server::notification_closed(&emitter, id, reason).await
     }
 }
+
+/// A private D-Bus session bus in a temporary directory: nothing auto-starts on it and nothing
+/// from the host session leaks in. Killed on drop.
+#[derive(Debug)]
+pub struct PrivateBus {
+    pub address: String,
+    dir: tempfile::TempDir,
+    daemon: std::process::Child,
+}
+
+impl PrivateBus {
+    pub fn start() -> std::io::Result<PrivateBus> {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir()?;
+        let conf = dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>session</type><listen>unix:dir={}</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"#,
+                dir.path().display()
+            ),
+        )?;
+        let mut daemon = std::process::Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut address = String::new();
+        if let Some(out) = daemon.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut address)?;
+        }
+        let address = address.trim().to_owned();
+        if address.is_empty() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            return Err(std::io::Error::other("dbus-daemon printed no address"));
+        }
+        Ok(PrivateBus { address, dir, daemon })
+    }
+
+    /// The directory the bus lives in (a test may keep other files there).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}

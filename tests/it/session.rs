@@ -2,15 +2,17 @@
 //! Secret Service (gnome-keyring, unlocked without a prompt), and fresh HOME/XDG dirs. Children
 //! started through [`Session::command`] see only this session, so tests run in parallel.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use zof_testkit::PrivateBus;
+
 pub struct Session {
     pub dir: tempfile::TempDir,
     pub bus: String,
-    dbus: Child,
+    private: PrivateBus,
     keyring: Option<Child>,
 }
 
@@ -23,27 +25,8 @@ impl Session {
         }
         set_private(&dir.path().join("run"));
         set_private(&dir.path().join("home"));
-        let conf = dir.path().join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:dir={}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"#,
-                dir.path().join("run").display()
-            ),
-        )
-        .unwrap();
-        let mut dbus = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (package dbus) is needed for these tests");
-        let mut bus = String::new();
-        BufReader::new(dbus.stdout.take().unwrap()).read_line(&mut bus).unwrap();
-        Session { bus: bus.trim().to_owned(), dir, dbus, keyring: None }
+        let private = PrivateBus::start().expect("dbus-daemon (package dbus) is needed for these tests");
+        Session { bus: private.address.clone(), dir, private, keyring: None }
     }
 
     /// A session bus with gnome-keyring's Secret Service, its "login" collection unlocked.
@@ -150,9 +133,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // The keyring goes first; the bus follows when `private` drops.
         self.stop_keyring();
-        let _ = self.dbus.kill();
-        let _ = self.dbus.wait();
+        let _ = &self.private;
     }
 }
 

@@ -5,7 +5,6 @@
 //! process-wide, so these tests share one private bus and take turns.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test here
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
@@ -20,60 +19,21 @@ use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::panel::Panel;
 use zof_approvals::store::PlanState;
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
-use zof_testkit::{Call, NotificationRecorder};
+use zof_testkit::{Call, NotificationRecorder, PrivateBus};
 
 const SECRET: &str = "notify-test-secret-0123456789";
-
-/// A private session bus for one test, killed when the test ends.
-struct Bus {
-    address: String,
-    _dir: tempfile::TempDir,
-    daemon: Child,
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
-
-fn start_bus() -> Bus {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:dir={}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>"#,
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .args(["--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon (package dbus) is needed for these tests");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(daemon.stdout.take().unwrap()), &mut line).unwrap();
-    Bus { address: line.trim().to_owned(), _dir: dir, daemon }
-}
 
 /// One test at a time, each with its own bus (the client reads its address from the
 /// process-wide environment, which only the test holding the turn may change).
 struct Turn {
-    bus: Bus,
+    bus: PrivateBus,
     _guard: MutexGuard<'static, ()>,
 }
 
 async fn turn() -> Turn {
     static TURN: OnceLock<Mutex<()>> = OnceLock::new();
     let guard = TURN.get_or_init(|| Mutex::new(())).lock().await;
-    let bus = start_bus();
+    let bus = PrivateBus::start().expect("dbus-daemon (package dbus) is needed for these tests");
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address);
     Turn { bus, _guard: guard }
 }
