@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The receiver benchmark: 20,000 signed deliveries at concurrency 64 against `serve` (release
-# build, durable acks), then fills the store to 100,000 events and reports the server's memory.
+# build, durable acks; notifications go to a recording notification server on a private session
+# bus), then fills the store to 100,000 events and reports the server's memory.
 # Prints numbers; asserts nothing. Usage: scripts/bench.sh [TOTAL_EVENTS]
 set -euo pipefail
 total=${1:-100000}
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin zof-approvals
+if [ -z "${ZOF_BENCH_INNER:-}" ]; then
+  cargo build --release --quiet --bin zof-approvals
+  cargo build --release --quiet -p zof-testkit --bin notification-recorder
+  ZOF_BENCH_INNER=1 exec dbus-run-session -- bash "$0" "$@"
+fi
+target/release/notification-recorder --log /dev/null < /dev/null > /dev/null 2>&1 &
 bin=target/release/zof-approvals
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-ZOF_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
+ZOF_LOG=warn "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
 pid=$!
 for _ in $(seq 100); do grep -q '^listening on ' "$work/out" && break; sleep 0.05; done
 url=$(sed -n 's/^listening on //p' "$work/out")/webhooks/zof

@@ -148,7 +148,7 @@ impl Drop for OutboxWorker {
 
 fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEvent>, wake: &Receiver<()>) {
     let mut backoff = TICK;
-    let mut last_upkeep = std::time::Instant::now();
+    let mut next_upkeep = std::time::Instant::now();
     loop {
         match drain(store, notifier, events) {
             Ok(()) => backoff = TICK,
@@ -157,15 +157,26 @@ fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEv
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
-        if last_upkeep.elapsed() >= UPKEEP_EVERY {
-            last_upkeep = std::time::Instant::now();
+        if std::time::Instant::now() >= next_upkeep {
+            let started = std::time::Instant::now();
             if let Err(e) = upkeep(store, notifier, events, Utc::now()) {
                 tracing::warn!(error = %e, "notification upkeep failed");
             }
+            // A store with very many open plans is scanned less often: at most ~2% of a core.
+            next_upkeep = std::time::Instant::now() + UPKEEP_EVERY.max(started.elapsed() * 50);
         }
-        match wake.recv_timeout(backoff) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        // While failing, new entries wait for the backoff instead of each retrying at once.
+        let failing = backoff > TICK;
+        let deadline = std::time::Instant::now() + backoff;
+        let stopped = loop {
+            match wake.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(()) if failing => continue,
+                Ok(()) | Err(RecvTimeoutError::Timeout) => break false,
+                Err(RecvTimeoutError::Disconnected) => break true,
+            }
+        };
+        if stopped {
+            break;
         }
     }
     // One last pass so entries acknowledged just before shutdown are not left for the next start.
@@ -181,11 +192,10 @@ enum DrainError {
 }
 
 fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEvent>) -> Result<(), DrainError> {
-    let entries = store.outbox()?;
-    if entries.is_empty() {
-        return Ok(());
-    }
-    for entry in entries {
+    let mut did_work = false;
+    for entry in store.outbox_iter() {
+        let entry = entry?;
+        did_work = true;
         // The claim may not be written yet: this entry's turn comes on a later pass.
         let Some(event) = store.event(&entry.event_id)? else {
             continue;
@@ -213,7 +223,9 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
         store.complete_outbox(entry.seq)?;
     }
     // Done-marks are made durable here, on this thread, so a restart does not repeat them.
-    store.flush_blocking()?;
+    if did_work {
+        store.flush_blocking()?;
+    }
     Ok(())
 }
 
@@ -236,9 +248,26 @@ fn upkeep(
     events: &broadcast::Sender<CoreEvent>,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), DrainError> {
-    let plans = store.plans()?;
+    // One streaming pass picks out the few plans with time-based work.
+    let after = notifier.escalation_after();
+    let (mut woken, mut held, mut due) = (Vec::new(), Vec::new(), Vec::new());
+    for plan in store.plans_iter() {
+        let plan = plan?;
+        match plan.state {
+            PlanState::Snoozed if plan.snoozed_until.is_none_or(|t| t <= now) => woken.push(plan),
+            PlanState::Pending if plan.held => held.push(plan.plan_id),
+            PlanState::Pending
+                if plan.notified_at.is_some()
+                    && plan.escalated_at.is_none()
+                    && after.is_some_and(|a| plan.received_at + a <= now) =>
+            {
+                due.push(plan)
+            }
+            _ => {}
+        }
+    }
     let mut changed = Vec::new();
-    for plan in plans.iter().filter(|p| p.state == PlanState::Snoozed && p.snoozed_until.is_none_or(|t| t <= now)) {
+    for plan in woken {
         let woken = store.update_plan(&plan.plan_id, |p| {
             p.state = PlanState::Pending;
             p.snoozed_until = None;
@@ -248,25 +277,16 @@ fn upkeep(
         record_notice(store, &woken.plan_id, notifier.plan_pending(&woken)?)?;
         changed.push(woken.plan_id);
     }
-    let held: Vec<&PlanRecord> = plans.iter().filter(|p| p.state == PlanState::Pending && p.held).collect();
     if !held.is_empty() && notifier.summarize_held(held.len())? == Notice::Shown {
-        for plan in held {
-            record_notice(store, &plan.plan_id, Notice::Shown)?;
-            changed.push(plan.plan_id.clone());
+        for plan_id in held {
+            record_notice(store, &plan_id, Notice::Shown)?;
+            changed.push(plan_id);
         }
     }
-    if let Some(after) = notifier.escalation_after() {
-        let due = plans.iter().filter(|p| {
-            p.state == PlanState::Pending
-                && p.notified_at.is_some()
-                && p.escalated_at.is_none()
-                && p.received_at + after <= now
-        });
-        for plan in due {
-            if notifier.escalate(plan)? == Notice::Shown {
-                store.update_plan(&plan.plan_id, |p| p.escalated_at = Some(now))?;
-                changed.push(plan.plan_id.clone());
-            }
+    for plan in due {
+        if notifier.escalate(&plan)? == Notice::Shown {
+            store.update_plan(&plan.plan_id, |p| p.escalated_at = Some(now))?;
+            changed.push(plan.plan_id);
         }
     }
     if !changed.is_empty() {

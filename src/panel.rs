@@ -296,7 +296,14 @@ impl Panel {
 
     fn overview_now(&self, now: DateTime<Utc>) -> Result<Overview, PanelError> {
         let settings = self.settings();
-        let open: Vec<PlanRecord> = self.store.plans()?.into_iter().filter(|p| p.state == PlanState::Pending).collect();
+        let mut open = Vec::new();
+        for plan in self.store.plans_iter() {
+            let plan = plan?;
+            if plan.state == PlanState::Pending {
+                open.push(plan);
+            }
+        }
+        open.sort_by_key(|p| p.received_at);
         let queue: Vec<PlanView> = open.iter().map(|p| PlanView::of(p, now)).collect();
         let oldest = queue.iter().map(|p| p.age_secs).max();
         let pending = queue.len() as u64;

@@ -327,6 +327,11 @@ impl Store {
         Ok(all)
     }
 
+    /// Every plan, read lazily in key order (no list of them all is built).
+    pub fn plans_iter(&self) -> impl Iterator<Item = Result<PlanRecord, StoreError>> + '_ {
+        self.inner.plans.iter().map(|kv| decode("plans", &kv?.1))
+    }
+
     /// Changes one plan atomically; `change` may run more than once under contention.
     pub fn update_plan(&self, plan_id: &str, change: impl Fn(&mut PlanRecord)) -> Result<PlanRecord, StoreError> {
         let mut out = None;
@@ -348,6 +353,11 @@ impl Store {
     /// Outbox entries in the order they were enqueued.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         scan(&self.inner.outbox, "outbox")
+    }
+
+    /// Outbox entries in order, read lazily (the worker stops at the first that fails).
+    pub fn outbox_iter(&self) -> impl Iterator<Item = Result<OutboxEntry, StoreError>> + '_ {
+        self.inner.outbox.iter().map(|kv| decode("outbox", &kv?.1))
     }
 
     pub fn outbox_len(&self) -> usize {
