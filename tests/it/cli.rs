@@ -1,60 +1,38 @@
 //! The `zof-approvals` command as scripts use it: child processes, stdout contracts, exit codes.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{bin, SECRET};
+use crate::helpers::{bin, ServeChild, SECRET};
 use crate::session::Session;
 
-/// A `zof-approvals serve` child on a free port.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A failed assertion must not leave a receiver running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &std::path::Path) -> Server {
+fn serve(data: &std::path::Path) -> ServeChild {
     serve_on(data, None)
 }
 
 /// `serve` inside a private session (its bus, for notifications), or in this process's environment.
-fn serve_on(data: &std::path::Path, session: Option<&Session>) -> Server {
+fn serve_on(data: &std::path::Path, session: Option<&Session>) -> ServeChild {
     let mut command = match session {
         Some(s) => s.command(bin()),
         None => Command::new(bin()),
     };
-    let mut child = command
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--secret-env", "ZOF_WEBHOOK_SECRET", "--data-dir"])
         .arg(data)
         .arg("--config-dir")
         .arg(data.join("config"))
         .env("ZOF_WEBHOOK_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    Server { url: format!("{base}/webhooks/zof"), child }
+        .stderr(Stdio::null());
+    ServeChild::spawn(command)
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
     Command::new(bin()).args(args).env("ZOF_WEBHOOK_SECRET", SECRET).output().unwrap()
 }
 
-fn terminate(mut server: Server) {
-    Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
+fn terminate(server: ServeChild) {
+    server.terminate();
 }
 
 fn inbox(data: &std::path::Path) -> Vec<serde_json::Value> {

@@ -163,3 +163,36 @@ pub fn event_created(id: &str, created: DateTime<Utc>) -> Vec<u8> {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zof-approvals"))
 }
+
+/// A `zof-approvals serve` child, killed on drop so a failed assertion leaves nothing running.
+pub struct ServeChild {
+    pub child: std::process::Child,
+    pub base: String,
+    pub url: String,
+}
+
+impl ServeChild {
+    /// Spawns `command` (a `serve` invocation) and waits for its `listening on` line.
+    pub fn spawn(mut command: std::process::Command) -> ServeChild {
+        use std::io::BufRead;
+        let mut child = command.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("got {line:?}")).to_owned();
+        ServeChild { url: format!("{base}/webhooks/zof"), base, child }
+    }
+
+    /// SIGTERM, and the receiver must exit cleanly.
+    pub fn terminate(mut self) {
+        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

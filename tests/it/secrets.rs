@@ -1,50 +1,32 @@
 //! Webhook secrets against the real Secret Service (gnome-keyring on a private session bus):
 //! set, rotate, revoke, restart, overlap, failure modes, and that no secret reaches the disk.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::bin;
+use crate::helpers::{bin, ServeChild};
 use crate::session::Session;
 
 const FIRST: &str = "first-webhook-secret-0123456789";
 const SECOND: &str = "second-webhook-secret-0123456789";
 
-struct Served {
-    child: Child,
-    url: String,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_in(session: &Session, log: Option<&Path>) -> Served {
+fn serve_in(session: &Session, log: Option<&Path>) -> ServeChild {
     let stderr = match log {
         Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
         None => Stdio::null(),
     };
     let mut cmd = session.command(bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(stderr);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).stderr(stderr);
     if log.is_some() {
         cmd.env("ZOF_LOG", "debug");
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("got {line:?}")).to_owned();
-    Served { url: format!("{base}/webhooks/zof"), base, child }
+    ServeChild::spawn(cmd)
 }
 
-fn stop(mut served: Served) {
-    Command::new("kill").arg("-TERM").arg(served.child.id().to_string()).status().unwrap();
-    assert!(served.child.wait().unwrap().success());
+fn stop(served: ServeChild) {
+    served.terminate();
 }
 
 /// `zof-approvals secret set` with the secret on stdin; returns (fingerprint or error text, success).

@@ -140,6 +140,18 @@ async fn event(app: &mut App, what: &str, mut matches: impl FnMut(&CoreEvent) ->
     }
 }
 
+/// Clicks (or presses `key` on) a notification until aborted: notify-rust starts listening for
+/// the signal only after `Notify` returned, so one click may come too early.
+fn keep_clicking(rec: &NotificationRecorder, id: u32, key: &'static str) -> tokio::task::JoinHandle<()> {
+    let rec = rec.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = rec.invoke(id, key).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 fn body_names(calls: &[Call], plan: &str) -> usize {
     notifies(calls).iter().filter(|n| n.3.contains(&format!("Plan {plan} "))).count()
 }
@@ -210,16 +222,7 @@ async fn clicking_a_notification_opens_that_plan_and_the_summary_opens_the_queue
     app.deliver("evt_c1", "plan_c1").await;
     let calls = until(&rec, "a notification", |c| !notifies(c).is_empty()).await;
     let id = notifies(&calls)[0].0;
-    // notify-rust starts listening only after Notify returned: click until it reacts.
-    let clicker = {
-        let rec = rec.clone();
-        tokio::spawn(async move {
-            loop {
-                let _ = rec.invoke(id, "default").await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let clicker = keep_clicking(&rec, id, "default");
     let e = event(&mut app, "OpenPlan", |e| matches!(e, CoreEvent::OpenPlan { .. })).await;
     clicker.abort();
     assert_eq!(e, CoreEvent::OpenPlan { plan_id: "plan_c1".into() });
@@ -227,15 +230,7 @@ async fn clicking_a_notification_opens_that_plan_and_the_summary_opens_the_queue
     app.deliver("evt_c2", "plan_c2").await;
     let calls = until(&rec, "a summary", |c| notifies(c).iter().any(|n| n.2.contains("1 plan awaits approval"))).await;
     let summary = notifies(&calls).iter().find(|n| n.2.contains("awaits approval") && n.2.starts_with('1')).unwrap().0;
-    let clicker = {
-        let rec = rec.clone();
-        tokio::spawn(async move {
-            loop {
-                let _ = rec.invoke(summary, "default").await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let clicker = keep_clicking(&rec, summary, "default");
     event(&mut app, "OpenQueue", |e| matches!(e, CoreEvent::OpenQueue)).await;
     clicker.abort();
     app.stop().await;
@@ -249,15 +244,7 @@ async fn snooze_withholds_the_plan_and_raises_it_again_later() {
     app.deliver("evt_s", "plan_s").await;
     let calls = until(&rec, "a notification", |c| !notifies(c).is_empty()).await;
     let id = notifies(&calls)[0].0;
-    let clicker = {
-        let rec = rec.clone();
-        tokio::spawn(async move {
-            loop {
-                let _ = rec.invoke(id, "snooze").await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let clicker = keep_clicking(&rec, id, "snooze");
     event(&mut app, "Snooze", |e| matches!(e, CoreEvent::Snooze { .. })).await;
     clicker.abort();
     until(&rec, "the snoozed notification is closed", |c| closes(c).contains(&id)).await;
