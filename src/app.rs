@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use std::future::IntoFuture;
 use std::sync::RwLock;
 
 use tokio::net::TcpListener;
@@ -58,8 +57,6 @@ pub enum AppError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
-    #[error("the server stopped with an error: {0}")]
-    Serve(std::io::Error),
     #[error("a background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -162,10 +159,9 @@ impl Application {
         let served = loop {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let app = receiver::router(panel.intake.clone(), limits);
-            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+            let mut server = tokio::spawn(receiver::serve(listener, app, limits.request_timeout, async {
                 let _ = stopped.await;
-            });
-            let mut server = tokio::spawn(server.into_future());
+            }));
             tokio::select! {
                 () = &mut shutdown => {
                     let _ = stop.send(());
@@ -197,7 +193,7 @@ impl Application {
             store.flush_blocking()
         })
         .await??;
-        served?.map_err(AppError::Serve)
+        Ok(served?)
     }
 }
 

@@ -297,6 +297,37 @@ async fn a_body_trickled_byte_by_byte_is_cut_off() {
 }
 
 #[tokio::test]
+async fn headers_trickled_slowly_are_cut_off() {
+    let mut spawn = Spawn::default();
+    spawn.settings.request_timeout_secs = 1;
+    let app = spawn_with(spawn).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"POST /webhooks/zof HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let trickle = async {
+        for b in b"x-zof-signature: sha256=00000000000000000000000000000000" {
+            if conn.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    // Cut off after the 1 s header deadline, long before the 5 s the trickle would take.
+    let cut_off = tokio::time::timeout(std::time::Duration::from_secs(4), trickle).await;
+    assert!(
+        matches!(cut_off, Ok(true)) || {
+            let mut rest = Vec::new();
+            matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(1), conn.read_to_end(&mut rest)).await,
+                Ok(Ok(_))
+            )
+        },
+        "the connection is closed"
+    );
+}
+
+#[tokio::test]
 async fn rejected_deliveries_are_logged_in_plain_words_without_body_content() {
     let app = spawn_app().await;
     app.post(&event("evt_logged"), Some("sha256=00")).await;
