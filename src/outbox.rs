@@ -222,9 +222,10 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
         }
         store.complete_outbox(entry.seq)?;
     }
-    // Done-marks are made durable here, on this thread, so a restart does not repeat them.
+    // Done-marks join the next group commit: a restart does not repeat them, and a crash in
+    // the few milliseconds before that flush at worst repeats a notification.
     if did_work {
-        store.flush_blocking()?;
+        store.flush_soon();
     }
     Ok(())
 }
@@ -290,7 +291,7 @@ fn upkeep(
         }
     }
     if !changed.is_empty() {
-        store.flush_blocking()?;
+        store.flush_soon();
         for plan_id in changed {
             let _ = events.send(CoreEvent::PlanChanged { plan_id });
         }

@@ -295,6 +295,12 @@ impl Store {
         self.inner.commit.wait().await
     }
 
+    /// Asks for a flush without waiting for it: it joins the next group commit. For writes whose
+    /// loss in a crash costs little (a done-mark), so they never add an fsync of their own.
+    pub fn flush_soon(&self) {
+        let _ = self.inner.commit.request();
+    }
+
     /// Flushes now, on the calling thread. For shutdown and blocking contexts only.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
@@ -533,15 +539,18 @@ impl GroupCommit {
         GroupCommit { requested, flushed: rx, doorbell: Mutex::new(bell), thread: Mutex::new(thread) }
     }
 
-    async fn wait(&self) -> Result<(), StoreError> {
+    /// Registers a write for the next flush and wakes the flusher; returns its generation.
+    fn request(&self) -> Result<u64, StoreError> {
         let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        {
-            let bell = self.doorbell.lock().map_err(|_| StoreError::Closed)?;
-            match bell.as_ref().map(|b| b.try_send(())) {
-                Some(Ok(())) | Some(Err(TrySendError::Full(()))) => {}
-                Some(Err(TrySendError::Disconnected(()))) | None => return Err(StoreError::Closed),
-            }
+        let bell = self.doorbell.lock().map_err(|_| StoreError::Closed)?;
+        match bell.as_ref().map(|b| b.try_send(())) {
+            Some(Ok(())) | Some(Err(TrySendError::Full(()))) => Ok(mine),
+            Some(Err(TrySendError::Disconnected(()))) | None => Err(StoreError::Closed),
         }
+    }
+
+    async fn wait(&self) -> Result<(), StoreError> {
+        let mine = self.request()?;
         let mut rx = self.flushed.clone();
         let state = rx
             .wait_for(|f| f.generation >= mine || f.failed.as_ref().is_some_and(|(g, _)| *g >= mine) || f.closed)
