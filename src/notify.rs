@@ -51,6 +51,10 @@ impl Coalescer {
             self.arrivals.pop_front();
         }
         self.arrivals.push_back(now);
+        // Only "more than threshold" matters: keep no more than threshold + 1 arrivals.
+        while self.arrivals.len() > threshold as usize + 1 {
+            self.arrivals.pop_front();
+        }
         self.arrivals.len() > threshold as usize
     }
 }
