@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Measures the desktop app in a RELEASE build against a hello-world Tauri 2 app, both launched the
+# same way by the end-to-end harness (scripts/e2e.sh + tests/e2e/desktop_e2e.py: Xvfb, private
+# session bus, unlocked gnome-keyring, recording notification server, tauri-driver/WebKitWebDriver).
+# Prints min / median / max over the runs of: launch -> receiver answers /healthz, launch -> window
+# shown, idle PSS (app + its WebKit processes) at launch and after 1,000 stored plans.
+#
+# The harness hard-codes target/debug/* and writes ci-artifacts/ next to itself, and has no switch
+# for another profile. So each run copies the harness and the release binaries into a temp tree
+# laid out like the repo (release binaries under target/debug/ there) and runs it from there: the
+# default debug flow and the repo's ci-artifacts/ are left untouched, and a rebuild of target/
+# during the runs cannot change the binaries being measured.
+#
+# Build first (release):
+#   (cd ui && npm ci && npm run build)
+#   cargo build --release -p zof-approvals-desktop --features custom-protocol
+#   cargo build --release -p zof-approvals --bin zof-approvals
+#   cargo build -p zof-testkit --bin notification-recorder        # debug is fine
+#   target/tools/bin/tauri-driver                                 # see scripts/build-desktop.sh
+#   a hello-world Tauri 2 app (same tauri version), built with --release --features custom-protocol
+#
+# Usage: scripts/measure-desktop.sh [RUNS]        (default 3)
+# Env:   ZOF_MEASURE_HELLO_BIN=/abs/path   hello-world binary (default /tmp/hello-tauri/target/release/hello-tauri)
+#        ZOF_MEASURE_OUT=DIR               where per-run metrics and logs go (default: a new /tmp dir)
+# Asserts nothing: the exit status is 0 once the table is printed, even if a story check failed
+# (the per-run pass/fail counts are printed with it).
+set -euo pipefail
+runs=${1:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+hello=${ZOF_MEASURE_HELLO_BIN:-/tmp/hello-tauri/target/release/hello-tauri}
+app=target/release/zof-approvals-desktop
+cli=target/release/zof-approvals
+rec=target/debug/notification-recorder
+[ -x "$rec" ] || rec=target/release/notification-recorder
+for f in "$app" "$cli" "$rec" target/tools/bin/tauri-driver "$hello"; do
+  [ -x "$f" ] || { echo "missing $f (see the build steps at the top of $0)" >&2; exit 2; }
+done
+
+out=${ZOF_MEASURE_OUT:-$(mktemp -d /tmp/zof-measure.XXXXXX)}
+mkdir -p "$out"
+tree=$(mktemp -d /tmp/zof-measure-tree.XXXXXX)
+trap 'rm -rf "$tree"' EXIT
+mkdir -p "$tree/scripts" "$tree/tests/e2e" "$tree/target/debug" "$tree/target/tools/bin" "$tree/hello"
+cp scripts/e2e.sh "$tree/scripts/"
+cp tests/e2e/desktop_e2e.py "$tree/tests/e2e/"
+cp "$app" "$tree/target/debug/zof-approvals-desktop"
+cp "$cli" "$tree/target/debug/zof-approvals"
+cp "$rec" "$tree/target/debug/notification-recorder"
+cp target/tools/bin/tauri-driver "$tree/target/tools/bin/"
+cp "$hello" "$tree/hello/$(basename "$hello")"
+
+{
+  # The binaries may predate HEAD: this is the tree at measurement time, not at build time.
+  echo "repo HEAD now: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+  for f in "$app" "$cli" "$hello"; do
+    echo "$f: $(stat -c '%s bytes, built %y' "$f")"
+  done
+} >"$out/binaries.txt"
+cat "$out/binaries.txt" >&2
+
+for i in $(seq "$runs"); do
+  # Timings are sensitive to other load on the machine (2 cores): note it with each run.
+  echo "== run $i/$runs (log: $out/run-$i.log; load average before: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  rm -rf "$tree/ci-artifacts"
+  set +e
+  ZOF_E2E_HELLO_BIN="$tree/hello/$(basename "$hello")" bash "$tree/scripts/e2e.sh" >"$out/run-$i.log" 2>&1
+  status=$?
+  set -e
+  tail -n 1 "$out/run-$i.log" | sed 's/^/   /' >&2
+  if [ -f "$tree/ci-artifacts/e2e-metrics.json" ]; then
+    cp "$tree/ci-artifacts/e2e-metrics.json" "$out/run-$i.json"
+  else
+    echo "   run $i (status $status) wrote no metrics" >&2
+  fi
+done
+
+python3 - "$out" "$runs" <<'PY'
+import json, os, statistics, sys
+
+out, runs = sys.argv[1], int(sys.argv[2])
+data = []
+for i in range(1, runs + 1):
+    p = os.path.join(out, f"run-{i}.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            data.append(json.load(f))
+if not data:
+    sys.exit("no metrics from any run")
+
+
+def vals(key, sub=None, scale=1.0):
+    v = []
+    for m in data:
+        x = m.get(key)
+        if sub is not None:
+            x = sum(val for k, val in (x or {}).items() if k.startswith(sub)) if x else None
+        if isinstance(x, (int, float)):
+            v.append(x * scale)
+    return v
+
+
+def cell(v, fmt):
+    if not v:
+        return "—"
+    return "/".join(fmt.format(x) for x in (min(v), statistics.median(v), max(v)))
+
+
+ms = lambda k: cell(vals(k, scale=1000), "{:.0f}")
+mib = lambda k, sub=None: cell(vals(k, sub), "{:.1f}")
+statuses = sorted({m.get("receiver_first_status") for m in data if m.get("receiver_first_status") is not None})
+
+rows = [
+    ("launch -> receiver answers /healthz (ms)", ms("receiver_answered_s"), "—", "< 300"),
+    ("launch -> WebDriver session up (ms)", ms("session_up_s"), ms("hello_session_up_s"), ""),
+    ("launch -> window shown (ms)", ms("window_shown_s"), ms("hello_window_shown_s"), "< 1500"),
+    ("idle PSS at launch, total (MiB)", mib("app_pss_mib_at_launch"), mib("hello_pss_mib"), "app <= hello + 40 MB"),
+    ("  app process", mib("app_pss_mib_by_process_at_launch", "zof-approvals"), mib("hello_pss_mib_by_process", "hello"), ""),
+    ("  WebKitWebProcess", mib("app_pss_mib_by_process_at_launch", "WebKitWebPro"), mib("hello_pss_mib_by_process", "WebKitWebPro"), ""),
+    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process_at_launch", "WebKitNetwork"), mib("hello_pss_mib_by_process", "WebKitNetwork"), ""),
+    ("idle PSS after 1,000 plans, total (MiB)", mib("app_pss_mib"), "(n/a)", "app <= hello + 40 MB"),
+    ("  app process", mib("app_pss_mib_by_process", "zof-approvals"), "", ""),
+    ("  WebKitWebProcess", mib("app_pss_mib_by_process", "WebKitWebPro"), "", ""),
+    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process", "WebKitNetwork"), "", ""),
+]
+w0 = max(len(r[0]) for r in rows)
+w1 = max(len(r[1]) for r in rows + [("", "zof-approvals (release)")])
+w2 = max(len(r[2]) for r in rows + [("", "", "hello-world (release)")])
+print(f"\n{len(data)} run(s); each cell: min/median/max. Metrics: {out}/run-N.json")
+print(f"{'':<{w0}}  {'zof-approvals (release)':>{w1}}  {'hello-world (release)':>{w2}}  target")
+for r in rows:
+    print(f"{r[0]:<{w0}}  {r[1]:>{w1}}  {r[2]:>{w2}}  {r[3]}")
+print(f"first /healthz status at launch: {statuses} (503 = answering, not ready: no secret on first run)")
+hello_idle = vals("hello_pss_mib")
+if hello_idle:
+    h = statistics.median(hello_idle)
+    for k, label in (("app_pss_mib_at_launch", "at launch"), ("app_pss_mib", "after 1,000 plans")):
+        v = vals(k)
+        if v:
+            print(f"memory {label}: median {statistics.median(v) - h:+.1f} MiB over the hello-world app's idle median")
+PY
+for i in $(seq "$runs"); do
+  if [ -f "$out/run-$i.log" ]; then
+    echo "run $i: $(grep -E '^[0-9]+ passed' "$out/run-$i.log" || echo 'no summary line')"
+  fi
+done
