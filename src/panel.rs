@@ -108,10 +108,12 @@ pub struct PlanView {
     pub snoozed_until: Option<DateTime<Utc>>,
     pub escalated: bool,
     pub age_secs: i64,
+    /// The plan in Zof Console, from `console_url_template`: built here, once, for every view.
+    pub console_url: String,
 }
 
 impl PlanView {
-    fn of(p: &PlanRecord, now: DateTime<Utc>) -> PlanView {
+    fn of(p: &PlanRecord, now: DateTime<Utc>, settings: &Settings) -> PlanView {
         PlanView {
             plan_id: p.plan_id.clone(),
             event_id: p.event_id.clone(),
@@ -123,6 +125,7 @@ impl PlanView {
             snoozed_until: p.snoozed_until,
             escalated: p.escalated_at.is_some(),
             age_secs: (now - p.received_at).num_seconds().max(0),
+            console_url: settings.console_url(&p.plan_id, &p.run_id, &p.organization_id),
         }
     }
 }
@@ -304,7 +307,7 @@ impl Panel {
             }
         }
         open.sort_by_key(|p| p.received_at);
-        let queue: Vec<PlanView> = open.iter().map(|p| PlanView::of(p, now)).collect();
+        let queue: Vec<PlanView> = open.iter().map(|p| PlanView::of(p, now, &settings)).collect();
         let oldest = queue.iter().map(|p| p.age_secs).max();
         let pending = queue.len() as u64;
         let escalate_secs = i64::from(settings.notifications.escalation_minutes) * 60;
@@ -424,7 +427,7 @@ impl Panel {
                 .ok_or_else(|| PanelError::new("unknown_plan", format!("no plan with id `{plan_id}`")))?;
             let payload = me.store.event(&plan.event_id)?.map(|e| e.payload_value()).unwrap_or(serde_json::Value::Null);
             let deliveries = me.store.deliveries_of(&plan.event_id)?;
-            Ok(PlanDetail { plan: PlanView::of(&plan, Utc::now()), payload, deliveries })
+            Ok(PlanDetail { plan: PlanView::of(&plan, Utc::now(), &me.settings()), payload, deliveries })
         })
         .await?
     }
@@ -618,6 +621,30 @@ mod tests {
         let next = view.apply_to(&base).unwrap();
         assert_eq!(next.listen.port(), 9999);
         assert_eq!(Settings { listen: base.listen, ..next }, base);
+    }
+
+    #[test]
+    fn a_plan_view_carries_its_console_link() {
+        let settings = Settings {
+            console_url_template: "https://c.example/{organization_id}/{plan_id}".into(),
+            ..Settings::default()
+        };
+        let now = Utc::now();
+        let plan = PlanRecord {
+            plan_id: "plan 1".into(),
+            event_id: "e".into(),
+            run_id: "r".into(),
+            organization_id: "org_a".into(),
+            created: now,
+            received_at: now,
+            state: PlanState::Pending,
+            snoozed_until: None,
+            notified_at: None,
+            escalated_at: None,
+            handled_at: None,
+            held: false,
+        };
+        assert_eq!(PlanView::of(&plan, now, &settings).console_url, "https://c.example/org_a/plan%201");
     }
 
     #[test]

@@ -57,6 +57,8 @@ export interface PlanView {
   snoozed_until: string | null;
   escalated: boolean;
   age_secs: number;
+  /** The plan in Zof Console, built by the core from the Console URL template. */
+  console_url: string;
 }
 
 export interface NextAction {

@@ -1,19 +1,24 @@
 import type { DeliveryView, Overview, PlanDetail, PlanView, Secrets, Settings } from '../lib/api';
 
 export function makePlan(over: Partial<PlanView> = {}): PlanView {
-  return {
+  const plan = {
     plan_id: 'pln_alpha',
     event_id: 'evt_1',
     run_id: 'run_42',
     organization_id: 'org_acme',
     received_at: '2025-01-01T10:00:00Z',
     created: '2025-01-01T09:59:58Z',
-    state: 'pending',
+    state: 'pending' as const,
     snoozed_until: null,
     escalated: false,
     age_secs: 3900,
     ...over,
   };
+  // As the core builds it from the template in makeSettings().
+  const console_url =
+    over.console_url ??
+    `https://console.example.test/orgs/${plan.organization_id}/runs/${plan.run_id}/plans/${plan.plan_id}`;
+  return { ...plan, console_url };
 }
 
 export function makeOverview(over: Partial<Overview> = {}): Overview {

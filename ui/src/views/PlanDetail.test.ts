@@ -65,10 +65,12 @@ describe('Plan detail', () => {
     await until(() => expect(b.callsOf('snooze_plan')[0]?.args).toEqual({ planId: 'pln_alpha', minutes: 60 }));
   });
 
-  it('falls back to an Open in Console button when no template is set', async () => {
-    const b = mockBackend({ get_plan: () => makePlanDetail() });
+  it('falls back to an Open in Console button when the plan has no link', async () => {
+    const detail = makePlanDetail();
+    detail.plan = { ...detail.plan, console_url: '' };
+    const b = mockBackend({ get_plan: () => detail });
     const app = new AppState();
-    app.settings = makeSettings({ console_url_template: '' });
+    app.settings = makeSettings();
     const ui = render(PlanDetail, { planId: 'pln_alpha' }, appContext(app));
     const btn = await until(() => ui.byTestId('open-console'));
     expect(btn.tagName).toBe('BUTTON');
