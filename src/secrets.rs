@@ -536,6 +536,7 @@ impl SecretsWatcher {
             let mut stamp = None;
             let mut failing_since: Option<std::time::Instant> = None;
             let mut last_reason = String::new();
+            let mut next_expiry: Option<DateTime<Utc>> = None;
             let mut first_round = true;
             while !flag.load(Ordering::Acquire) {
                 let now_stamp = manager.file_stamp();
@@ -546,6 +547,7 @@ impl SecretsWatcher {
                         Ok(set) => {
                             failing_since = None;
                             last_reason.clear();
+                            next_expiry = set.secrets().iter().filter_map(|s| s.expires_at).min();
                             handle.replace(SecretsStatus::Ready(set));
                         }
                         Err(e) => {
@@ -567,8 +569,12 @@ impl SecretsWatcher {
                         }
                     }
                 }
-                if let Err(e) = manager.prune_expired(Utc::now()) {
-                    tracing::warn!(error = %e, "could not retire expired secrets");
+                // Only when a loaded secret's overlap has ended: no file reads on the quiet ticks.
+                if next_expiry.is_some_and(|t| t <= Utc::now()) {
+                    next_expiry = None;
+                    if let Err(e) = manager.prune_expired(Utc::now()) {
+                        tracing::warn!(error = %e, "could not retire expired secrets");
+                    }
                 }
                 usage.persist(&usage_path);
                 std::thread::sleep(WATCH_EVERY);
