@@ -27,7 +27,21 @@ if [ "$rest" -gt 0 ]; then
   echo "== filling to $total stored events"
   "$bin" send --url "$url" --count "$rest" --concurrency 64
 fi
-sleep 2
+sleep ${ZOF_BENCH_SETTLE:-2}
 echo "== server memory after $total stored events"
 grep -E 'VmRSS|VmHWM' "/proc/$pid/status"
 du -sh "$work/data" | awk '{print "store on disk: " $1}'
+# Acks come first; plans and notifications follow on the outbox worker. Stopping drains it, so
+# the inbox afterwards shows whether every acknowledged event reached the queue and was told.
+start=$(date +%s.%N)
+kill -TERM "$pid"
+wait "$pid" || true
+echo "== stopped (outbox drained, store flushed) in $(awk "BEGIN { printf \"%.2f\", $(date +%s.%N) - $start }") s"
+"$bin" inbox --data-dir "$work/data" --config-dir "$work/config" --json | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+told = sum(1 for r in rows if r["notified_at"])
+states = {}
+for r in rows:
+    states[r["state"]] = states.get(r["state"], 0) + 1
+print(f"inbox: {len(rows)} events, states {states}, {told} announced (notification or summary)")'

@@ -196,12 +196,12 @@ impl Intake {
         let id = envelope.id.clone();
         let verdict = match stored {
             Stored::Duplicate { .. } => Verdict::Duplicate { id },
-            Stored::Accepted { plan: Some(plan) } => {
+            Stored::Accepted { acted_on: true } => {
+                // The worker writes the plan and says so with `PlanChanged`.
                 p.outbox.kick();
-                let _ = p.events.send(CoreEvent::PlanChanged { plan_id: plan.plan_id });
                 Verdict::Accepted { id }
             }
-            Stored::Accepted { plan: None } => Verdict::Ignored {
+            Stored::Accepted { acted_on: false } => Verdict::Ignored {
                 id,
                 reason: format!("events of type `{}` are recorded but not acted on", envelope.kind),
             },
@@ -230,8 +230,11 @@ impl Intake {
             reason,
             fingerprint,
         };
-        if let Err(e) = self.inner.store.record_delivery(&record) {
-            tracing::warn!(error = %e, "could not log a delivery");
+        // An accepted delivery is logged by the outbox worker with the rest of its work.
+        if record.verdict != DeliveryVerdict::Accepted {
+            if let Err(e) = self.inner.store.record_delivery(&record) {
+                tracing::warn!(error = %e, "could not log a delivery");
+            }
         }
         match verdict {
             Verdict::Rejected(r) => tracing::info!(status = r.status(), code = r.code(), "delivery rejected"),

@@ -205,20 +205,24 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
             store.complete_outbox(entry.seq)?;
             continue;
         }
-        let plan = match store.plan(&entry.plan_id)? {
-            Some(plan) => plan,
-            None => store.ensure_plan(&event)?,
+        // Tell the user first, then write the plan once with what was done.
+        let plan = store.pending_plan_for(&event)?;
+        let notice = if plan.state == PlanState::Pending && plan.notified_at.is_none() && !plan.held {
+            Some(notifier.plan_pending(&plan))
+        } else {
+            None
         };
-        if plan.state == PlanState::Pending && plan.notified_at.is_none() && !plan.held {
-            let notice = match notifier.plan_pending(&plan) {
-                Ok(n) => n,
-                Err(e) => {
-                    store.retry_outbox(&entry)?;
-                    return Err(e.into());
-                }
-            };
-            record_notice(store, &plan.plan_id, notice)?;
-            let _ = events.send(CoreEvent::PlanChanged { plan_id: plan.plan_id.clone() });
+        let now = Utc::now();
+        let settled = store.settle_event(&event, |p| {
+            if let Some(Ok(notice)) = &notice {
+                apply_notice(p, *notice, now);
+            }
+        })?;
+        let _ = events.send(CoreEvent::PlanChanged { plan_id: settled.plan_id });
+        if let Some(Err(e)) = notice {
+            // The plan is in the queue; telling the user is retried on a later pass.
+            store.retry_outbox(&entry)?;
+            return Err(e.into());
         }
         store.complete_outbox(entry.seq)?;
     }
@@ -230,15 +234,19 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
     Ok(())
 }
 
+fn apply_notice(plan: &mut PlanRecord, notice: Notice, now: chrono::DateTime<Utc>) {
+    match notice {
+        Notice::Shown => {
+            plan.notified_at = Some(now);
+            plan.held = false;
+        }
+        Notice::Held => plan.held = true,
+    }
+}
+
 fn record_notice(store: &Store, plan_id: &str, notice: Notice) -> Result<(), crate::store::StoreError> {
     let now = Utc::now();
-    store.update_plan(plan_id, |p| match notice {
-        Notice::Shown => {
-            p.notified_at = Some(now);
-            p.held = false;
-        }
-        Notice::Held => p.held = true,
-    })?;
+    store.update_plan(plan_id, |p| apply_notice(p, notice, now))?;
     Ok(())
 }
 
@@ -314,20 +322,48 @@ mod tests {
         }
     }
 
+    #[derive(Debug, Default)]
+    struct Unreachable;
+    impl Notifier for Unreachable {
+        fn plan_pending(&self, _plan: &PlanRecord) -> Result<Notice, NotifyError> {
+            Err(NotifyError("no notification server".into()))
+        }
+    }
+
+    fn acknowledged(store: &Store, id: &str, plan: &str) {
+        let env = Envelope::parse(&plan_pending_body(id, Utc::now(), plan, "o", "r")).unwrap();
+        store.record_event(&env, b"{}", Utc::now(), &Fingerprint("f".into())).unwrap();
+    }
+
     #[test]
-    fn a_claim_whose_plan_was_lost_gets_its_plan_rebuilt_and_notified() {
+    fn the_worker_writes_the_plan_of_an_acknowledged_event_and_tells_the_user_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let env = Envelope::parse(&plan_pending_body("e1", Utc::now(), "p1", "o", "r")).unwrap();
-        store.record_event(&env, b"{}", Utc::now(), &Fingerprint("f".into())).unwrap();
-        // The crash cut between the claim and the plan write.
-        store.update_plan("p1", |_| {}).unwrap();
-        store.remove_plan_for_test("p1");
+        acknowledged(&store, "e1", "p1");
         let told = Told::default();
-        let (tx, _rx) = broadcast::channel(8);
+        let (tx, mut rx) = broadcast::channel(8);
+        drain(&store, &told, &tx).unwrap();
         drain(&store, &told, &tx).unwrap();
         assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
         assert!(store.plan("p1").unwrap().unwrap().notified_at.is_some());
+        assert_eq!(store.outbox_len(), 0);
+        assert!(matches!(rx.try_recv(), Ok(CoreEvent::PlanChanged { plan_id }) if plan_id == "p1"));
+    }
+
+    #[test]
+    fn without_a_notification_server_the_plan_still_reaches_the_queue_and_the_entry_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        acknowledged(&store, "e1", "p1");
+        let (tx, _rx) = broadcast::channel(8);
+        assert!(drain(&store, &Unreachable, &tx).is_err());
+        let plan = store.plan("p1").unwrap().unwrap();
+        assert_eq!((plan.state, plan.notified_at), (PlanState::Pending, None));
+        assert_eq!(store.outbox().unwrap()[0].attempts, 1);
+        // Once a server answers, the retried entry tells the user.
+        let told = Told::default();
+        drain(&store, &told, &tx).unwrap();
+        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
         assert_eq!(store.outbox_len(), 0);
     }
 }

@@ -17,8 +17,15 @@ use zof_approvals::config::{Paths, Settings, DEFAULT_SECRET_ENV};
 use zof_approvals::envelope::plan_pending_body;
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::secrets::{secret_from_env, Keychain, SecretManager, SecretRole, SecretStore, SecretsReport};
-use zof_approvals::store::{EventVerdict, PlanState, Store};
+use zof_approvals::store::{EventVerdict, PlanRecord, PlanState, Store};
 use zof_approvals::verify::{sign_standard, sign_zof, Scheme, Secret};
+
+/// jemalloc, configured in `.cargo/config.toml` (one arena, freed pages returned within half a
+/// second): the receiver's memory stays flat under load, where glibc grows an arena per thread.
+/// On a 100,000-event run this halves peak RSS and raises throughput by half (README, Benchmarks).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "zof-approvals", version, about = "Tells you the moment a Zof remediation plan awaits your approval.")]
@@ -644,13 +651,20 @@ async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
     let dir = paths.data_dir.clone();
     let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<serde_json::Value>> {
         let store = Store::open(&dir)?;
-        let plans = store.plans()?;
+        let plans: std::collections::HashMap<String, PlanRecord> =
+            store.plans_iter().map(|p| p.map(|p| (p.plan_id.clone(), p))).collect::<Result<_, _>>()?;
+        let queued: std::collections::HashSet<u64> =
+            store.outbox_iter().map(|e| e.map(|e| e.seq)).collect::<Result<_, _>>()?;
         let mut rows = Vec::new();
         for e in store.events()? {
-            let plan = plans.iter().find(|p| p.plan_id == e.plan_id && p.event_id == e.id);
+            let plan = plans.get(&e.plan_id).filter(|p| p.event_id == e.id);
             let state = match (e.verdict, plan) {
                 (EventVerdict::Ignored, _) => "ignored".to_string(),
                 (EventVerdict::Accepted, Some(p)) => plan_state_word(p.state).to_string(),
+                // Acknowledged; the worker has not written its plan yet (it will on the next start).
+                (EventVerdict::Accepted, None) if e.outbox_seq.is_some_and(|s| queued.contains(&s)) => {
+                    "received".to_string()
+                }
                 // A later event announced the same plan again.
                 (EventVerdict::Accepted, None) => "superseded".to_string(),
             };

@@ -1,0 +1,404 @@
+//! The on-disk form of the store's records: a compact, versioned binary layout.
+//!
+//! Every record starts with [`FORMAT`]. Records written before this format existed are JSON and
+//! start with `{`; they are still read, so an existing inbox keeps working, and are rewritten in
+//! this form the next time they change. Times keep nanosecond precision (seconds + nanoseconds),
+//! strings are length-prefixed UTF-8, integers are little-endian varints.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use super::{
+    DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanRecord, PlanState, StoreError,
+};
+use crate::verify::Fingerprint;
+
+/// The first byte of a record in this format (never `{`, the first byte of a JSON record).
+const FORMAT: u8 = 0xB1;
+
+/// A record kept in one of the store's trees.
+pub(super) trait Record: Sized + DeserializeOwned {
+    fn write(&self, w: &mut Writer);
+    fn read(r: &mut Reader<'_>) -> Result<Self, String>;
+}
+
+pub(super) fn encode<T: Record>(value: &T) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(256));
+    w.0.push(FORMAT);
+    value.write(&mut w);
+    w.0
+}
+
+pub(super) fn decode<T: Record>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt { tree, message };
+    match bytes.first() {
+        Some(&FORMAT) => {
+            let mut r = Reader { rest: &bytes[1..] };
+            let value = T::read(&mut r).map_err(corrupt)?;
+            if r.rest.is_empty() {
+                Ok(value)
+            } else {
+                Err(corrupt(format!("{} unexpected bytes after the record", r.rest.len())))
+            }
+        }
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string())),
+        Some(other) => Err(corrupt(format!("unknown record format 0x{other:02x}"))),
+        None => Err(corrupt("empty record".into())),
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+
+    fn uint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn int(&mut self, v: i64) {
+        // Zig-zag, so small negative numbers stay short.
+        self.uint(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.uint(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn time(&mut self, t: DateTime<Utc>) {
+        self.int(t.timestamp());
+        self.uint(u64::from(t.timestamp_subsec_nanos()));
+    }
+
+    fn opt_time(&mut self, t: Option<DateTime<Utc>>) {
+        match t {
+            Some(t) => {
+                self.u8(1);
+                self.time(t);
+            }
+            None => self.u8(0),
+        }
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+            None => self.u8(0),
+        }
+    }
+
+    fn opt_uint(&mut self, v: Option<u64>) {
+        match v {
+            Some(v) => {
+                self.u8(1);
+                self.uint(v);
+            }
+            None => self.u8(0),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Result<u8, String> {
+        let (&first, rest) = self.rest.split_first().ok_or("the record ends early")?;
+        self.rest = rest;
+        Ok(first)
+    }
+
+    fn uint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("an integer is longer than 64 bits".into())
+    }
+
+    fn int(&mut self) -> Result<i64, String> {
+        let z = self.uint()?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let len = usize::try_from(self.uint()?).map_err(|e| e.to_string())?;
+        if len > self.rest.len() {
+            return Err("a string runs past the end of the record".into());
+        }
+        let (head, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn str(&mut self) -> Result<String, String> {
+        let bytes = self.bytes()?;
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|e| e.to_string())
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>, String> {
+        let secs = self.int()?;
+        let nanos = u32::try_from(self.uint()?).map_err(|e| e.to_string())?;
+        DateTime::from_timestamp(secs, nanos).ok_or_else(|| format!("time out of range: {secs}.{nanos}"))
+    }
+
+    fn flag(&mut self) -> Result<bool, String> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("bad presence flag {other}")),
+        }
+    }
+
+    fn opt_time(&mut self) -> Result<Option<DateTime<Utc>>, String> {
+        if self.flag()? {
+            self.time().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_str(&mut self) -> Result<Option<String>, String> {
+        if self.flag()? {
+            self.str().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_uint(&mut self) -> Result<Option<u64>, String> {
+        if self.flag()? {
+            self.uint().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Enums are stored as one byte; their order here is the format, so only ever append.
+macro_rules! byte_enum {
+    ($name:ident { $($variant:ident = $byte:literal),+ $(,)? }) => {
+        impl $name {
+            fn to_byte(self) -> u8 {
+                match self { $($name::$variant => $byte),+ }
+            }
+
+            fn from_byte(b: u8) -> Result<$name, String> {
+                match b {
+                    $($byte => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other}", stringify!($name))),
+                }
+            }
+        }
+    };
+}
+
+byte_enum!(EventVerdict { Accepted = 0, Ignored = 1 });
+byte_enum!(PlanState { Pending = 0, Snoozed = 1, Handled = 2 });
+byte_enum!(DeliveryVerdict { Accepted = 0, Duplicate = 1, Ignored = 2, Rejected = 3 });
+
+impl Record for EventRecord {
+    fn write(&self, w: &mut Writer) {
+        w.str(&self.id);
+        w.str(&self.kind);
+        w.time(self.created);
+        w.time(self.received_at);
+        w.u8(self.verdict.to_byte());
+        w.str(&self.fingerprint.0);
+        w.str(&self.plan_id);
+        w.str(&self.run_id);
+        w.str(&self.organization_id);
+        w.opt_uint(self.outbox_seq);
+        w.str(self.payload.get());
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, String> {
+        Ok(EventRecord {
+            id: r.str()?,
+            kind: r.str()?,
+            created: r.time()?,
+            received_at: r.time()?,
+            verdict: EventVerdict::from_byte(r.u8()?)?,
+            fingerprint: Fingerprint(r.str()?),
+            plan_id: r.str()?,
+            run_id: r.str()?,
+            organization_id: r.str()?,
+            outbox_seq: r.opt_uint()?,
+            payload: serde_json::value::RawValue::from_string(r.str()?).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+impl Record for PlanRecord {
+    fn write(&self, w: &mut Writer) {
+        w.str(&self.plan_id);
+        w.str(&self.event_id);
+        w.str(&self.run_id);
+        w.str(&self.organization_id);
+        w.time(self.created);
+        w.time(self.received_at);
+        w.u8(self.state.to_byte());
+        w.opt_time(self.snoozed_until);
+        w.opt_time(self.notified_at);
+        w.opt_time(self.escalated_at);
+        w.opt_time(self.handled_at);
+        w.u8(u8::from(self.held));
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, String> {
+        Ok(PlanRecord {
+            plan_id: r.str()?,
+            event_id: r.str()?,
+            run_id: r.str()?,
+            organization_id: r.str()?,
+            created: r.time()?,
+            received_at: r.time()?,
+            state: PlanState::from_byte(r.u8()?)?,
+            snoozed_until: r.opt_time()?,
+            notified_at: r.opt_time()?,
+            escalated_at: r.opt_time()?,
+            handled_at: r.opt_time()?,
+            held: r.flag()?,
+        })
+    }
+}
+
+impl Record for OutboxEntry {
+    fn write(&self, w: &mut Writer) {
+        w.uint(self.seq);
+        w.str(&self.event_id);
+        w.str(&self.plan_id);
+        w.time(self.enqueued_at);
+        w.uint(u64::from(self.attempts));
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, String> {
+        Ok(OutboxEntry {
+            seq: r.uint()?,
+            event_id: r.str()?,
+            plan_id: r.str()?,
+            enqueued_at: r.time()?,
+            attempts: u32::try_from(r.uint()?).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+impl Record for DeliveryRecord {
+    fn write(&self, w: &mut Writer) {
+        w.time(self.at);
+        w.opt_str(self.event_id.as_deref());
+        w.u8(self.verdict.to_byte());
+        w.uint(u64::from(self.status));
+        w.str(&self.code);
+        w.str(&self.reason);
+        w.opt_str(self.fingerprint.as_ref().map(|f| f.0.as_str()));
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, String> {
+        Ok(DeliveryRecord {
+            at: r.time()?,
+            event_id: r.opt_str()?,
+            verdict: DeliveryVerdict::from_byte(r.u8()?)?,
+            status: u16::try_from(r.uint()?).map_err(|e| e.to_string())?,
+            code: r.str()?,
+            reason: r.str()?,
+            fingerprint: r.opt_str()?.map(Fingerprint),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plan() -> PlanRecord {
+        let t = DateTime::from_timestamp(1_779_278_400, 123_456_789).unwrap();
+        PlanRecord {
+            plan_id: "plan_ü".into(),
+            event_id: "evt_1".into(),
+            run_id: "run_1".into(),
+            organization_id: "org_abc".into(),
+            created: t,
+            received_at: t,
+            state: PlanState::Snoozed,
+            snoozed_until: Some(t),
+            notified_at: None,
+            escalated_at: Some(DateTime::from_timestamp(-5, 0).unwrap()),
+            handled_at: None,
+            held: true,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_nanosecond_times() {
+        let p = plan();
+        assert_eq!(decode::<PlanRecord>("plans", &encode(&p)).unwrap(), p);
+        let d = DeliveryRecord {
+            at: p.created,
+            event_id: Some("evt_1".into()),
+            verdict: DeliveryVerdict::Duplicate,
+            status: 200,
+            code: "duplicate".into(),
+            reason: "seen".into(),
+            fingerprint: Some(Fingerprint("0123456789ab".into())),
+        };
+        assert_eq!(decode::<DeliveryRecord>("deliveries", &encode(&d)).unwrap(), d);
+    }
+
+    #[test]
+    fn json_records_from_earlier_versions_are_still_read() {
+        let p = plan();
+        let json = serde_json::to_vec(&p).unwrap();
+        assert_eq!(decode::<PlanRecord>("plans", &json).unwrap(), p);
+    }
+
+    #[test]
+    fn a_damaged_record_is_a_clear_error_naming_its_tree() {
+        let mut bytes = encode(&plan());
+        bytes.truncate(bytes.len() - 3);
+        let err = decode::<PlanRecord>("plans", &bytes).unwrap_err().to_string();
+        assert!(err.contains("`plans`") && err.contains("ends early"), "{err}");
+        let err = decode::<PlanRecord>("plans", &[0x07, 1, 2]).unwrap_err().to_string();
+        assert!(err.contains("unknown record format 0x07"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut tagged = vec![FORMAT];
+            tagged.extend_from_slice(&bytes);
+            let _ = decode::<PlanRecord>("plans", &tagged);
+            let _ = decode::<EventRecord>("events", &tagged);
+            let _ = decode::<DeliveryRecord>("deliveries", &tagged);
+            let _ = decode::<OutboxEntry>("outbox", &tagged);
+        }
+
+        #[test]
+        fn integers_round_trip(v in any::<u64>(), i in any::<i64>()) {
+            let mut w = Writer(Vec::new());
+            w.uint(v);
+            w.int(i);
+            let mut r = Reader { rest: &w.0 };
+            prop_assert_eq!(r.uint().unwrap(), v);
+            prop_assert_eq!(r.int().unwrap(), i);
+        }
+    }
+}
