@@ -195,6 +195,10 @@ struct Inner {
     outbox: sled::Tree,
     deliveries: sled::Tree,
     meta: sled::Tree,
+    /// An index of the plans with time-based work (see [`timer_keys`]), so upkeep reads only those.
+    timers: sled::Tree,
+    /// Serializes changes of a plan with its timers against upkeep's removal of stale timers.
+    timers_lock: Mutex<()>,
     commit: GroupCommit,
     dir: PathBuf,
 }
@@ -216,13 +220,30 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             deliveries: db.open_tree("deliveries")?,
             meta: db.open_tree("meta")?,
+            timers: db.open_tree("timers")?,
+            timers_lock: Mutex::new(()),
             commit: GroupCommit::start(db.clone()),
             db,
             dir: dir.into(),
         };
         let store = Store { inner: Arc::new(inner) };
         store.discard_orphan_outbox_entries()?;
+        store.index_timers_once()?;
         Ok(store)
+    }
+
+    /// Stores written before the timer index existed get it built once, from their plans.
+    fn index_timers_once(&self) -> Result<(), StoreError> {
+        const INDEXED: &str = "timers_indexed";
+        if self.meta::<bool>(INDEXED)?.unwrap_or(false) {
+            return Ok(());
+        }
+        for plan in self.plans_iter() {
+            for key in timer_keys(&plan?) {
+                self.inner.timers.insert(key, &[])?;
+            }
+        }
+        self.set_meta(INDEXED, &true)
     }
 
     /// An outbox entry whose claim never reached the disk (a crash between the two writes) was
@@ -316,20 +337,84 @@ impl Store {
         event: &EventRecord,
         change: impl Fn(&mut PlanRecord),
     ) -> Result<PlanRecord, StoreError> {
-        let mut out = None;
-        self.inner.plans.update_and_fetch(event.plan_id.as_bytes(), |old| {
-            let previous = old.and_then(|b| codec::decode::<PlanRecord>("plans", b).ok());
+        let plan = self.write_plan(&event.plan_id, |previous| {
             let mut plan = pending_plan(previous, event);
             change(&mut plan);
-            let bytes = codec::encode(&plan);
-            out = Some(plan);
-            Some(bytes)
+            Some(plan)
         })?;
         if let Some(seq) = event.outbox_seq {
             let line = DeliveryRecord::accepted(&event.id, event.received_at, event.fingerprint.clone());
             self.inner.deliveries.insert(seq.to_be_bytes(), codec::encode(&line))?;
         }
-        out.ok_or_else(|| corrupt("plans", "a plan could not be written"))
+        plan.ok_or_else(|| corrupt("plans", "a plan could not be written"))
+    }
+
+    /// Replaces one plan with `next(current)` (a record that cannot be read counts as absent;
+    /// `None` from `next` leaves it alone), keeping its timers in step. New timers are written
+    /// before the plan and old ones removed after it, so a crash at any point leaves at worst a
+    /// timer the plan does not need, which upkeep drops, and never a plan without its timer.
+    fn write_plan(
+        &self,
+        plan_id: &str,
+        next: impl Fn(Option<PlanRecord>) -> Option<PlanRecord>,
+    ) -> Result<Option<PlanRecord>, StoreError> {
+        let i = &self.inner;
+        let _serial = i.timers_lock.lock().map_err(|_| StoreError::Closed)?;
+        loop {
+            let current = i.plans.get(plan_id.as_bytes())?;
+            let old = current.as_deref().and_then(|b| codec::decode::<PlanRecord>("plans", b).ok());
+            let before = old.as_ref().map(timer_keys).unwrap_or_default();
+            let Some(new) = next(old) else {
+                return Ok(None);
+            };
+            let after = timer_keys(&new);
+            for key in after.iter().filter(|k| !before.contains(k)) {
+                i.timers.insert(key.as_slice(), &[])?;
+            }
+            if i.plans.compare_and_swap(plan_id.as_bytes(), current, Some(codec::encode(&new)))?.is_ok() {
+                for key in before.iter().filter(|k| !after.contains(k)) {
+                    i.timers.remove(key.as_slice())?;
+                }
+                return Ok(Some(new));
+            }
+        }
+    }
+
+    /// The plans whose time-based work is due at `now`, read through the timer index (so this
+    /// costs the number of due plans, not the number of plans). Escalation is due
+    /// `escalation_after` after a plan was received; `None` turns it off.
+    pub fn due(&self, now: DateTime<Utc>, escalation_after: Option<chrono::Duration>) -> Result<Due, StoreError> {
+        let mut due = Due {
+            woken: self.timers_until(TIMER_SNOOZED, Some(now))?,
+            held: self.timers_until(TIMER_HELD, None)?.into_iter().map(|p| p.plan_id).collect(),
+            escalate: Vec::new(),
+        };
+        if let Some(after) = escalation_after {
+            due.escalate = self.timers_until(TIMER_ESCALATION, Some(now - after))?;
+        }
+        Ok(due)
+    }
+
+    /// The plans behind the timers of `kind` set at or before `until` (all of them for `None`).
+    /// Timers their plan no longer needs are removed on the way.
+    fn timers_until(&self, kind: u8, until: Option<DateTime<Utc>>) -> Result<Vec<PlanRecord>, StoreError> {
+        let i = &self.inner;
+        let mut plans = Vec::new();
+        for kv in i.timers.scan_prefix([kind]) {
+            let (key, _) = kv?;
+            let (at, plan_id) = split_timer_key(&key)?;
+            if until.zip(at).is_some_and(|(until, at)| at > until) {
+                break;
+            }
+            let _serial = i.timers_lock.lock().map_err(|_| StoreError::Closed)?;
+            match self.plan(&plan_id)? {
+                Some(plan) if timer_keys(&plan).iter().any(|k| k.as_slice() == key.as_ref()) => plans.push(plan),
+                _ => {
+                    i.timers.remove(&key)?;
+                }
+            }
+        }
+        Ok(plans)
     }
 
     /// Resolves once everything written before this call is on disk (group commit).
@@ -382,15 +467,12 @@ impl Store {
 
     /// Changes one plan atomically; `change` may run more than once under contention.
     pub fn update_plan(&self, plan_id: &str, change: impl Fn(&mut PlanRecord)) -> Result<PlanRecord, StoreError> {
-        let mut out = None;
-        self.inner.plans.fetch_and_update(plan_id.as_bytes(), |old| {
-            let mut plan: PlanRecord = codec::decode("plans", old?).ok()?;
+        let plan = self.write_plan(plan_id, |old| {
+            let mut plan = old?;
             change(&mut plan);
-            let bytes = codec::encode(&plan);
-            out = Some(plan);
-            Some(bytes)
+            Some(plan)
         })?;
-        out.ok_or_else(|| StoreError::UnknownPlan(plan_id.into()))
+        plan.ok_or_else(|| StoreError::UnknownPlan(plan_id.into()))
     }
 
     /// Outbox entries in the order they were enqueued.
@@ -478,6 +560,59 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Plans with time-based work, as [`Store::due`] returns them.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Snoozed plans whose snooze has ended.
+    pub woken: Vec<PlanRecord>,
+    /// Pending plans held back by quiet hours or a mute, to be summarized.
+    pub held: Vec<String>,
+    /// Announced plans waiting longer than the escalation delay, not escalated yet.
+    pub escalate: Vec<PlanRecord>,
+}
+
+const TIMER_HELD: u8 = 0;
+const TIMER_SNOOZED: u8 = 1;
+const TIMER_ESCALATION: u8 = 2;
+
+/// The timer index keys a plan needs: `kind`, then for timed kinds the time (8 bytes that sort
+/// like the time), then the plan id. The plan record stays the truth; the index only says where
+/// to look.
+fn timer_keys(plan: &PlanRecord) -> Vec<Vec<u8>> {
+    let key = |kind: u8, at: Option<DateTime<Utc>>| {
+        let mut k = vec![kind];
+        if kind != TIMER_HELD {
+            // Micros since the epoch, sign bit flipped so that big-endian bytes sort by time.
+            let micros = at.map_or(i64::MIN, |t| t.timestamp_micros());
+            k.extend_from_slice(&((micros as u64) ^ (1 << 63)).to_be_bytes());
+        }
+        k.extend_from_slice(plan.plan_id.as_bytes());
+        k
+    };
+    match plan.state {
+        PlanState::Snoozed => vec![key(TIMER_SNOOZED, plan.snoozed_until)],
+        PlanState::Pending if plan.held => vec![key(TIMER_HELD, None)],
+        PlanState::Pending if plan.notified_at.is_some() && plan.escalated_at.is_none() => {
+            vec![key(TIMER_ESCALATION, Some(plan.received_at))]
+        }
+        PlanState::Pending | PlanState::Handled => Vec::new(),
+    }
+}
+
+/// The time (for timed kinds) and the plan id of a timer key.
+fn split_timer_key(key: &[u8]) -> Result<(Option<DateTime<Utc>>, String), StoreError> {
+    let bad = || corrupt("timers", "a malformed timer key");
+    let (&kind, rest) = key.split_first().ok_or_else(bad)?;
+    let (at, id) = if kind == TIMER_HELD {
+        (None, rest)
+    } else {
+        let (time, id) = rest.split_at_checked(8).ok_or_else(bad)?;
+        let raw = u64::from_be_bytes(time.try_into().map_err(|_| bad())?) ^ (1 << 63);
+        (Some(DateTime::from_timestamp_micros(raw as i64).unwrap_or(DateTime::<Utc>::MIN_UTC)), id)
+    };
+    Ok((at, String::from_utf8(id.to_vec()).map_err(|_| bad())?))
 }
 
 fn pending_plan(previous: Option<PlanRecord>, event: &EventRecord) -> PlanRecord {
@@ -717,6 +852,66 @@ mod tests {
         accept(&store, &env("e3", "p1"));
         let reopened = store.plan("p1").unwrap().unwrap();
         assert_eq!((reopened.state, reopened.notified_at), (PlanState::Pending, None));
+    }
+
+    fn due_ids(store: &Store, now: DateTime<Utc>) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let due = store.due(now, Some(chrono::Duration::minutes(30))).unwrap();
+        let ids = |v: Vec<PlanRecord>| v.into_iter().map(|p| p.plan_id).collect::<Vec<_>>();
+        (ids(due.woken), due.held, ids(due.escalate))
+    }
+
+    #[test]
+    fn upkeep_reads_only_plans_whose_time_has_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let later = now + chrono::Duration::minutes(10);
+        for (e, p) in [("e1", "snoozed"), ("e2", "held"), ("e3", "told"), ("e4", "handled")] {
+            accept(&store, &env(e, p));
+        }
+        store
+            .update_plan("snoozed", |p| {
+                p.state = PlanState::Snoozed;
+                p.snoozed_until = Some(later);
+            })
+            .unwrap();
+        store.update_plan("held", |p| p.held = true).unwrap();
+        store.update_plan("told", |p| p.notified_at = Some(now)).unwrap();
+        store.update_plan("handled", |p| p.notified_at = Some(now)).unwrap();
+        store.update_plan("handled", |p| p.state = PlanState::Handled).unwrap();
+
+        let none: Vec<String> = Vec::new();
+        assert_eq!(due_ids(&store, now), (none.clone(), vec!["held".to_string()], none.clone()));
+        let (woken, _, escalate) = due_ids(&store, now + chrono::Duration::minutes(31));
+        assert_eq!((woken, escalate), (vec!["snoozed".to_string()], vec!["told".to_string()]));
+        // Three timers: the handled plan's was removed with its change.
+        assert_eq!(store.inner.timers.len(), 3);
+    }
+
+    #[test]
+    fn a_timer_its_plan_no_longer_needs_is_dropped_by_upkeep() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let plan = accept(&store, &env("e1", "p1"));
+        // As left by a crash between writing a new timer and writing the plan.
+        let stale = timer_keys(&PlanRecord { held: true, ..plan });
+        store.inner.timers.insert(stale[0].as_slice(), &[]).unwrap();
+        assert!(due_ids(&store, Utc::now()).1.is_empty());
+        assert_eq!(store.inner.timers.len(), 0);
+    }
+
+    #[test]
+    fn a_store_from_before_the_timer_index_gets_it_built_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            accept(&store, &env("e1", "p1"));
+            store.update_plan("p1", |p| p.held = true).unwrap();
+            store.inner.timers.clear().unwrap();
+            store.inner.meta.remove("timers_indexed").unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(due_ids(&store, Utc::now()).1, vec!["p1".to_string()]);
     }
 
     #[test]

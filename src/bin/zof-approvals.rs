@@ -200,7 +200,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZOF_LOG").unwrap_or_else(|_| "info".into()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The load generator runs on one thread: it shares the machine with the receiver it measures,
+    // and one thread drives 64 connections with less CPU than a pool that hands work around.
+    let mut builder = match cli.command {
+        Command::Send(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
