@@ -8,6 +8,12 @@
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+/// The same allocator and settings as the `zof-approvals` CLI (`.cargo/config.toml`): one arena,
+/// freed memory returned within half a second, so the receiver's bursts do not stay resident.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod autostart;
 mod commands;
 mod forward;
@@ -27,7 +33,19 @@ use crate::lifecycle::Core;
 /// How long Quit waits for the core to drain and flush before exiting anyway.
 const STOP_WITHIN: Duration = Duration::from_secs(15);
 
+/// JavaScriptCore settings for a small, mostly idle panel, applied through the environment the
+/// web process inherits (set before any thread or WebKit process starts; a value the user set
+/// wins). `JSC_useJIT=0`: the panel's script is small and event-driven, so the interpreter is
+/// plenty, and the JIT's code and pools cost 8–20 MiB of the web process
+/// (`scripts/measure-desktop.sh`, README, Benchmarks).
+const WEBKIT_ENV: [(&str, &str); 1] = [("JSC_useJIT", "0")];
+
 fn main() -> ExitCode {
+    for (name, value) in WEBKIT_ENV {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

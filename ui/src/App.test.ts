@@ -76,6 +76,23 @@ describe('Home', () => {
     expect(ui.get('[aria-live="polite"]')!.textContent).toContain('3 plans await approval');
   });
 
+  it('renders a long queue 25 rows at a time, with the rest one click away', async () => {
+    mockBackend();
+    const ui = renderApp();
+    await until(() => ui.byTestId('kpi-pending')!);
+    const sixty = Array.from({ length: 60 }, (_, i) => makePlan({ plan_id: `pln_${String(i).padStart(2, '0')}` }));
+    await push('zof://overview', makeOverview({ queue: sixty, kpis: { ...makeOverview().kpis, pending: 1002 } }));
+
+    expect(ui.allByTestId('queue-row')).toHaveLength(25);
+    expect(ui.byTestId('queue-more')!.textContent).toBe('Show 25 more plans');
+    expect(ui.get('.show-more .hint')!.textContent).toBe('35 not shown; 1002 pending in all');
+    click(ui.byTestId('queue-more'));
+    await until(() => expect(ui.allByTestId('queue-row')).toHaveLength(50));
+    click(ui.byTestId('queue-more'));
+    await until(() => expect(ui.allByTestId('queue-row')).toHaveLength(60));
+    expect(ui.byTestId('queue-more')).toBeNull();
+  });
+
   it('does not let a slower initial fetch overwrite a newer pushed overview', async () => {
     let resolve!: (o: unknown) => void;
     mockBackend({ get_overview: () => new Promise((r) => (resolve = r)) });
