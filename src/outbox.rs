@@ -211,6 +211,9 @@ enum DrainError {
 
 fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEvent>) -> Result<(), DrainError> {
     let mut did_work = false;
+    // Once telling the user fails, this pass stops trying (the notifier is down) but still
+    // puts every plan in the queue; the entries stay for the retry.
+    let mut failed: Option<NotifyError> = None;
     for entry in store.outbox_iter() {
         let entry = entry?;
         did_work = true;
@@ -225,10 +228,11 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
         }
         // Tell the user first, then write the plan once with what was done.
         let plan = store.pending_plan_for(&event)?;
-        let notice = if plan.state == PlanState::Pending && plan.notified_at.is_none() && !plan.held {
-            Some(notifier.plan_pending(&plan))
-        } else {
-            None
+        let wants_notice = plan.state == PlanState::Pending && plan.notified_at.is_none() && !plan.held;
+        let notice = match (wants_notice, &failed) {
+            (false, _) => None,
+            (true, None) => Some(notifier.plan_pending(&plan)),
+            (true, Some(e)) => Some(Err(e.clone())),
         };
         let now = Utc::now();
         let settled = store.settle_event(&event, |p| {
@@ -240,7 +244,8 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
         if let Some(Err(e)) = notice {
             // The plan is in the queue; telling the user is retried on a later pass.
             store.retry_outbox(&entry)?;
-            return Err(e.into());
+            failed.get_or_insert(e);
+            continue;
         }
         store.complete_outbox(entry.seq)?;
     }
@@ -249,7 +254,10 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
     if did_work {
         store.flush_soon();
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 fn apply_notice(plan: &mut PlanRecord, notice: Notice, now: chrono::DateTime<Utc>) {
@@ -353,19 +361,23 @@ mod tests {
     }
 
     #[test]
-    fn without_a_notification_server_the_plan_still_reaches_the_queue_and_the_entry_is_kept() {
+    fn without_a_notification_server_every_plan_still_reaches_the_queue_and_the_entries_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        acknowledged(&store, "e1", "p1");
+        for i in 1..=3 {
+            acknowledged(&store, &format!("e{i}"), &format!("p{i}"));
+        }
         let (tx, _rx) = broadcast::channel(8);
         assert!(drain(&store, &Unreachable, &tx).is_err());
-        let plan = store.plan("p1").unwrap().unwrap();
-        assert_eq!((plan.state, plan.notified_at), (PlanState::Pending, None));
-        assert_eq!(store.outbox().unwrap()[0].attempts, 1);
-        // Once a server answers, the retried entry tells the user.
+        for i in 1..=3 {
+            let plan = store.plan(&format!("p{i}")).unwrap().unwrap();
+            assert_eq!((plan.state, plan.notified_at), (PlanState::Pending, None));
+        }
+        assert!(store.outbox().unwrap().iter().all(|e| e.attempts == 1));
+        // Once a server answers, the retried entries tell the user.
         let told = Told::default();
         drain(&store, &told, &tx).unwrap();
-        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
+        assert_eq!(*told.0.lock().unwrap(), vec!["p1", "p2", "p3"]);
         assert_eq!(store.outbox_len(), 0);
     }
 }

@@ -341,6 +341,7 @@ def story():
         wd.end()
         stop(driver_proc)
     failed_start_recovers(data_dir)
+    relaunched_over_the_store()
 
 
 def run_story(wd, port, url, data_dir):
@@ -616,6 +617,32 @@ def failed_start_recovers(data_dir):
             wait_until("the app to exit", lambda: not os.path.exists(f"/proc/{pids[0]}") or zombie(pids[0]), 30)
     finally:
         blocker.close()
+        wd.end()
+        stop(driver_proc)
+
+
+def relaunched_over_the_store():
+    """A fresh launch over the store the story filled (1,003 events, 1,002 plans pending): the
+    panel shows them at once, and its idle memory is measured like the hello-world app's (launched
+    by the WebDriver, no screenshot, 10 s idle)."""
+    driver_proc, wd = start_driver("tauri-driver-relaunch.log")
+    try:
+        wd.start(APP)
+        try:
+            wd.wait_text('[data-testid="kpi-pending"]', "1002", timeout=30)
+            check("a relaunch over the stored plans shows 1002 pending", True)
+        except TimeoutError as e:
+            check("a relaunch over the stored plans shows 1002 pending", False, e)
+            return
+        pids = pids_of(APP)
+        if pids:
+            time.sleep(10)
+            pss, rss, each = memory_kib(pids[0])
+            metrics["app_pss_mib_relaunched"], metrics["app_rss_mib_relaunched"] = round(pss / 1024, 1), round(rss / 1024, 1)
+            metrics["app_pss_mib_by_process_relaunched"] = each
+            os.kill(pids[0], signal.SIGTERM)
+            wait_until("the app to exit", lambda: not os.path.exists(f"/proc/{pids[0]}") or zombie(pids[0]), 30)
+    finally:
         wd.end()
         stop(driver_proc)
 
