@@ -20,6 +20,7 @@ cat > "$work/hooks.json" <<JSON
 JSON
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 webhook -hooks "$work/hooks.json" -ip 127.0.0.1 -port "$port" >"$work/webhook.log" 2>&1 &
+webhook_pid=$!
 for _ in $(seq 50); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
 
 ZOF_LOG=warn "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --data-dir "$work/data" --config-dir "$work/config" >"$work/serve.out" 2>"$work/serve.err" &
@@ -27,7 +28,22 @@ serve_pid=$!
 for _ in $(seq 100); do grep -q '^listening on ' "$work/serve.out" && break; sleep 0.05; done
 ours=$(sed -n 's/^listening on //p' "$work/serve.out")/webhooks/zof
 
+# CPU time (ticks) of a process and its children so far.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
+# webhook answers before its command has run: wait until the commands it still runs are done,
+# so they do not take the CPU from the next measurement.
+wait_idle() {
+  local before after
+  after=$(cpu_ticks "$1")
+  for _ in $(seq 60); do
+    sleep 0.5
+    before=$after
+    after=$(cpu_ticks "$1")
+    [ "$after" = "$before" ] && return
+  done
+}
 peer_json=$("$bin" send --url "http://127.0.0.1:$port/hooks/zof" --count "$count" --concurrency "$concurrency" --json)
+wait_idle "$webhook_pid"
 ours_json=$("$bin" send --url "$ours" --count "$count" --concurrency "$concurrency" --json)
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 python3 - "$peer_json" "$ours_json" "$rss_kb" <<'PY'

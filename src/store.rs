@@ -342,7 +342,9 @@ impl Store {
             change(&mut plan);
             Some(plan)
         })?;
-        if let Some(seq) = event.outbox_seq {
+        if let Some(seq) =
+            event.outbox_seq.filter(|seq| !self.inner.deliveries.contains_key(seq.to_be_bytes()).unwrap_or(false))
+        {
             let line = DeliveryRecord::accepted(&event.id, event.received_at, event.fingerprint.clone());
             self.inner.deliveries.insert(seq.to_be_bytes(), codec::encode(&line))?;
         }
@@ -364,9 +366,13 @@ impl Store {
             let current = i.plans.get(plan_id.as_bytes())?;
             let old = current.as_deref().and_then(|b| codec::decode::<PlanRecord>("plans", b).ok());
             let before = old.as_ref().map(timer_keys).unwrap_or_default();
-            let Some(new) = next(old) else {
+            let Some(new) = next(old.clone()) else {
                 return Ok(None);
             };
+            // Nothing changes (an entry retried while notifications are down): write nothing.
+            if old.as_ref() == Some(&new) {
+                return Ok(Some(new));
+            }
             let after = timer_keys(&new);
             for key in after.iter().filter(|k| !before.contains(k)) {
                 i.timers.insert(key.as_slice(), &[])?;
