@@ -1,4 +1,6 @@
-//! Work after the acknowledgement: a dedicated thread drives every outbox entry to done.
+//! Work after the acknowledgement: a dedicated thread drives every outbox entry to done. For a
+//! plan that awaits approval that means telling the user, then writing the pending plan and the
+//! delivery's line in the activity log, then removing the entry.
 //!
 //! Entries are durable before the sender hears 200, so an entry left unfinished by a crash is
 //! picked up on the next start. Notification calls block (D-Bus), which is why this is a thread
