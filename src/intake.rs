@@ -156,7 +156,7 @@ impl Intake {
             Ok((verdict, fp)) => (verdict, Some(fp)),
             Err(rejection) => (Verdict::Rejected(rejection), None),
         };
-        self.log(&verdict, fingerprint, now);
+        self.log(&verdict, fingerprint.as_ref(), now);
         verdict
     }
 
@@ -209,26 +209,34 @@ impl Intake {
         Ok((verdict, fingerprint))
     }
 
-    fn log(&self, verdict: &Verdict, fingerprint: Option<Fingerprint>, at: DateTime<Utc>) {
-        let (event_id, kind, code, reason) = match verdict {
-            Verdict::Accepted { id } => (Some(id), DeliveryVerdict::Accepted, "accepted", "accepted".to_string()),
-            Verdict::Duplicate { id } => (
-                Some(id),
-                DeliveryVerdict::Duplicate,
-                "duplicate",
-                "duplicate: this event id was already received".to_string(),
-            ),
-            Verdict::Ignored { id, reason } => (Some(id), DeliveryVerdict::Ignored, "ignored", reason.clone()),
-            Verdict::Rejected(r) => (None, DeliveryVerdict::Rejected, r.code(), r.to_string()),
-        };
-        let record = DeliveryRecord {
+    fn log(&self, verdict: &Verdict, fingerprint: Option<&Fingerprint>, at: DateTime<Utc>) {
+        let line = |event_id: &String, kind: DeliveryVerdict, code: &str, reason: String| DeliveryRecord {
             at,
-            event_id: event_id.cloned(),
+            event_id: Some(event_id.clone()),
             verdict: kind,
             status: verdict.status(),
             code: code.into(),
             reason,
-            fingerprint,
+            fingerprint: fingerprint.cloned(),
+        };
+        let record = match verdict {
+            Verdict::Accepted { id } => DeliveryRecord::accepted(id, at, fingerprint.cloned()),
+            Verdict::Duplicate { id } => line(
+                id,
+                DeliveryVerdict::Duplicate,
+                "duplicate",
+                "duplicate: this event id was already received".to_string(),
+            ),
+            Verdict::Ignored { id, reason } => line(id, DeliveryVerdict::Ignored, "ignored", reason.clone()),
+            Verdict::Rejected(r) => DeliveryRecord {
+                at,
+                event_id: None,
+                verdict: DeliveryVerdict::Rejected,
+                status: r.status(),
+                code: r.code().into(),
+                reason: r.to_string(),
+                fingerprint: None,
+            },
         };
         // An accepted delivery is logged by the outbox worker with the rest of its work.
         if record.verdict != DeliveryVerdict::Accepted {

@@ -237,12 +237,14 @@ fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<Core
             (true, Some(e)) => Some(Err(e.clone())),
         };
         let now = Utc::now();
-        let settled = store.settle_event(&event, |p| {
+        let (settled, changed) = store.settle_event(&event, |p| {
             if let Some(Ok(notice)) = &notice {
                 apply_notice(p, *notice, now);
             }
         })?;
-        let _ = events.send(CoreEvent::PlanChanged { plan_id: settled.plan_id });
+        if changed {
+            let _ = events.send(CoreEvent::PlanChanged { plan_id: settled.plan_id });
+        }
         if let Some(Err(e)) = notice {
             // The plan is in the queue; telling the user is retried on a later pass.
             store.retry_outbox(&entry)?;
@@ -369,13 +371,19 @@ mod tests {
         for i in 1..=3 {
             acknowledged(&store, &format!("e{i}"), &format!("p{i}"));
         }
-        let (tx, _rx) = broadcast::channel(8);
+        let (tx, mut rx) = broadcast::channel(16);
         assert!(drain(&store, &Unreachable, &tx).is_err());
+        assert!(drain(&store, &Unreachable, &tx).is_err());
+        let mut changed = 0;
+        while rx.try_recv().is_ok() {
+            changed += 1;
+        }
+        assert_eq!(changed, 3, "a retry that changes no plan announces no change");
         for i in 1..=3 {
             let plan = store.plan(&format!("p{i}")).unwrap().unwrap();
             assert_eq!((plan.state, plan.notified_at), (PlanState::Pending, None));
         }
-        assert!(store.outbox().unwrap().iter().all(|e| e.attempts == 1));
+        assert!(store.outbox().unwrap().iter().all(|e| e.attempts == 2));
         // Once a server answers, the retried entries tell the user.
         let told = Told::default();
         drain(&store, &told, &tx).unwrap();

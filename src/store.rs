@@ -167,8 +167,9 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
-    /// The delivery that brought `event`, which was accepted.
-    pub fn accepted(event_id: &str, at: DateTime<Utc>, fingerprint: Fingerprint) -> DeliveryRecord {
+    /// An accepted delivery of `event_id`: the one line both the intake (for live listeners) and
+    /// the outbox worker (for the log) describe it with.
+    pub fn accepted(event_id: &str, at: DateTime<Utc>, fingerprint: Option<Fingerprint>) -> DeliveryRecord {
         DeliveryRecord {
             at,
             event_id: Some(event_id.to_owned()),
@@ -176,7 +177,7 @@ impl DeliveryRecord {
             status: 200,
             code: "accepted".into(),
             reason: "accepted".into(),
-            fingerprint: Some(fingerprint),
+            fingerprint,
         }
     }
 }
@@ -331,12 +332,12 @@ impl Store {
     /// The worker's share of an accepted event: makes its plan pending (creating it, or
     /// refreshing an open one announced again), then applies `change` (what the notifier did),
     /// and logs the delivery that brought it. Repeating it for the same event changes nothing
-    /// more, so an entry resumed after a crash is safe.
+    /// more, so an entry resumed after a crash is safe. Returns the plan, and whether it changed.
     pub fn settle_event(
         &self,
         event: &EventRecord,
         change: impl Fn(&mut PlanRecord),
-    ) -> Result<PlanRecord, StoreError> {
+    ) -> Result<(PlanRecord, bool), StoreError> {
         let plan = self.write_plan(&event.plan_id, |previous| {
             let mut plan = pending_plan(previous, event);
             change(&mut plan);
@@ -345,21 +346,22 @@ impl Store {
         if let Some(seq) =
             event.outbox_seq.filter(|seq| !self.inner.deliveries.contains_key(seq.to_be_bytes()).unwrap_or(false))
         {
-            let line = DeliveryRecord::accepted(&event.id, event.received_at, event.fingerprint.clone());
+            let line = DeliveryRecord::accepted(&event.id, event.received_at, Some(event.fingerprint.clone()));
             self.inner.deliveries.insert(seq.to_be_bytes(), codec::encode(&line))?;
         }
         plan.ok_or_else(|| corrupt("plans", "a plan could not be written"))
     }
 
     /// Replaces one plan with `next(current)` (a record that cannot be read counts as absent;
-    /// `None` from `next` leaves it alone), keeping its timers in step. New timers are written
+    /// `None` from `next` leaves it alone, as does an unchanged plan: the flag says which),
+    /// keeping its timers in step. New timers are written
     /// before the plan and old ones removed after it, so a crash at any point leaves at worst a
     /// timer the plan does not need, which upkeep drops, and never a plan without its timer.
     fn write_plan(
         &self,
         plan_id: &str,
         next: impl Fn(Option<PlanRecord>) -> Option<PlanRecord>,
-    ) -> Result<Option<PlanRecord>, StoreError> {
+    ) -> Result<Option<(PlanRecord, bool)>, StoreError> {
         let i = &self.inner;
         let _serial = i.timers_lock.lock().map_err(|_| StoreError::Closed)?;
         loop {
@@ -371,7 +373,7 @@ impl Store {
             };
             // Nothing changes (an entry retried while notifications are down): write nothing.
             if old.as_ref() == Some(&new) {
-                return Ok(Some(new));
+                return Ok(Some((new, false)));
             }
             let after = timer_keys(&new);
             for key in after.iter().filter(|k| !before.contains(k)) {
@@ -381,7 +383,7 @@ impl Store {
                 for key in before.iter().filter(|k| !after.contains(k)) {
                     i.timers.remove(key.as_slice())?;
                 }
-                return Ok(Some(new));
+                return Ok(Some((new, true)));
             }
         }
     }
@@ -478,7 +480,7 @@ impl Store {
             change(&mut plan);
             Some(plan)
         })?;
-        plan.ok_or_else(|| StoreError::UnknownPlan(plan_id.into()))
+        plan.map(|(plan, _)| plan).ok_or_else(|| StoreError::UnknownPlan(plan_id.into()))
     }
 
     /// Outbox entries in the order they were enqueued.
@@ -774,7 +776,7 @@ mod tests {
     /// What the intake and then the worker do for a new event.
     fn accept(store: &Store, env: &Envelope) -> PlanRecord {
         store.record_event(env, BODY, Utc::now(), &Fingerprint("f".into())).unwrap();
-        store.settle_event(&store.event(&env.id).unwrap().unwrap(), |_| {}).unwrap()
+        store.settle_event(&store.event(&env.id).unwrap().unwrap(), |_| {}).unwrap().0
     }
 
     #[test]
@@ -786,10 +788,10 @@ mod tests {
         assert_eq!(store.outbox_len(), 1);
 
         let event = store.event("e1").unwrap().unwrap();
-        let plan = store.settle_event(&event, |p| p.held = true).unwrap();
-        assert_eq!((plan.state, plan.held), (PlanState::Pending, true));
+        let (plan, changed) = store.settle_event(&event, |p| p.held = true).unwrap();
+        assert_eq!((plan.state, plan.held, changed), (PlanState::Pending, true, true));
         // Settling again (an entry resumed after a crash) keeps one log line and the plan as it is.
-        store.settle_event(&event, |_| {}).unwrap();
+        assert!(!store.settle_event(&event, |_| {}).unwrap().1, "nothing changed");
         let log = store.deliveries(10).unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!((log[0].verdict, log[0].event_id.as_deref()), (DeliveryVerdict::Accepted, Some("e1")));

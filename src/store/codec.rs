@@ -78,31 +78,12 @@ impl Writer {
         self.uint(u64::from(t.timestamp_subsec_nanos()));
     }
 
-    fn opt_time(&mut self, t: Option<DateTime<Utc>>) {
-        match t {
-            Some(t) => {
-                self.u8(1);
-                self.time(t);
-            }
-            None => self.u8(0),
-        }
-    }
-
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => {
-                self.u8(1);
-                self.str(s);
-            }
-            None => self.u8(0),
-        }
-    }
-
-    fn opt_uint(&mut self, v: Option<u64>) {
-        match v {
+    /// A presence byte, then the value if there is one.
+    fn opt<T>(&mut self, value: Option<T>, put: impl FnOnce(&mut Self, T)) {
+        match value {
             Some(v) => {
                 self.u8(1);
-                self.uint(v);
+                put(self, v);
             }
             None => self.u8(0),
         }
@@ -167,25 +148,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn opt_time(&mut self) -> Result<Option<DateTime<Utc>>, String> {
+    fn opt<T>(&mut self, get: impl FnOnce(&mut Self) -> Result<T, String>) -> Result<Option<T>, String> {
         if self.flag()? {
-            self.time().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn opt_str(&mut self) -> Result<Option<String>, String> {
-        if self.flag()? {
-            self.str().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn opt_uint(&mut self) -> Result<Option<u64>, String> {
-        if self.flag()? {
-            self.uint().map(Some)
+            get(self).map(Some)
         } else {
             Ok(None)
         }
@@ -225,7 +190,7 @@ impl Record for EventRecord {
         w.str(&self.plan_id);
         w.str(&self.run_id);
         w.str(&self.organization_id);
-        w.opt_uint(self.outbox_seq);
+        w.opt(self.outbox_seq, Writer::uint);
         w.str(self.payload.get());
     }
 
@@ -240,7 +205,7 @@ impl Record for EventRecord {
             plan_id: r.str()?,
             run_id: r.str()?,
             organization_id: r.str()?,
-            outbox_seq: r.opt_uint()?,
+            outbox_seq: r.opt(Reader::uint)?,
             payload: serde_json::value::RawValue::from_string(r.str()?).map_err(|e| e.to_string())?,
         })
     }
@@ -255,10 +220,10 @@ impl Record for PlanRecord {
         w.time(self.created);
         w.time(self.received_at);
         w.u8(self.state.to_byte());
-        w.opt_time(self.snoozed_until);
-        w.opt_time(self.notified_at);
-        w.opt_time(self.escalated_at);
-        w.opt_time(self.handled_at);
+        w.opt(self.snoozed_until, Writer::time);
+        w.opt(self.notified_at, Writer::time);
+        w.opt(self.escalated_at, Writer::time);
+        w.opt(self.handled_at, Writer::time);
         w.u8(u8::from(self.held));
     }
 
@@ -271,10 +236,10 @@ impl Record for PlanRecord {
             created: r.time()?,
             received_at: r.time()?,
             state: PlanState::from_byte(r.u8()?)?,
-            snoozed_until: r.opt_time()?,
-            notified_at: r.opt_time()?,
-            escalated_at: r.opt_time()?,
-            handled_at: r.opt_time()?,
+            snoozed_until: r.opt(Reader::time)?,
+            notified_at: r.opt(Reader::time)?,
+            escalated_at: r.opt(Reader::time)?,
+            handled_at: r.opt(Reader::time)?,
             held: r.flag()?,
         })
     }
@@ -303,23 +268,23 @@ impl Record for OutboxEntry {
 impl Record for DeliveryRecord {
     fn write(&self, w: &mut Writer) {
         w.time(self.at);
-        w.opt_str(self.event_id.as_deref());
+        w.opt(self.event_id.as_deref(), Writer::str);
         w.u8(self.verdict.to_byte());
         w.uint(u64::from(self.status));
         w.str(&self.code);
         w.str(&self.reason);
-        w.opt_str(self.fingerprint.as_ref().map(|f| f.0.as_str()));
+        w.opt(self.fingerprint.as_ref().map(|f| f.0.as_str()), Writer::str);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
         Ok(DeliveryRecord {
             at: r.time()?,
-            event_id: r.opt_str()?,
+            event_id: r.opt(Reader::str)?,
             verdict: DeliveryVerdict::from_byte(r.u8()?)?,
             status: u16::try_from(r.uint()?).map_err(|e| e.to_string())?,
             code: r.str()?,
             reason: r.str()?,
-            fingerprint: r.opt_str()?.map(Fingerprint),
+            fingerprint: r.opt(Reader::str)?.map(Fingerprint),
         })
     }
 }
