@@ -67,7 +67,7 @@ pub struct Application {
     listener: TcpListener,
     limits: Limits,
     worker: OutboxWorker,
-    pruner: JoinHandle<()>,
+    pruner: (JoinHandle<()>, tokio::sync::oneshot::Sender<()>),
     watcher: Option<SecretsWatcher>,
     rebinds: mpsc::Receiver<TcpListener>,
     panel: Panel,
@@ -103,7 +103,8 @@ impl Application {
             request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
             max_concurrent_requests: settings.max_concurrent_requests,
         };
-        let pruner = tokio::spawn(prune_periodically(store.clone(), settings.retention_days));
+        let (stop_pruning, stopped) = tokio::sync::oneshot::channel();
+        let pruner = (tokio::spawn(prune_periodically(store.clone(), settings.retention_days, stopped)), stop_pruning);
         let (rebind, rebinds) = mpsc::channel(1);
         let panel = Panel {
             store,
@@ -178,8 +179,10 @@ impl Application {
                 done = &mut server => break done,
             }
         };
-        pruner.abort();
-        let _ = pruner.await;
+        // Not an abort: a prune already running on a blocking thread would keep the store open.
+        let (pruning, stop_pruning) = pruner;
+        let _ = stop_pruning.send(());
+        let _ = pruning.await;
         let store = panel.store.clone();
         let notifier = panel.notifier.clone();
         drop(panel);
@@ -221,10 +224,14 @@ async fn start_secrets(config: &AppConfig, usage: Arc<SecretUsage>) -> Result<Se
     }
 }
 
-async fn prune_periodically(store: Store, retention_days: u32) {
+async fn prune_periodically(store: Store, retention_days: u32, stop: tokio::sync::oneshot::Receiver<()>) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
+    tokio::pin!(stop);
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = &mut stop => return,
+        }
         let store = store.clone();
         let cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
         match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {

@@ -559,10 +559,9 @@ def click_notification(wd, nid):
 
 def graceful_quit(app_pid, data_dir):
     """SIGTERM is Quit: the core stops, the store is flushed and its lock released."""
-    os.kill(app_pid, signal.SIGTERM)
     t = time.monotonic()
     try:
-        wait_until("the app to exit", lambda: not os.path.exists(f"/proc/{app_pid}") or zombie(app_pid), 30)
+        quit_app(app_pid)
         metrics["quit_s"] = time.monotonic() - t
         check("SIGTERM quits the app", True)
     except TimeoutError as e:
@@ -613,8 +612,7 @@ def failed_start_recovers(data_dir):
             check("saving a free port in Settings starts the receiver", False, e)
         pids = pids_of(APP)
         if pids:
-            os.kill(pids[0], signal.SIGTERM)
-            wait_until("the app to exit", lambda: not os.path.exists(f"/proc/{pids[0]}") or zombie(pids[0]), 30)
+            quit_app(pids[0])
     finally:
         blocker.close()
         wd.end()
@@ -640,11 +638,16 @@ def relaunched_over_the_store():
             pss, rss, each = memory_kib(pids[0])
             metrics["app_pss_mib_relaunched"], metrics["app_rss_mib_relaunched"] = round(pss / 1024, 1), round(rss / 1024, 1)
             metrics["app_pss_mib_by_process_relaunched"] = each
-            os.kill(pids[0], signal.SIGTERM)
-            wait_until("the app to exit", lambda: not os.path.exists(f"/proc/{pids[0]}") or zombie(pids[0]), 30)
+            quit_app(pids[0])
     finally:
         wd.end()
         stop(driver_proc)
+
+
+def quit_app(pid):
+    """SIGTERM (the tray's Quit) and wait until the process has exited."""
+    os.kill(pid, signal.SIGTERM)
+    wait_until("the app to exit", lambda: not os.path.exists(f"/proc/{pid}") or zombie(pid), 30)
 
 
 def zombie(pid):
