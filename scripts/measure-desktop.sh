@@ -5,6 +5,8 @@
 # Prints min / median / max over the runs of: launch -> receiver answers /healthz, launch -> window
 # shown, idle PSS (app + its WebKit processes) at launch, relaunched over the 1,002 plans the
 # story stored, and at the end of the story (after 1,000 more plans, screenshots, every view).
+# The hello-world app is measured twice: as built (WebKit's defaults, the GPU/DMA-BUF renderer) and
+# with WEBKIT_DISABLE_DMABUF_RENDERER=1, the CPU renderer this app selects for itself.
 #
 # The harness hard-codes target/debug/* and writes ci-artifacts/ next to itself, and has no switch
 # for another profile. So each run copies the harness and the release binaries into a temp tree
@@ -111,39 +113,44 @@ ms = lambda k: cell(vals(k, scale=1000), "{:.0f}")
 mib = lambda k, sub=None: cell(vals(k, sub), "{:.1f}")
 statuses = sorted({m.get("receiver_first_status") for m in data if m.get("receiver_first_status") is not None})
 
+H, C = "hello", "hello_cpu"
 rows = [
-    ("launch -> receiver answers /healthz (ms)", ms("receiver_answered_s"), "—", "< 300"),
-    ("launch -> WebDriver session up (ms)", ms("session_up_s"), ms("hello_session_up_s"), ""),
-    ("launch -> window shown (ms)", ms("window_shown_s"), ms("hello_window_shown_s"), "< 1500"),
-    ("idle PSS at launch, total (MiB)", mib("app_pss_mib_at_launch"), mib("hello_pss_mib"), "app <= hello + 40 MB"),
-    ("  app process", mib("app_pss_mib_by_process_at_launch", "zof-approvals"), mib("hello_pss_mib_by_process", "hello"), ""),
-    ("  WebKitWebProcess", mib("app_pss_mib_by_process_at_launch", "WebKitWebPro"), mib("hello_pss_mib_by_process", "WebKitWebPro"), ""),
-    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process_at_launch", "WebKitNetwork"), mib("hello_pss_mib_by_process", "WebKitNetwork"), ""),
-    ("idle PSS relaunched over 1,002 plans (MiB)", mib("app_pss_mib_relaunched"), mib("hello_pss_mib"), "app <= hello + 40 MB"),
-    ("  app process", mib("app_pss_mib_by_process_relaunched", "zof-approvals"), "", ""),
-    ("  WebKitWebProcess", mib("app_pss_mib_by_process_relaunched", "WebKitWebPro"), "", ""),
-    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process_relaunched", "WebKitNetwork"), "", ""),
-    ("idle PSS after the whole story (MiB)", mib("app_pss_mib"), "(n/a)", "(screenshots, every view)"),
-    ("  app process", mib("app_pss_mib_by_process", "zof-approvals"), "", ""),
-    ("  WebKitWebProcess", mib("app_pss_mib_by_process", "WebKitWebPro"), "", ""),
-    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process", "WebKitNetwork"), "", ""),
+    ("launch -> receiver answers /healthz (ms)", ms("receiver_answered_s"), "—", "—", "< 300"),
+    ("launch -> WebDriver session up (ms)", ms("session_up_s"), ms(H + "_session_up_s"), ms(C + "_session_up_s"), ""),
+    ("launch -> window shown (ms)", ms("window_shown_s"), ms(H + "_window_shown_s"), ms(C + "_window_shown_s"), "< 1500"),
+    ("idle PSS at launch, total (MiB)", mib("app_pss_mib_at_launch"), mib(H + "_pss_mib"), mib(C + "_pss_mib"), "app <= hello + 40 MB"),
+    ("  app process", mib("app_pss_mib_by_process_at_launch", "zof-approvals"), mib(H + "_pss_mib_by_process", "hello"),
+     mib(C + "_pss_mib_by_process", "hello"), ""),
+    ("  WebKitWebProcess", mib("app_pss_mib_by_process_at_launch", "WebKitWebPro"), mib(H + "_pss_mib_by_process", "WebKitWebPro"),
+     mib(C + "_pss_mib_by_process", "WebKitWebPro"), ""),
+    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process_at_launch", "WebKitNetwork"), mib(H + "_pss_mib_by_process", "WebKitNetwork"),
+     mib(C + "_pss_mib_by_process", "WebKitNetwork"), ""),
+    ("idle PSS relaunched over 1,002 plans (MiB)", mib("app_pss_mib_relaunched"), mib(H + "_pss_mib"), mib(C + "_pss_mib"), "app <= hello + 40 MB"),
+    ("  app process", mib("app_pss_mib_by_process_relaunched", "zof-approvals"), "", "", ""),
+    ("  WebKitWebProcess", mib("app_pss_mib_by_process_relaunched", "WebKitWebPro"), "", "", ""),
+    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process_relaunched", "WebKitNetwork"), "", "", ""),
+    ("idle PSS after the whole story (MiB)", mib("app_pss_mib"), "(n/a)", "(n/a)", "(screenshots, every view)"),
+    ("  app process", mib("app_pss_mib_by_process", "zof-approvals"), "", "", ""),
+    ("  WebKitWebProcess", mib("app_pss_mib_by_process", "WebKitWebPro"), "", "", ""),
+    ("  WebKitNetworkProcess", mib("app_pss_mib_by_process", "WebKitNetwork"), "", "", ""),
 ]
-w0 = max(len(r[0]) for r in rows)
-w1 = max(len(r[1]) for r in rows + [("", "zof-approvals (release)")])
-w2 = max(len(r[2]) for r in rows + [("", "", "hello-world (release)")])
+heads = ("", "zof-approvals (release)", "hello-world, WebKit defaults", "hello-world, CPU renderer like ours", "target")
+widths = [max(len(r[i]) for r in rows + [heads]) for i in range(4)]
 print(f"\n{len(data)} run(s); each cell: min/median/max. Metrics: {out}/run-N.json")
-print(f"{'':<{w0}}  {'zof-approvals (release)':>{w1}}  {'hello-world (release)':>{w2}}  target")
+print(f"{heads[0]:<{widths[0]}}  " + "  ".join(f"{heads[i]:>{widths[i]}}" for i in (1, 2, 3)) + f"  {heads[4]}")
 for r in rows:
-    print(f"{r[0]:<{w0}}  {r[1]:>{w1}}  {r[2]:>{w2}}  {r[3]}")
+    print(f"{r[0]:<{widths[0]}}  " + "  ".join(f"{r[i]:>{widths[i]}}" for i in (1, 2, 3)) + f"  {r[4]}")
 print(f"first /healthz status at launch: {statuses} (503 = answering, not ready: no secret on first run)")
-hello_idle = vals("hello_pss_mib")
-if hello_idle:
+for hk, hl in ((H + "_pss_mib", "hello-world app's (WebKit defaults)"), (C + "_pss_mib", "hello-world app's (CPU renderer, like ours)")):
+    hello_idle = vals(hk)
+    if not hello_idle:
+        continue
     h = statistics.median(hello_idle)
     for k, label in (("app_pss_mib_at_launch", "at launch"), ("app_pss_mib_relaunched", "relaunched over 1,002 plans"),
                      ("app_pss_mib", "after the whole story")):
         v = vals(k)
         if v:
-            print(f"memory {label}: median {statistics.median(v) - h:+.1f} MiB over the hello-world app's idle median")
+            print(f"memory {label}: median {statistics.median(v) - h:+.1f} MiB over the {hl} idle median")
 PY
 for i in $(seq "$runs"); do
   if [ -f "$out/run-$i.log" ]; then

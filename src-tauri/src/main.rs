@@ -33,12 +33,17 @@ use crate::lifecycle::Core;
 /// How long Quit waits for the core to drain and flush before exiting anyway.
 const STOP_WITHIN: Duration = Duration::from_secs(15);
 
-/// JavaScriptCore settings for a small, mostly idle panel, applied through the environment the
-/// web process inherits (set before any thread or WebKit process starts; a value the user set
-/// wins). `JSC_useJIT=0`: the panel's script is small and event-driven, so the interpreter is
-/// plenty, and the JIT's code and pools cost 8–20 MiB of the web process
-/// (`scripts/measure-desktop.sh`, README, Benchmarks).
-const WEBKIT_ENV: [(&str, &str); 1] = [("JSC_useJIT", "0")];
+/// WebKit settings for a small, mostly idle panel, applied through the environment the web
+/// process inherits (set before any thread or WebKit process starts; a value the user set wins,
+/// so `WEBKIT_DISABLE_DMABUF_RENDERER=0` brings the GPU renderer back).
+/// - `WEBKIT_DISABLE_DMABUF_RENDERER=1`: WebKitGTK paints the page on the CPU into shared memory
+///   instead of compositing through EGL/DMA-BUF. A panel of tiles and tables has nothing to
+///   accelerate; the GPU path's buffers cost about 100 MiB of the web process under Mesa's
+///   software driver, and it is the path that shows blank windows on some NVIDIA and Wayland
+///   setups (`scripts/measure-desktop.sh`, README, Benchmarks).
+/// - `JSC_useJIT=0`: the panel's script is small and event-driven, so the interpreter is plenty,
+///   and the JIT's code and pools cost 8–20 MiB of the web process.
+const WEBKIT_ENV: [(&str, &str); 2] = [("WEBKIT_DISABLE_DMABUF_RENDERER", "1"), ("JSC_useJIT", "0")];
 
 fn main() -> ExitCode {
     for (name, value) in WEBKIT_ENV {
