@@ -228,6 +228,24 @@ def with_descendants(pid):
     return sorted(family)
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def web_renderer(pid):
+    """"cpu" when the web process runs with WebKit's DMA-BUF renderer off, as the app starts it."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        return "unreadable"
+    return "cpu" if b"WEBKIT_DISABLE_DMABUF_RENDERER=1" in env else "gpu"
+
+
 def memory_kib(pid):
     """(PSS, RSS, {process: PSS}) in KiB over pid and its descendants (WebKit's web and network processes)."""
     pss = rss = 0
@@ -379,6 +397,8 @@ def run_story(wd, port, url, data_dir):
     time.sleep(10)
     pss, _, each = memory_kib(app_pid)
     metrics["app_pss_mib_at_launch"], metrics["app_pss_mib_by_process_at_launch"] = round(pss / 1024, 1), each
+    renderers = [web_renderer(p) for p in with_descendants(app_pid) if comm(p) == "WebKitWebProces"] if app_pid else []
+    check("the panel's web process paints on the CPU (DMA-BUF renderer off)", renderers == ["cpu"], renderers)
     wd.screenshot("first-run.png")
 
     # The secret goes in through the panel; the receiver becomes ready.
