@@ -37,6 +37,37 @@ pub const SNOOZE: chrono::Duration = chrono::Duration::hours(1);
 /// Live notifications beyond this are closed oldest first (each has a waiting task).
 const MAX_LIVE: usize = 32;
 const MUTE_KEY: &str = "muted_until";
+/// The panel is brought forward at most this often during a burst.
+const ATTENTION_EVERY: Duration = Duration::from_secs(2);
+
+/// Decides when an arrival brings the panel forward (`CoreEvent::Attention`): once per plan,
+/// whether or not its notification could be shown (a retry after a failed notification does not
+/// raise the panel again), and at most once per [`ATTENTION_EVERY`] during a burst.
+#[derive(Debug, Default)]
+pub struct AttentionGate {
+    seen: HashSet<String>,
+    last: Option<Instant>,
+}
+
+impl AttentionGate {
+    /// Plan ids remembered; past this the memory starts over (a plan may then raise twice).
+    const REMEMBER: usize = 4096;
+
+    pub fn admit(&mut self, plan_id: &str, now: Instant) -> bool {
+        if self.seen.contains(plan_id) {
+            return false;
+        }
+        if self.seen.len() >= Self::REMEMBER {
+            self.seen.clear();
+        }
+        self.seen.insert(plan_id.to_owned());
+        if self.last.is_some_and(|t| now.duration_since(t) < ATTENTION_EVERY) {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
 
 /// Counts arrivals in a sliding window: past the threshold, plans share one summary.
 #[derive(Debug, Default)]
@@ -159,6 +190,7 @@ impl Notifier for DesktopNotifier {
             by_plan: HashMap::new(),
             summary: Summary::default(),
             coalescer: Coalescer::default(),
+            attention: AttentionGate::default(),
         };
         runtime.spawn(task.run(inbox));
     }
@@ -257,6 +289,7 @@ struct Task {
     by_plan: HashMap<String, u32>,
     summary: Summary,
     coalescer: Coalescer,
+    attention: AttentionGate,
 }
 
 impl Task {
@@ -308,6 +341,11 @@ impl Task {
     }
 
     async fn plan(&mut self, plan: &PlanRecord, escalation: bool) -> Result<Notice, NotifyError> {
+        // Quiet hours and mute were checked before this request was sent. The panel comes
+        // forward even when the notification below cannot be shown.
+        if !escalation && self.attention.admit(&plan.plan_id, Instant::now()) {
+            let _ = self.events.send(CoreEvent::Attention { plan_id: plan.plan_id.clone() });
+        }
         let prefs = self.prefs();
         let window = Duration::from_secs(u64::from(prefs.coalesce_window_secs));
         if !escalation && self.coalescer.arrive(Instant::now(), prefs.coalesce_threshold, window) {
@@ -323,9 +361,6 @@ impl Task {
             n.id(*id);
         }
         self.show(n, Subject::Plan(plan.plan_id.clone())).await?;
-        if !escalation {
-            let _ = self.events.send(CoreEvent::Attention { plan_id: plan.plan_id.clone() });
-        }
         Ok(Notice::Shown)
     }
 
@@ -345,9 +380,6 @@ impl Task {
         }
         let id = self.show(n, Subject::Summary).await?;
         self.summary.id = Some(id);
-        if let Some(first) = self.summary.plans.iter().next() {
-            let _ = self.events.send(CoreEvent::Attention { plan_id: first.clone() });
-        }
         Ok(())
     }
 
@@ -544,6 +576,17 @@ mod tests {
         assert!(in_quiet_hours(&night, at(23, 30)) && in_quiet_hours(&night, at(6, 59)));
         assert!(!in_quiet_hours(&night, at(7, 0)) && !in_quiet_hours(&night, at(21, 59)));
         assert!(in_quiet_hours(&lunch, at(12, 30)) && !in_quiet_hours(&lunch, at(13, 0)));
+    }
+
+    #[test]
+    fn a_plan_brings_the_panel_forward_once_and_a_burst_at_most_every_two_seconds() {
+        let mut gate = AttentionGate::default();
+        let t0 = Instant::now();
+        assert!(gate.admit("plan_a", t0));
+        assert!(!gate.admit("plan_a", t0 + Duration::from_secs(60)), "a retry of the same plan");
+        assert!(!gate.admit("plan_b", t0 + Duration::from_millis(500)), "within the burst");
+        assert!(gate.admit("plan_c", t0 + Duration::from_secs(3)));
+        assert!(!gate.admit("plan_b", t0 + Duration::from_secs(10)), "plan_b was seen in the burst");
     }
 
     #[test]

@@ -444,27 +444,40 @@ impl Panel {
             p.snoozed_until = None;
         })
         .await
+        .map(drop)
     }
 
     pub async fn snooze(&self, plan_id: String, minutes: u32) -> Result<(), PanelError> {
         if minutes == 0 || minutes > 7 * 24 * 60 {
             return Err(PanelError::new("invalid_snooze", "snooze between 1 minute and 7 days"));
         }
-        self.change_plan(plan_id, move |p, now| {
-            p.state = PlanState::Snoozed;
-            p.snoozed_until = Some(now + Duration::minutes(i64::from(minutes)));
-        })
-        .await
+        // A plan handled in the meantime (in the panel, or from another notification) stays
+        // handled: a snooze must never bring it back into the queue.
+        let plan = self
+            .change_plan(plan_id, move |p, now| {
+                if p.state != PlanState::Handled {
+                    p.state = PlanState::Snoozed;
+                    p.snoozed_until = Some(now + Duration::minutes(i64::from(minutes)));
+                }
+            })
+            .await?;
+        if plan.state == PlanState::Handled {
+            return Err(PanelError::new(
+                "plan_handled",
+                "this plan was already marked handled; there is nothing to snooze",
+            ));
+        }
+        Ok(())
     }
 
     async fn change_plan(
         &self,
         plan_id: String,
         change: impl Fn(&mut PlanRecord, DateTime<Utc>) + Send + 'static,
-    ) -> Result<(), PanelError> {
+    ) -> Result<PlanRecord, PanelError> {
         let store = self.store.clone();
         let id = plan_id.clone();
-        tokio::task::spawn_blocking(move || {
+        let plan = tokio::task::spawn_blocking(move || {
             let now = Utc::now();
             store.update_plan(&id, |p| change(p, now))
         })
@@ -472,7 +485,7 @@ impl Panel {
         self.store.durable().await?;
         self.notifier.withdraw(&plan_id);
         let _ = self.events.send(CoreEvent::PlanChanged { plan_id });
-        Ok(())
+        Ok(plan)
     }
 
     pub async fn console_url(&self, plan_id: String) -> Result<String, PanelError> {

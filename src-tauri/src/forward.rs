@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tauri::{AppHandle, Emitter};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{watch, Notify};
@@ -93,11 +92,14 @@ async fn forward_events(app: AppHandle, panel: Panel, refresh: Arc<Notify>, core
                 }
                 refresh.notify_one();
             }
-            Ok(CoreEvent::PlanChanged { .. } | CoreEvent::StatusChanged) => refresh.notify_one(),
+            // A snooze from a notification is already recorded by the core.
+            Ok(CoreEvent::PlanChanged { .. } | CoreEvent::StatusChanged | CoreEvent::Snooze { .. }) => {
+                refresh.notify_one();
+            }
             Ok(CoreEvent::Attention { .. }) => {
-                // A plan was just announced: bring the panel forward, leaving the keyboard alone.
-                if panel.settings().notifications.show_panel_on_arrival && !window::is_visible(&app) {
-                    window::show_unfocused(&app);
+                // A plan just arrived: bring the panel forward, leaving the keyboard alone. It
+                // opens on the home view unless the user had it in sight (they may be editing).
+                if panel.settings().notifications.show_panel_on_arrival && window::bring_forward(&app) {
                     window::navigate(&app, &Navigate::view("home"));
                 }
             }
@@ -108,12 +110,6 @@ async fn forward_events(app: AppHandle, panel: Panel, refresh: Arc<Notify>, core
             Ok(CoreEvent::OpenQueue) => {
                 window::show_focused(&app);
                 window::navigate(&app, &Navigate::view("queue"));
-            }
-            Ok(CoreEvent::Snooze { plan_id, until }) => {
-                let minutes = (until - Utc::now()).num_minutes().clamp(1, 7 * 24 * 60);
-                if let Err(e) = panel.snooze(plan_id, u32::try_from(minutes).unwrap_or(60)).await {
-                    tracing::warn!(error = %e, "could not snooze from the notification");
-                }
             }
             // Missed events: the next overview carries the state anyway.
             Err(RecvError::Lagged(_)) => refresh.notify_one(),

@@ -54,18 +54,42 @@ pub fn show_focused(app: &AppHandle) {
     }
 }
 
-/// Something arrived: show the panel without stealing the keyboard from what the user is doing.
-pub fn show_unfocused(app: &AppHandle) {
-    if let Some(w) = main_window(app) {
-        if let Err(e) = w.show() {
-            tracing::warn!(error = %e, "could not show the panel");
+/// Something arrived: bring the panel forward (from the tray, from minimized, or from behind other
+/// windows) without taking the keyboard from what the user is doing. Returns whether the user
+/// could not see it before: hidden or minimized. A panel that has the focus is left alone.
+pub fn bring_forward(app: &AppHandle) -> bool {
+    let Some(w) = main_window(app) else {
+        return false;
+    };
+    if w.is_focused().unwrap_or(false) {
+        return false;
+    }
+    let was_out_of_sight = !w.is_visible().unwrap_or(false) || w.is_minimized().unwrap_or(false);
+    if let Err(e) = w.unminimize().and_then(|()| w.show()) {
+        tracing::warn!(error = %e, "could not show the panel");
+    }
+    raise_without_focus(app, &w);
+    was_out_of_sight
+}
+
+/// Restacks the window on top without activating it (`gdk_window_raise`; Tauri's own calls to
+/// come forward also take the focus).
+#[cfg(target_os = "linux")]
+fn raise_without_focus(app: &AppHandle, w: &WebviewWindow) {
+    let w = w.clone();
+    let raised = app.run_on_main_thread(move || {
+        use gtk::prelude::WidgetExt;
+        if let Some(gdk_window) = w.gtk_window().ok().and_then(|g| g.window()) {
+            gdk_window.raise();
         }
+    });
+    if let Err(e) = raised {
+        tracing::warn!(error = %e, "could not raise the panel");
     }
 }
 
-pub fn is_visible(app: &AppHandle) -> bool {
-    main_window(app).and_then(|w| w.is_visible().ok()).unwrap_or(false)
-}
+#[cfg(not(target_os = "linux"))]
+fn raise_without_focus(_app: &AppHandle, _w: &WebviewWindow) {}
 
 pub fn hide(app: &AppHandle) {
     if let Some(w) = main_window(app) {

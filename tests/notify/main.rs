@@ -262,6 +262,28 @@ async fn snooze_withholds_the_plan_and_raises_it_again_later() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_snooze_never_brings_back_a_plan_that_was_handled() {
+    let turn = turn().await;
+    let _rec = recorder(&turn).await;
+    let app = spawn(None, |_| {}).await;
+    app.deliver("evt_hs", "plan_hs").await;
+    // The plan is written by the outbox worker just after the answer.
+    for _ in 0..100 {
+        if app.panel.plan("plan_hs".into()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.panel.mark_handled("plan_hs".into()).await.unwrap();
+    let err = app.panel.snooze("plan_hs".into(), 60).await.unwrap_err();
+    assert_eq!(err.code, "plan_handled");
+    let plan = app.panel.plan("plan_hs".into()).await.unwrap().plan;
+    assert_eq!((plan.state, plan.snoozed_until), (PlanState::Handled, None));
+    assert_eq!(app.panel.overview().await.unwrap().kpis.pending, 0);
+    app.stop().await;
+}
+
 fn zof_approvals_store(app: &App) -> zof_approvals::store::Store {
     app.panel.store_for_tests()
 }
@@ -363,10 +385,13 @@ async fn after_a_restart_unnotified_plans_are_raised_and_notified_ones_are_not()
 #[tokio::test]
 async fn without_a_notification_server_nothing_hangs_and_status_says_why() {
     let _turn = turn().await;
-    let app = spawn(None, |_| {}).await;
+    let mut app = spawn(None, |_| {}).await;
     let started = std::time::Instant::now();
     assert_eq!(app.deliver("evt_x", "plan_x").await, "accepted");
     assert!(started.elapsed() < Duration::from_secs(2), "the acknowledgement does not wait for notifications");
+    // The desktop shell still brings the panel forward for the plan.
+    let attention = event(&mut app, "Attention", |e| matches!(e, CoreEvent::Attention { .. })).await;
+    assert!(matches!(attention, CoreEvent::Attention { plan_id } if plan_id == "plan_x"));
     let mut status = None;
     for _ in 0..100 {
         status = app.panel.overview().await.unwrap().notification_status;
