@@ -4,6 +4,7 @@
 
 const COMMANDS: &[&str] = &[
     "get_overview",
+    "get_queue",
     "get_plan",
     "list_activity",
     "mark_handled",

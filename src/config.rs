@@ -187,6 +187,9 @@ impl Settings {
         if self.notifications.coalesce_threshold == 0 {
             return invalid("notifications.coalesce_threshold", "must be at least 1");
         }
+        if !(1..=3600).contains(&self.notifications.coalesce_window_secs) {
+            return invalid("notifications.coalesce_window_secs", "must be between 1 and 3600 seconds");
+        }
         if self.notifications.escalation_minutes == 0 {
             return invalid("notifications.escalation_minutes", "must be at least 1 minute");
         }
@@ -259,6 +262,8 @@ mod tests {
         assert!(Settings::load(&path).unwrap_err().to_string().contains("lisen"));
         std::fs::write(&path, r#"{"notifications":{"quiet_hours":{"start":"25:00","end":"07:00"}}}"#).unwrap();
         assert!(Settings::load(&path).unwrap_err().to_string().contains("quiet_hours.start"));
+        std::fs::write(&path, r#"{"notifications":{"coalesce_window_secs":0}}"#).unwrap();
+        assert!(Settings::load(&path).unwrap_err().to_string().contains("coalesce_window_secs"));
     }
 
     #[test]

@@ -160,7 +160,10 @@ pub struct Overview {
 }
 
 /// At most this many plans travel in an overview (oldest first); `kpis.pending` counts them all.
+/// [`Panel::queue`] gives more on request.
 pub const QUEUE_LIMIT: usize = 200;
+/// At most this many plans in one answer of [`Panel::queue`].
+pub const QUEUE_MAX: usize = 10_000;
 
 impl Overview {
     /// What the panel shows when the receiver could not start: not ready, and why.
@@ -212,6 +215,7 @@ pub struct SettingsView {
     pub quiet_hours: Option<QuietHours>,
     pub escalation_minutes: u32,
     pub coalesce_threshold: u32,
+    pub coalesce_window_secs: u32,
     pub show_panel_on_arrival: bool,
     pub start_at_login: bool,
 }
@@ -226,6 +230,7 @@ impl SettingsView {
             quiet_hours: s.notifications.quiet_hours.clone(),
             escalation_minutes: s.notifications.escalation_minutes,
             coalesce_threshold: s.notifications.coalesce_threshold,
+            coalesce_window_secs: s.notifications.coalesce_window_secs,
             show_panel_on_arrival: s.notifications.show_panel_on_arrival,
             start_at_login: s.start_at_login,
         }
@@ -245,8 +250,8 @@ impl SettingsView {
                 quiet_hours: self.quiet_hours.clone(),
                 escalation_minutes: self.escalation_minutes,
                 coalesce_threshold: self.coalesce_threshold,
+                coalesce_window_secs: self.coalesce_window_secs,
                 show_panel_on_arrival: self.show_panel_on_arrival,
-                ..base.notifications.clone()
             },
             start_at_login: self.start_at_login,
             ..base.clone()
@@ -297,8 +302,8 @@ impl Panel {
         tokio::task::spawn_blocking(move || me.overview_now(Utc::now())).await?
     }
 
-    fn overview_now(&self, now: DateTime<Utc>) -> Result<Overview, PanelError> {
-        let settings = self.settings();
+    /// Pending plans, oldest first.
+    fn pending_plans(&self) -> Result<Vec<PlanRecord>, PanelError> {
         let mut open = Vec::new();
         for plan in self.store.plans_iter() {
             let plan = plan?;
@@ -307,6 +312,24 @@ impl Panel {
             }
         }
         open.sort_by_key(|p| p.received_at);
+        Ok(open)
+    }
+
+    /// The first `limit` pending plans, oldest first: the queue beyond the overview's
+    /// [`QUEUE_LIMIT`], for a panel that shows more of it.
+    pub async fn queue(&self, limit: usize) -> Result<Vec<PlanView>, PanelError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (now, settings) = (Utc::now(), me.settings());
+            let open = me.pending_plans()?;
+            Ok(open.iter().take(limit.min(QUEUE_MAX)).map(|p| PlanView::of(p, now, &settings)).collect())
+        })
+        .await?
+    }
+
+    fn overview_now(&self, now: DateTime<Utc>) -> Result<Overview, PanelError> {
+        let settings = self.settings();
+        let open = self.pending_plans()?;
         let queue: Vec<PlanView> = open.iter().map(|p| PlanView::of(p, now, &settings)).collect();
         let oldest = queue.iter().map(|p| p.age_secs).max();
         let pending = queue.len() as u64;
@@ -590,10 +613,14 @@ impl Panel {
     }
 
     /// Mutes notifications for `minutes` (0 unmutes). Muted plans still reach the queue.
-    pub fn mute(&self, minutes: u32) {
+    /// Pauses notifications for `minutes` (0 resumes them); the pause is kept in the store, so
+    /// it survives a restart.
+    pub async fn mute(&self, minutes: u32) -> Result<(), PanelError> {
         let until = (minutes > 0).then(|| Utc::now() + Duration::minutes(i64::from(minutes)));
-        self.notifier.mute_until(until);
+        let notifier = self.notifier.clone();
+        tokio::task::spawn_blocking(move || notifier.mute_until(until)).await?;
         let _ = self.events.send(CoreEvent::StatusChanged);
+        Ok(())
     }
 }
 

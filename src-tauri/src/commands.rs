@@ -4,7 +4,7 @@
 use tauri::{AppHandle, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
-use zof_approvals::panel::{Overview, PanelError, PlanDetail, SettingsView};
+use zof_approvals::panel::{Overview, PanelError, PlanDetail, PlanView, SettingsView};
 use zof_approvals::secrets::SecretsReport;
 use zof_approvals::store::DeliveryRecord;
 
@@ -16,6 +16,12 @@ type Answer<T> = Result<T, PanelError>;
 #[tauri::command]
 pub async fn get_overview(core: State<'_, Core>) -> Answer<Overview> {
     core.overview().await
+}
+
+/// The first `limit` pending plans, oldest first (the overview carries the first 200).
+#[tauri::command]
+pub async fn get_queue(core: State<'_, Core>, limit: usize) -> Answer<Vec<PlanView>> {
+    core.panel().await?.queue(limit).await
 }
 
 #[tauri::command]
@@ -89,12 +95,11 @@ pub async fn revoke_previous_secret(core: State<'_, Core>) -> Answer<SecretsRepo
 
 #[tauri::command]
 pub async fn mute_notifications(core: State<'_, Core>, minutes: u32) -> Answer<()> {
-    core.panel().await?.mute(minutes);
-    Ok(())
+    core.panel().await?.mute(minutes).await
 }
 
 #[tauri::command]
 pub async fn copy_webhook_url(app: AppHandle, core: State<'_, Core>) -> Answer<()> {
-    let url = core.panel().await?.webhook_url();
+    let url = core.webhook_url().await;
     app.clipboard().write_text(url).map_err(|e| error("clipboard", format!("could not copy the webhook URL: {e}")))
 }

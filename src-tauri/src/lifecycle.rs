@@ -133,6 +133,14 @@ impl Core {
         }
     }
 
+    /// The webhook URL: the running receiver's, or else the one the settings name.
+    pub async fn webhook_url(&self) -> String {
+        match self.panel_now() {
+            Some(panel) => panel.webhook_url(),
+            None => format!("http://{}{}", load_settings().await.listen, zof_approvals::receiver::WEBHOOK_PATH),
+        }
+    }
+
     /// The home view; when the core could not start, a view that says why (receiver not ready).
     pub async fn overview(&self) -> Result<Overview, PanelError> {
         match self.settled().await {

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         .manage(Quitting::default())
         .invoke_handler(tauri::generate_handler![
             commands::get_overview,
+            commands::get_queue,
             commands::get_plan,
             commands::list_activity,
             commands::mark_handled,

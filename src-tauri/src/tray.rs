@@ -140,18 +140,31 @@ fn on_menu(app: &AppHandle, id: &str) {
 }
 
 fn toggle_mute(app: &AppHandle) {
-    let Some(panel) = app.state::<Core>().panel_now() else { return };
+    let Some(panel) = app.state::<Core>().panel_now() else {
+        // Nothing is received, so nothing is notified: the panel says why.
+        tracing::warn!("notifications cannot be paused while the receiver is not running");
+        window::show_focused(app);
+        return;
+    };
     let muted = app.try_state::<Tray>().is_some_and(|t| {
         t.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().is_some_and(|s| s.2)
     });
-    panel.mute(if muted { 0 } else { MUTE_MINUTES });
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = panel.mute(if muted { 0 } else { MUTE_MINUTES }).await {
+            tracing::warn!(error = %e, "could not pause notifications");
+        }
+    });
 }
 
+/// The address from the settings, also while the receiver is starting or could not start.
 fn copy_webhook_url(app: &AppHandle) {
-    let Some(panel) = app.state::<Core>().panel_now() else { return };
-    if let Err(e) = app.clipboard().write_text(panel.webhook_url()) {
-        tracing::warn!(error = %e, "could not copy the webhook URL");
-    }
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let url = app.state::<Core>().webhook_url().await;
+        if let Err(e) = app.clipboard().write_text(url) {
+            tracing::warn!(error = %e, "could not copy the webhook URL");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -826,10 +826,20 @@ def relaunched_over_the_store():
             return
         pids = pids_of(APP)
         if pids:
+            # Idle first: the like-for-like number for the hello-world app.
             time.sleep(10)
             pss, rss, each = memory_kib(pids[0])
             metrics["app_pss_mib_relaunched"], metrics["app_rss_mib_relaunched"] = round(pss / 1024, 1), round(rss / 1024, 1)
             metrics["app_pss_mib_by_process_relaunched"] = each
+        # The queue past the overview's 200 plans, one "Show more" at a time.
+        try:
+            for rows in range(50, 226, 25):
+                wd.click(wd.wait_for('[data-testid="queue-more"]'))
+                wait_until(f"{rows} queue rows", lambda: len(wd.find_all('[data-testid="queue-row"]')) == rows, 10)
+            check("\"Show more\" reaches past the first 200 plans (225 rows)", True)
+        except TimeoutError as e:
+            check("\"Show more\" reaches past the first 200 plans (225 rows)", False, e)
+        if pids:
             quit_app(pids[0])
     finally:
         wd.end()

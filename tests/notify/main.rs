@@ -318,14 +318,14 @@ async fn mute_holds_notifications_and_survives_a_restart() {
     let turn = turn().await;
     let rec = recorder(&turn).await;
     let app = spawn(None, |_| {}).await;
-    app.panel.mute(60);
+    app.panel.mute(60).await.unwrap();
     let dir = app.stop().await;
     let app = spawn(Some(dir), |_| {}).await;
     assert!(app.panel.overview().await.unwrap().muted_until.is_some(), "the mute survived the restart");
     app.deliver("evt_m", "plan_m").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(notifies(&rec.calls()).is_empty());
-    app.panel.mute(0);
+    app.panel.mute(0).await.unwrap();
     let calls = until(&rec, "the held summary", |c| !notifies(c).is_empty()).await;
     assert_eq!(notifies(&calls)[0].2, "1 plan arrived while notifications were paused");
     app.stop().await;

@@ -81,16 +81,42 @@ describe('Home', () => {
     const ui = renderApp();
     await until(() => ui.byTestId('kpi-pending')!);
     const sixty = Array.from({ length: 60 }, (_, i) => makePlan({ plan_id: `pln_${String(i).padStart(2, '0')}` }));
-    await push('zof://overview', makeOverview({ queue: sixty, kpis: { ...makeOverview().kpis, pending: 1002 } }));
+    await push('zof://overview', makeOverview({ queue: sixty, kpis: { ...makeOverview().kpis, pending: 60 } }));
 
     expect(ui.allByTestId('queue-row')).toHaveLength(25);
     expect(ui.byTestId('queue-more')!.textContent).toBe('Show 25 more plans');
-    expect(ui.get('.show-more .hint')!.textContent).toBe('35 not shown; 1002 pending in all');
+    expect(ui.get('.show-more .hint')!.textContent).toBe('35 not shown; 60 pending in all');
     click(ui.byTestId('queue-more'));
     await until(() => expect(ui.allByTestId('queue-row')).toHaveLength(50));
     click(ui.byTestId('queue-more'));
     await until(() => expect(ui.allByTestId('queue-row')).toHaveLength(60));
     expect(ui.byTestId('queue-more')).toBeNull();
+  });
+
+  it('past the 200 plans of the overview, "Show more" fetches the next ones from the core', async () => {
+    const all = Array.from({ length: 230 }, (_, i) => makePlan({ plan_id: `pln_${String(i).padStart(3, '0')}` }));
+    const b = mockBackend({ get_queue: (args) => all.slice(0, args.limit as number) });
+    const ui = renderApp();
+    await until(() => ui.byTestId('kpi-pending')!);
+    await push('zof://overview', makeOverview({ queue: all.slice(0, 200), kpis: { ...makeOverview().kpis, pending: 230 } }));
+    for (let rows = 50; rows <= 200; rows += 25) {
+      click(ui.byTestId('queue-more'));
+      await until(() => expect(ui.allByTestId('queue-row')).toHaveLength(rows));
+    }
+    expect(b.callsOf('get_queue')).toHaveLength(0);
+    expect(ui.get('.show-more .hint')!.textContent).toBe('30 not shown; 230 pending in all');
+
+    click(ui.byTestId('queue-more'));
+    await until(() => expect(ui.allByTestId('queue-row')).toHaveLength(225));
+    expect(b.callsOf('get_queue').map((c) => c.args.limit)).toEqual([225]);
+    expect(ui.allByTestId('queue-row')[224].dataset.planId).toBe('pln_224');
+    click(ui.byTestId('queue-more'));
+    await until(() => expect(ui.allByTestId('queue-row')).toHaveLength(230));
+    expect(ui.byTestId('queue-more')).toBeNull();
+
+    // A fresh overview refreshes the longer list too.
+    await push('zof://overview', makeOverview({ queue: all.slice(1, 201), kpis: { ...makeOverview().kpis, pending: 229 } }));
+    await until(() => expect(b.callsOf('get_queue').length).toBe(3));
   });
 
   it('does not let a slower initial fetch overwrite a newer pushed overview', async () => {

@@ -107,6 +107,8 @@ export interface Settings {
   quiet_hours: QuietHours | null;
   escalation_minutes: number;
   coalesce_threshold: number;
+  /** Arrivals within this many seconds count as one burst for coalescing. */
+  coalesce_window_secs: number;
   show_panel_on_arrival: boolean;
   start_at_login: boolean;
 }
@@ -184,6 +186,8 @@ async function call<T>(cmd: string, args?: InvokeArgs): Promise<T> {
 
 export const api = {
   getOverview: () => call<Overview>('get_overview'),
+  /** The first `limit` pending plans, oldest first (the overview carries the first 200). */
+  getQueue: (limit: number) => call<PlanView[]>('get_queue', { limit }),
   getPlan: (planId: string) => call<PlanDetail>('get_plan', { planId }),
   listActivity: (limit: number) => call<DeliveryView[]>('list_activity', { limit }),
   markHandled: (planId: string) => call<void>('mark_handled', { planId }),

@@ -96,6 +96,7 @@ describe('validateSettingsForm', () => {
       quiet_end: '',
       escalation_minutes: '0',
       coalesce_threshold: 'three',
+      coalesce_window_secs: '5000',
       console_url_template: 'ftp://x/{plan}',
       allow_orgs: 'org_a\norg b',
     });
@@ -106,6 +107,7 @@ describe('validateSettingsForm', () => {
     expect(r.errors.quiet_end).toMatch(/end time too/);
     expect(r.errors.escalation_minutes).toMatch(/greater than 0/);
     expect(r.errors.coalesce_threshold).toMatch(/greater than 0/);
+    expect(r.errors.coalesce_window_secs).toMatch(/from 1 to 3600/);
     expect(r.errors.console_url_template).toMatch(/Unknown placeholder \{plan\}/);
     expect(r.errors.allow_orgs).toMatch(/Line 2/);
   });

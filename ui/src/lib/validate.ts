@@ -12,6 +12,7 @@ export interface SettingsForm {
   quiet_end: string;
   escalation_minutes: string;
   coalesce_threshold: string;
+  coalesce_window_secs: string;
   show_panel_on_arrival: boolean;
   start_at_login: boolean;
 }
@@ -33,6 +34,7 @@ export function formFromSettings(s: Settings): SettingsForm {
     quiet_end: s.quiet_hours?.end ?? '',
     escalation_minutes: String(s.escalation_minutes),
     coalesce_threshold: String(s.coalesce_threshold),
+    coalesce_window_secs: String(s.coalesce_window_secs),
     show_panel_on_arrival: s.show_panel_on_arrival,
     start_at_login: s.start_at_login,
   };
@@ -182,6 +184,9 @@ export function validateSettingsForm(form: SettingsForm): ValidationResult {
   const coalesce = parsePositiveInt(form.coalesce_threshold);
   if (coalesce === null) errors.coalesce_threshold = 'Enter a whole number greater than 0.';
 
+  const burst = parsePositiveInt(form.coalesce_window_secs);
+  if (burst === null || burst > 3600) errors.coalesce_window_secs = 'Enter a whole number of seconds from 1 to 3600.';
+
   if (Object.keys(errors).length > 0) return { ok: false, errors };
 
   return {
@@ -194,6 +199,7 @@ export function validateSettingsForm(form: SettingsForm): ValidationResult {
       quiet_hours: quiet,
       escalation_minutes: escalation as number,
       coalesce_threshold: coalesce as number,
+      coalesce_window_secs: burst as number,
       show_panel_on_arrival: form.show_panel_on_arrival,
       start_at_login: form.start_at_login,
     },

@@ -59,6 +59,7 @@ export function makeSettings(over: Partial<Settings> = {}): Settings {
     quiet_hours: null,
     escalation_minutes: 30,
     coalesce_threshold: 3,
+    coalesce_window_secs: 10,
     show_panel_on_arrival: true,
     start_at_login: false,
     ...over,

@@ -64,6 +64,7 @@ describe('Settings form', () => {
     type(ui.byTestId('settings-quiet-start'), '22:00');
     type(ui.byTestId('settings-quiet-end'), '7:00');
     type(ui.byTestId('settings-allow-orgs'), 'org_a\n\norg_b\n');
+    type(ui.byTestId('settings-coalesce-window'), '30');
     click(ui.byTestId('settings-start-at-login'));
     click(ui.byTestId('save-settings'));
 
@@ -73,6 +74,7 @@ describe('Settings form', () => {
         listen: '127.0.0.1:9000',
         quiet_hours: { start: '22:00', end: '07:00' },
         allow_orgs: ['org_a', 'org_b'],
+        coalesce_window_secs: 30,
         start_at_login: true,
       }),
     );
