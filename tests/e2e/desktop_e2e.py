@@ -33,6 +33,7 @@ NOTIFICATIONS = os.environ.get("ZOF_E2E_NOTIFICATIONS")
 REQUIRE_NOTIFY = os.environ.get("ZOF_E2E_REQUIRE_NOTIFY") == "1"
 TRACE = os.environ.get("ZOF_E2E_TRACE") == "1"
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+TAB, ENTER, CONTROL = "\ue004", "\ue007", "\ue009"
 SECRET_1 = "e2e-first-secret-0123456789abcdef"
 SECRET_2 = "e2e-second-secret-fedcba9876543210"
 
@@ -157,6 +158,16 @@ class WebDriver:
             ".then(v => done({ok: v === undefined ? null : v}), e => done({err: e}));"
         )
         return self.call("POST", self.s("/execute/async"), {"script": source, "args": [command, args or {}]})
+
+    def keys(self, *values, modifier=None):
+        """Presses each key in turn (W3C key codes, e.g. TAB), holding `modifier` throughout."""
+        acts = [{"type": "keyDown", "value": modifier}] if modifier else []
+        for v in values:
+            acts += [{"type": "keyDown", "value": v}, {"type": "keyUp", "value": v}]
+        if modifier:
+            acts.append({"type": "keyUp", "value": modifier})
+        self.call("POST", self.s("/actions"), {"actions": [{"type": "key", "id": "keyboard", "actions": acts}]})
+        self.call("DELETE", self.s("/actions"))
 
     def screenshot(self, name):
         # WebKitGTK answers a screenshot with the next frame it paints. The app paints on the CPU
@@ -634,6 +645,7 @@ def run_story(wd, port, url, data_dir):
     pss, _, each = memory_kib(app_pid)
     metrics["app_pss_mib_with_3_plans"], metrics["app_pss_mib_by_process_with_3_plans"] = round(pss / 1024, 1), each
 
+    accessibility_checks(wd)
     window_story(wd, url, port, app_pid)
 
     # The webview reaches our commands and nothing else; secrets never come back to it.
@@ -652,6 +664,80 @@ def run_story(wd, port, url, data_dir):
     metrics["app_pss_mib"], metrics["app_rss_mib"] = round(pss / 1024, 1), round(rss / 1024, 1)
     metrics["app_pss_mib_by_process"] = each
     return app_pid
+
+
+UNLABELLED = """return [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+  .filter(e => e.getClientRects().length > 0)
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby')
+               && !e.getAttribute('title') && !(e.textContent || '').trim())
+  .map(e => e.outerHTML.slice(0, 100));"""
+OVERFLOW = "const d = document.documentElement; return d.scrollWidth - d.clientWidth;"
+
+
+def accessibility_checks(wd):
+    """Keyboard only, labelled controls, zoomed in past 125 %, and the dark theme."""
+    wd.click(wd.find('[data-testid="nav-home"]'))
+    wd.wait_for('[data-testid="queue-row"]')
+    wd.script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);")
+    reached = None
+    for _ in range(60):
+        wd.keys(TAB)
+        reached = wd.script("return document.activeElement && document.activeElement.dataset.planButton || null")
+        if reached:
+            break
+    check("Tab alone reaches the first plan of the queue", reached == "plan_e2e_old", reached)
+    if reached:
+        wd.keys(ENTER)
+        try:
+            wd.wait_for(f'[data-testid="plan-detail"][data-plan-id="{reached}"]')
+            check("Enter on it opens the plan", True)
+        except TimeoutError as e:
+            check("Enter on it opens the plan", False, e)
+    for view in ("home", "settings", "activity"):
+        wd.click(wd.find(f'[data-testid="nav-{view}"]'))
+        time.sleep(0.5)
+        unlabelled = wd.script(UNLABELLED)
+        check(f"every control in {view} has an accessible name", unlabelled == [], unlabelled)
+
+    # Ctrl+= twice: 140 % (the app turns on zoom hotkeys). The layout reflows, nothing scrolls sideways.
+    wd.click(wd.find('[data-testid="nav-home"]'))
+    wd.wait_for('[data-testid="kpi-pending"]')
+    width = wd.script("return window.innerWidth")
+    wd.keys("=", "=", modifier=CONTROL)
+    try:
+        wait_until("the page to zoom", lambda: wd.script("return window.innerWidth") < width * 0.8, 5)
+        zoomed = True
+    except TimeoutError:
+        zoomed = False
+    check("Ctrl+= zooms the panel (140 % after two steps)", zoomed, (width, wd.script("return window.innerWidth")))
+    for view in ("home", "settings", "activity"):
+        wd.click(wd.find(f'[data-testid="nav-{view}"]'))
+        time.sleep(0.5)
+        overflow = wd.script(OVERFLOW)
+        check(f"zoomed in, {view} fits the window's width", overflow <= 0, f"{overflow} px too wide")
+    wd.click(wd.find('[data-testid="nav-home"]'))
+    wd.wait_for('[data-testid="kpi-pending"]')
+    wd.screenshot("home-zoomed.png")
+    wd.keys("-", "-", modifier=CONTROL)
+    try:
+        wait_until("the zoom to return", lambda: wd.script("return window.innerWidth") == width, 5)
+    except TimeoutError:
+        check("Ctrl+- zooms back out", False, wd.script("return window.innerWidth"))
+
+    # Dark: the theme button cycles system -> light -> dark.
+    for _ in range(3):
+        if wd.script("return document.documentElement.dataset.theme || 'system'") == "dark":
+            break
+        wd.click(wd.find('[data-testid="theme-toggle"]'))
+    background = wd.script(
+        "const [r, g, b] = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);"
+        "return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;")
+    check("the dark theme darkens the panel", background < 0.2, background)
+    time.sleep(0.3)
+    wd.screenshot("home-dark.png")
+    wd.click(wd.find('[data-testid="theme-toggle"]'))
+    check("the theme button returns to the system theme",
+          wd.script("return document.documentElement.dataset.theme || 'system'") == "system")
 
 
 def window_story(wd, url, port, app_pid):
