@@ -612,7 +612,6 @@ impl Panel {
         Ok(report)
     }
 
-    /// Mutes notifications for `minutes` (0 unmutes). Muted plans still reach the queue.
     /// Pauses notifications for `minutes` (0 resumes them); the pause is kept in the store, so
     /// it survives a restart.
     pub async fn mute(&self, minutes: u32) -> Result<(), PanelError> {

@@ -100,6 +100,6 @@ pub async fn mute_notifications(core: State<'_, Core>, minutes: u32) -> Answer<(
 
 #[tauri::command]
 pub async fn copy_webhook_url(app: AppHandle, core: State<'_, Core>) -> Answer<()> {
-    let url = core.webhook_url().await;
+    let url = core.webhook_url().await?;
     app.clipboard().write_text(url).map_err(|e| error("clipboard", format!("could not copy the webhook URL: {e}")))
 }

@@ -99,8 +99,15 @@ async fn forward_events(app: AppHandle, panel: Panel, refresh: Arc<Notify>, core
             Ok(CoreEvent::Attention { .. }) => {
                 // A plan just arrived: bring the panel forward, leaving the keyboard alone. It
                 // opens on the home view unless the user had it in sight (they may be editing).
-                if panel.settings().notifications.show_panel_on_arrival && window::bring_forward(&app) {
-                    window::navigate(&app, &Navigate::view("home"));
+                if panel.settings().notifications.show_panel_on_arrival {
+                    // The window's getters wait for the main thread: not on an async worker.
+                    let app = app.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if window::bring_forward(&app) {
+                            window::navigate(&app, &Navigate::view("home"));
+                        }
+                    })
+                    .await;
                 }
             }
             Ok(CoreEvent::OpenPlan { plan_id }) => {

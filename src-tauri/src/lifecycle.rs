@@ -134,10 +134,13 @@ impl Core {
     }
 
     /// The webhook URL: the running receiver's, or else the one the settings name.
-    pub async fn webhook_url(&self) -> String {
+    pub async fn webhook_url(&self) -> Result<String, PanelError> {
         match self.panel_now() {
-            Some(panel) => panel.webhook_url(),
-            None => format!("http://{}{}", load_settings().await.listen, zof_approvals::receiver::WEBHOOK_PATH),
+            Some(panel) => Ok(panel.webhook_url()),
+            None => {
+                let listen = try_load_settings().await?.listen;
+                Ok(format!("http://{listen}{}", zof_approvals::receiver::WEBHOOK_PATH))
+            }
         }
     }
 
@@ -209,14 +212,20 @@ async fn build() -> Result<Application, StartError> {
 /// The settings file as it is (defaults when it is missing or unreadable: the failure is shown
 /// as the reason the core did not start).
 pub async fn load_settings() -> Settings {
+    try_load_settings().await.unwrap_or_default()
+}
+
+/// The settings file, or why it cannot be read.
+pub async fn try_load_settings() -> Result<Settings, PanelError> {
     let loaded = tokio::task::spawn_blocking(|| {
         let paths = Paths::resolve(None, None)?;
         Settings::load(&paths.settings_file())
     })
     .await;
     match loaded {
-        Ok(Ok(s)) => s,
-        _ => Settings::default(),
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(error("settings", format!("the settings cannot be read: {e}"))),
+        Err(e) => Err(error("settings", format!("the settings cannot be read: {e}"))),
     }
 }
 

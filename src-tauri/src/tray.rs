@@ -160,8 +160,11 @@ fn toggle_mute(app: &AppHandle) {
 fn copy_webhook_url(app: &AppHandle) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        let url = app.state::<Core>().webhook_url().await;
-        if let Err(e) = app.clipboard().write_text(url) {
+        let copied = match app.state::<Core>().webhook_url().await {
+            Ok(url) => app.clipboard().write_text(url).map_err(|e| e.to_string()),
+            Err(e) => Err(e.message),
+        };
+        if let Err(e) = copied {
             tracing::warn!(error = %e, "could not copy the webhook URL");
         }
     });
