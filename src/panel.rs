@@ -148,6 +148,9 @@ pub struct NextAction {
 /// The home view.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Overview {
+    /// False when the core could not start: the store was not read, so the counts, the queue
+    /// and the chart are unknown (not zero).
+    pub started: bool,
     pub first_run: bool,
     pub receiver: ReceiverStatus,
     pub kpis: Kpis,
@@ -169,6 +172,7 @@ impl Overview {
     /// What the panel shows when the receiver could not start: not ready, and why.
     pub fn unavailable(reason: &str, settings: &Settings) -> Overview {
         Overview {
+            started: false,
             first_run: false,
             receiver: ReceiverStatus {
                 webhook_url: format!("http://{}{}", settings.listen, crate::receiver::WEBHOOK_PATH),
@@ -401,6 +405,7 @@ impl Panel {
             });
         }
         Ok(Overview {
+            started: true,
             first_run,
             receiver: ReceiverStatus { webhook_url: self.webhook_url(), ready: reason.is_none(), reason },
             kpis: Kpis { pending, oldest_waiting_secs: oldest, oldest_state, received_24h, health },
@@ -647,6 +652,7 @@ mod tests {
     fn an_unstarted_receiver_reads_as_not_ready_with_the_reason() {
         let o = Overview::unavailable("cannot listen on 127.0.0.1:8787: address in use", &Settings::default());
         assert!(!o.receiver.ready);
+        assert!(!o.started, "its counts are unknown, not zero");
         assert_eq!(o.receiver.webhook_url, "http://127.0.0.1:8787/webhooks/zof");
         assert!(o.next_actions[0].text.contains("address in use"));
     }

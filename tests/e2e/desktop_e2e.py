@@ -931,7 +931,8 @@ def failed_start_recovers(data_dir):
         wd.start(APP)
         try:
             status = wd.wait_for('[data-testid="receiver-status"][data-ready="false"]', timeout=20)
-            text = wd.text(status)
+            # One line in the top bar, ellipsized when long: the whole reason is its title.
+            text = wd.script("return arguments[0].title", {ELEMENT: status})
             check("a taken port still opens the window, which says the receiver is not ready", "cannot listen" in text, text)
             wd.wait_for('[data-testid="next-action"][data-kind="receiver_not_started"]')
             time.sleep(0.5)

@@ -235,6 +235,24 @@ describe('navigation', () => {
     expect(status.textContent).toContain('Receiver not ready: port 8787 is already in use');
   });
 
+  it('when the receiver could not start, shows its counts as unknown, not zero', async () => {
+    mockBackend({
+      get_overview: () =>
+        makeOverview({
+          started: false,
+          queue: [],
+          kpis: { ...makeOverview().kpis, pending: 0, received_24h: 0 },
+          receiver: { webhook_url: 'http://x', ready: false, reason: 'cannot listen on 127.0.0.1:8787' },
+        }),
+    });
+    const ui = renderApp();
+    const pending = await until(() => ui.byTestId('kpi-pending')!);
+    expect(pending.textContent).toBe('—');
+    expect(ui.byTestId('kpi-received')!.textContent).toBe('—');
+    expect(ui.get('.kpis')!.textContent).toContain('Not known until the receiver starts');
+    expect(ui.get('.kpis')!.textContent).not.toContain('Queue is clear');
+  });
+
   it('shows the load error with a Retry button', async () => {
     let fail = true;
     mockBackend({

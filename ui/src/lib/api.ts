@@ -68,6 +68,8 @@ export interface NextAction {
 }
 
 export interface Overview {
+  /** False when the app could not start its receiver: the store was not read, counts unknown. */
+  started: boolean;
   first_run: boolean;
   receiver: ReceiverStatus;
   kpis: Kpis;

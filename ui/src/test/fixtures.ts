@@ -27,6 +27,7 @@ export function makeOverview(over: Partial<Overview> = {}): Overview {
     makePlan({ plan_id: 'pln_beta', event_id: 'evt_2', run_id: 'run_43', age_secs: 600 }),
   ];
   return {
+    started: true,
     first_run: false,
     receiver: { webhook_url: 'http://127.0.0.1:8787/webhooks/zof', ready: true, reason: null },
     kpis: {
