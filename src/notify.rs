@@ -599,20 +599,7 @@ mod tests {
 
     #[test]
     fn plan_notifications_name_plan_run_and_organization_with_actions() {
-        let plan = PlanRecord {
-            plan_id: "plan_7".into(),
-            event_id: "evt".into(),
-            run_id: "run_9".into(),
-            organization_id: "org_abc".into(),
-            created: Utc::now(),
-            received_at: Utc::now(),
-            state: PlanState::Pending,
-            snoozed_until: None,
-            notified_at: None,
-            escalated_at: None,
-            handled_at: None,
-            held: false,
-        };
+        let plan = PlanRecord::arrived("plan_7", "evt", "run_9", "org_abc", Utc::now(), Utc::now());
         let n = plan_notification(&plan, true);
         assert!(n.body.contains("plan_7") && n.body.contains("run_9") && n.body.contains("org_abc"));
         assert_eq!(n.actions, vec!["default", "Open plan", "snooze", "Snooze 1 h"]);

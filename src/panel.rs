@@ -675,20 +675,7 @@ mod tests {
             ..Settings::default()
         };
         let now = Utc::now();
-        let plan = PlanRecord {
-            plan_id: "plan 1".into(),
-            event_id: "e".into(),
-            run_id: "r".into(),
-            organization_id: "org_a".into(),
-            created: now,
-            received_at: now,
-            state: PlanState::Pending,
-            snoozed_until: None,
-            notified_at: None,
-            escalated_at: None,
-            handled_at: None,
-            held: false,
-        };
+        let plan = PlanRecord::arrived("plan 1", "e", "r", "org_a", now, now);
         assert_eq!(PlanView::of(&plan, now, &settings).console_url, "https://c.example/org_a/plan%201");
     }
 

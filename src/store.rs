@@ -129,6 +129,31 @@ pub struct PlanRecord {
 }
 
 impl PlanRecord {
+    /// A plan that has just arrived: pending, nothing told or done yet.
+    pub fn arrived(
+        plan_id: &str,
+        event_id: &str,
+        run_id: &str,
+        organization_id: &str,
+        created: DateTime<Utc>,
+        received_at: DateTime<Utc>,
+    ) -> PlanRecord {
+        PlanRecord {
+            plan_id: plan_id.to_owned(),
+            event_id: event_id.to_owned(),
+            run_id: run_id.to_owned(),
+            organization_id: organization_id.to_owned(),
+            created,
+            received_at,
+            state: PlanState::Pending,
+            snoozed_until: None,
+            notified_at: None,
+            escalated_at: None,
+            handled_at: None,
+            held: false,
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.state != PlanState::Handled
     }
@@ -631,20 +656,14 @@ fn pending_plan(previous: Option<PlanRecord>, event: &EventRecord) -> PlanRecord
         Some(open) if open.is_open() => {
             PlanRecord { event_id: event.id.clone(), received_at: event.received_at, created: event.created, ..open }
         }
-        _ => PlanRecord {
-            plan_id: event.plan_id.clone(),
-            event_id: event.id.clone(),
-            run_id: event.run_id.clone(),
-            organization_id: event.organization_id.clone(),
-            created: event.created,
-            received_at: event.received_at,
-            state: PlanState::Pending,
-            snoozed_until: None,
-            notified_at: None,
-            escalated_at: None,
-            handled_at: None,
-            held: false,
-        },
+        _ => PlanRecord::arrived(
+            &event.plan_id,
+            &event.id,
+            &event.run_id,
+            &event.organization_id,
+            event.created,
+            event.received_at,
+        ),
     }
 }
 
