@@ -175,7 +175,7 @@ impl Overview {
             started: false,
             first_run: false,
             receiver: ReceiverStatus {
-                webhook_url: format!("http://{}{}", settings.listen, crate::receiver::WEBHOOK_PATH),
+                webhook_url: crate::receiver::webhook_url(settings.listen),
                 ready: false,
                 reason: Some(reason.to_owned()),
             },
@@ -298,7 +298,7 @@ impl Panel {
     }
 
     pub fn webhook_url(&self) -> String {
-        format!("http://{}{}", read(&self.addr), crate::receiver::WEBHOOK_PATH)
+        crate::receiver::webhook_url(*read(&self.addr))
     }
 
     pub async fn overview(&self) -> Result<Overview, PanelError> {

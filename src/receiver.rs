@@ -19,6 +19,11 @@ use crate::verify::HeaderSource;
 
 pub const WEBHOOK_PATH: &str = "/webhooks/zof";
 
+/// The URL Zof posts to for a receiver listening on `addr`.
+pub fn webhook_url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}{WEBHOOK_PATH}")
+}
+
 /// Seconds a sender is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "5";
 

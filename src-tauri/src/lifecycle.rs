@@ -137,10 +137,7 @@ impl Core {
     pub async fn webhook_url(&self) -> Result<String, PanelError> {
         match self.panel_now() {
             Some(panel) => Ok(panel.webhook_url()),
-            None => {
-                let listen = try_load_settings().await?.listen;
-                Ok(format!("http://{listen}{}", zof_approvals::receiver::WEBHOOK_PATH))
-            }
+            None => Ok(zof_approvals::receiver::webhook_url(try_load_settings().await?.listen)),
         }
     }
 
@@ -222,11 +219,12 @@ pub async fn try_load_settings() -> Result<Settings, PanelError> {
         Settings::load(&paths.settings_file())
     })
     .await;
-    match loaded {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(error("settings", format!("the settings cannot be read: {e}"))),
-        Err(e) => Err(error("settings", format!("the settings cannot be read: {e}"))),
-    }
+    let why = match loaded {
+        Ok(Ok(s)) => return Ok(s),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(error("settings", format!("the settings cannot be read: {why}")))
 }
 
 pub fn error(code: &'static str, message: impl std::fmt::Display) -> PanelError {

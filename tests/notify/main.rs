@@ -266,15 +266,11 @@ async fn snooze_withholds_the_plan_and_raises_it_again_later() {
 async fn a_snooze_never_brings_back_a_plan_that_was_handled() {
     let turn = turn().await;
     let _rec = recorder(&turn).await;
-    let app = spawn(None, |_| {}).await;
+    let mut app = spawn(None, |_| {}).await;
     app.deliver("evt_hs", "plan_hs").await;
     // The plan is written by the outbox worker just after the answer.
-    for _ in 0..100 {
-        if app.panel.plan("plan_hs".into()).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    event(&mut app, "the plan written", |e| matches!(e, CoreEvent::PlanChanged { plan_id } if plan_id == "plan_hs"))
+        .await;
     app.panel.mark_handled("plan_hs".into()).await.unwrap();
     let err = app.panel.snooze("plan_hs".into(), 60).await.unwrap_err();
     assert_eq!(err.code, "plan_handled");
