@@ -121,10 +121,19 @@ impl TestApp {
         }
     }
 
-    /// Opens the store after stopping the receiver.
+    /// Opens the store after stopping the receiver. sled hands its last log write to a
+    /// background IO thread that still holds the file lock for a moment after the database is
+    /// dropped, so an immediate reopen in the same process may briefly see it locked.
     pub async fn stopped_store(self) -> (Store, Arc<tempfile::TempDir>) {
         let dir = self.stop().await;
-        (Store::open(&dir.path().join("data")).unwrap(), dir)
+        let path = dir.path().join("data");
+        for _ in 0..100 {
+            match Store::open(&path) {
+                Err(zof_approvals::store::StoreError::Locked(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                opened => return (opened.unwrap(), dir),
+            }
+        }
+        panic!("the store stayed locked for 2 s after the receiver stopped");
     }
 
     /// Waits until the outbox handed `n` plans to the notifier.
