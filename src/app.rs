@@ -104,7 +104,7 @@ impl Application {
             max_concurrent_requests: settings.max_concurrent_requests,
         };
         let (stop_pruning, stopped) = tokio::sync::oneshot::channel();
-        let pruner = (tokio::spawn(prune_periodically(store.clone(), settings.retention_days, stopped)), stop_pruning);
+        let pruner = (tokio::spawn(upkeep(intake.clone(), settings.retention_days, stopped)), stop_pruning);
         let (rebind, rebinds) = mpsc::channel(1);
         let panel = Panel {
             store,
@@ -224,21 +224,37 @@ async fn start_secrets(config: &AppConfig, usage: Arc<SecretUsage>) -> Result<Se
     }
 }
 
-async fn prune_periodically(store: Store, retention_days: u32, stop: tokio::sync::oneshot::Receiver<()>) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
+/// Housekeeping off the request path: the refusal counters are written at most once a second,
+/// and events past the retention window are pruned hourly.
+async fn upkeep(intake: Intake, retention_days: u32, stop: tokio::sync::oneshot::Receiver<()>) {
+    const PRUNE_EVERY: u32 = 3600;
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = &mut stop => return,
+            _ = &mut stop => break,
         }
-        let store = store.clone();
-        let cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
-        match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {
+        let prune = ticks % PRUNE_EVERY == 0;
+        ticks = ticks.wrapping_add(1);
+        let intake = intake.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            intake.persist_refusals(Utc::now());
+            if !prune {
+                return Ok(0);
+            }
+            intake.store().prune(Utc::now() - chrono::Duration::days(i64::from(retention_days)))
+        })
+        .await;
+        match done {
             Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "pruned events past the retention window"),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "pruning failed"),
-            Err(e) => tracing::warn!(error = %e, "pruning task failed"),
+            Err(e) => tracing::warn!(error = %e, "upkeep task failed"),
         }
     }
+    // The last counts are kept across a restart.
+    let _ = tokio::task::spawn_blocking(move || intake.persist_refusals(Utc::now())).await;
 }

@@ -1,7 +1,7 @@
 //! The intake pipeline: raw bytes in, verdict out. Verify first, parse second, store durably,
 //! then acknowledge and hand the work to the outbox.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::broadcast;
@@ -9,8 +9,9 @@ use tokio::sync::broadcast;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::events::CoreEvent;
 use crate::outbox::OutboxKick;
+use crate::refusals::{LogLine, Refusal, RefusalBook, RefusalSummary};
 use crate::secrets::{SecretUsage, SecretsHandle, SecretsStatus};
-use crate::store::{DeliveryRecord, DeliveryVerdict, Intake as Stored, Store};
+use crate::store::{Claim, DeliveryRecord, DeliveryVerdict, Store};
 use crate::verify::{Fingerprint, HeaderSource, Verifier, VerifyError};
 
 /// What a delivery gets back.
@@ -33,6 +34,10 @@ pub enum Rejection {
     TooOld(u32),
     #[error("organization `{0}` is not in this receiver's allow-list")]
     OrganizationNotAllowed(String),
+    #[error(
+        "requests from a web browser (with an Origin or Sec-Fetch-* header) are not webhook deliveries; they are refused"
+    )]
+    BrowserRequest,
     #[error("the body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("the body could not be read: {0}")]
@@ -47,7 +52,7 @@ impl Rejection {
             Rejection::Signature(VerifyError::NoSecret) | Rejection::Unavailable(_) => 503,
             Rejection::Signature(_) => 401,
             Rejection::Envelope(_) | Rejection::TooOld(_) | Rejection::UnreadableBody(_) => 400,
-            Rejection::OrganizationNotAllowed(_) => 403,
+            Rejection::OrganizationNotAllowed(_) | Rejection::BrowserRequest => 403,
             Rejection::TooLarge(_) => 413,
         }
     }
@@ -58,6 +63,7 @@ impl Rejection {
             Rejection::Envelope(_) => "malformed_event",
             Rejection::TooOld(_) => "event_too_old",
             Rejection::OrganizationNotAllowed(_) => "organization_not_allowed",
+            Rejection::BrowserRequest => "browser_request_refused",
             Rejection::TooLarge(_) => "body_too_large",
             Rejection::UnreadableBody(_) => "unreadable_body",
             Rejection::Unavailable(_) => "not_ready",
@@ -72,6 +78,17 @@ impl Verdict {
             _ => 200,
         }
     }
+}
+
+/// Counts `/healthz` reports beside its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct HealthDetail {
+    /// Records set aside because they could not be read.
+    pub quarantined: usize,
+    /// Plans whose notification was given up after failing for too long.
+    pub not_notified: usize,
+    /// Work acknowledged but not finished yet.
+    pub outbox: usize,
 }
 
 /// The intake's share of the settings.
@@ -110,7 +127,12 @@ struct Parts {
     policy: std::sync::RwLock<Arc<IntakePolicy>>,
     events: broadcast::Sender<CoreEvent>,
     outbox: OutboxKick,
+    /// Refusals are counted, not logged one by one (see `refusals`).
+    refusals: Mutex<RefusalBook>,
 }
+
+/// The store key of the refusal counters.
+const REFUSALS_KEY: &str = "refusals";
 
 impl Intake {
     pub fn new(
@@ -122,7 +144,9 @@ impl Intake {
         outbox: OutboxKick,
     ) -> Intake {
         let policy = std::sync::RwLock::new(Arc::new(policy));
-        Intake { inner: Arc::new(Parts { store, secrets, usage, policy, events, outbox }) }
+        // Blocking, but brief: one small record, read once while the application is built.
+        let refusals = Mutex::new(load_refusals(&store));
+        Intake { inner: Arc::new(Parts { store, secrets, usage, policy, events, outbox, refusals }) }
     }
 
     /// Applies new settings to every delivery that starts after this call.
@@ -145,7 +169,51 @@ impl Intake {
         match &*self.inner.secrets.current() {
             SecretsStatus::Unavailable(why) => Some(why.clone()),
             SecretsStatus::Ready(set) if set.is_empty() => Some(VerifyError::NoSecret.to_string()),
-            SecretsStatus::Ready(_) => None,
+            SecretsStatus::Ready(_) => self
+                .inner
+                .store
+                .down_reason()
+                .map(|why| format!("the event store failed and is being reopened ({why})")),
+        }
+    }
+
+    /// What `/healthz` adds to its status: records set aside, plans never notified, work waiting.
+    pub fn health_detail(&self) -> HealthDetail {
+        let store = &self.inner.store;
+        HealthDetail {
+            quarantined: store.quarantined_count(),
+            not_notified: store.not_notified_count(),
+            outbox: store.outbox_len(),
+        }
+    }
+
+    /// Refusal counts per code, for the activity view.
+    pub fn refusal_summary(&self, now: DateTime<Utc>) -> Vec<RefusalSummary> {
+        self.refusals(|book| book.summary(now))
+    }
+
+    /// The newest refusals, newest first.
+    pub fn recent_refusals(&self) -> Vec<Refusal> {
+        self.refusals(|book| book.recent())
+    }
+
+    /// Writes the refusal counters to the store if they changed, and the log lines that are
+    /// due. Blocking (a store write): call it from a blocking thread, about once a second.
+    pub fn persist_refusals(&self, now: DateTime<Utc>) {
+        let (snapshot, lines) = self.refusals(|book| (book.take_snapshot(), book.due_lines(now)));
+        lines.iter().for_each(log_refusals);
+        if let Some(snapshot) = snapshot {
+            if let Err(e) = self.inner.store.set_meta(REFUSALS_KEY, &snapshot) {
+                tracing::warn!(error = %e, "could not save the refusal counters");
+            }
+            let _ = self.inner.events.send(CoreEvent::StatusChanged);
+        }
+    }
+
+    fn refusals<T>(&self, f: impl FnOnce(&mut RefusalBook) -> T) -> T {
+        match self.inner.refusals.lock() {
+            Ok(mut book) => f(&mut book),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
 
@@ -190,18 +258,18 @@ impl Intake {
         if !policy.allow_orgs.is_empty() && !policy.allow_orgs.contains(org) {
             return Err(Rejection::OrganizationNotAllowed(org.clone()));
         }
-        let stored = p.store.record_event(&envelope, body, now, &fingerprint).map_err(|e| unavailable(&e))?;
+        let claim = p.store.record_event(&envelope, body, now, &fingerprint).map_err(|e| unavailable(&e))?;
         // A duplicate waits too: the first delivery's write may not be on disk yet.
         p.store.durable().await.map_err(|e| unavailable(&e))?;
         let id = envelope.id.clone();
-        let verdict = match stored {
-            Stored::Duplicate { .. } => Verdict::Duplicate { id },
-            Stored::Accepted { acted_on: true } => {
+        let verdict = match claim {
+            Claim::Duplicate { .. } => Verdict::Duplicate { id },
+            Claim::Accepted { acted_on: true } => {
                 // The worker writes the plan and says so with `PlanChanged`.
                 p.outbox.kick();
                 Verdict::Accepted { id }
             }
-            Stored::Accepted { acted_on: false } => Verdict::Ignored {
+            Claim::Accepted { acted_on: false } => Verdict::Ignored {
                 id,
                 reason: format!("events of type `{}` are recorded but not acted on", envelope.kind),
             },
@@ -238,15 +306,25 @@ impl Intake {
                 fingerprint: None,
             },
         };
-        // An accepted delivery is logged by the outbox worker with the rest of its work.
-        if record.verdict != DeliveryVerdict::Accepted {
-            if let Err(e) = self.inner.store.record_delivery(&record) {
-                tracing::warn!(error = %e, "could not log a delivery");
+        match record.verdict {
+            // Counted in memory (O(1)), written with the counters about once a second.
+            DeliveryVerdict::Rejected => {
+                let refusal =
+                    Refusal { at, status: record.status, code: record.code.clone(), reason: record.reason.clone() };
+                if let Some(line) = self.refusals(|book| book.record(refusal)) {
+                    log_refusals(&line);
+                }
+                // Views hear of refusals once a second (see `persist_refusals`), not once each.
+                return;
             }
-        }
-        match verdict {
-            Verdict::Rejected(r) => tracing::info!(status = r.status(), code = r.code(), "delivery rejected"),
-            other => tracing::debug!(id = ?record.event_id, status = other.status(), "delivery answered"),
+            // An accepted delivery is logged by the outbox worker with the rest of its work.
+            DeliveryVerdict::Accepted => {}
+            DeliveryVerdict::Duplicate | DeliveryVerdict::Ignored => {
+                if let Err(e) = self.inner.store.record_delivery(&record) {
+                    tracing::warn!(error = %e, "could not log a delivery");
+                }
+                tracing::debug!(id = ?record.event_id, code = %record.code, "delivery answered");
+            }
         }
         let _ = self.inner.events.send(CoreEvent::Delivery(record));
     }
@@ -257,6 +335,20 @@ impl Intake {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+}
+
+fn log_refusals(line: &LogLine) {
+    tracing::info!(code = %line.code, status = line.status, count = line.count, "deliveries refused since the last line for this code");
+}
+
+fn load_refusals(store: &Store) -> RefusalBook {
+    match store.meta::<RefusalBook>(REFUSALS_KEY) {
+        Ok(book) => book.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the refusal counters; starting from zero");
+            RefusalBook::default()
+        }
     }
 }
 

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::events::CoreEvent;
-use crate::store::{PlanRecord, PlanState, Store};
+use crate::store::{OutboxEntry, PlanFlag, PlanRecord, PlanState, Store, Work};
 
 /// What became of a notification request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,20 +170,24 @@ fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEv
     let mut backoff = TICK;
     let mut next_upkeep = std::time::Instant::now();
     loop {
-        match drain(store, notifier, events) {
+        let mut pass = drain(store, notifier, events, Utc::now());
+        if std::time::Instant::now() >= next_upkeep {
+            let started = std::time::Instant::now();
+            match upkeep(store, notifier, events, Utc::now()) {
+                // Woken plans are told in the same pass, not a tick later.
+                Ok(true) if pass.is_ok() => pass = drain(store, notifier, events, Utc::now()),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "notification upkeep failed"),
+            }
+            // Should many plans fall due at once, upkeep still takes at most ~2% of a core.
+            next_upkeep = std::time::Instant::now() + UPKEEP_EVERY.max(started.elapsed() * 50);
+        }
+        match pass {
             Ok(()) => backoff = TICK,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox work failed; will retry");
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-        }
-        if std::time::Instant::now() >= next_upkeep {
-            let started = std::time::Instant::now();
-            if let Err(e) = upkeep(store, notifier, events, Utc::now()) {
-                tracing::warn!(error = %e, "notification upkeep failed");
-            }
-            // Should many plans fall due at once, upkeep still takes at most ~2% of a core.
-            next_upkeep = std::time::Instant::now() + UPKEEP_EVERY.max(started.elapsed() * 50);
         }
         // While failing, new entries wait for the backoff instead of each retrying at once.
         let failing = backoff > TICK;
@@ -200,8 +204,16 @@ fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEv
         }
     }
     // One last pass so entries acknowledged just before shutdown are not left for the next start.
-    let _ = drain(store, notifier, events);
+    let _ = drain(store, notifier, events, Utc::now());
 }
+
+/// How long telling the user may keep failing before an entry is given up: the plan stays in
+/// the queue, flagged "not notified", and the work stops instead of being retried forever.
+pub const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
+
+/// An entry whose event record is missing this long after it was enqueued will never find it
+/// (the record was quarantined): it is finished. Younger ones may be racing their own claim.
+const CLAIM_GRACE: chrono::Duration = chrono::Duration::minutes(1);
 
 #[derive(Debug, thiserror::Error)]
 enum DrainError {
@@ -211,64 +223,135 @@ enum DrainError {
     Notify(#[from] NotifyError),
 }
 
-fn drain(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEvent>) -> Result<(), DrainError> {
-    let mut did_work = false;
-    // Once telling the user fails, this pass stops trying (the notifier is down) but still
-    // puts every plan in the queue; the entries stay for the retry.
-    let mut failed: Option<NotifyError> = None;
+/// One pass over the outbox. Once telling the user fails, the pass stops trying (the notifier
+/// is down) but still puts every plan in the queue; the entries stay for the retry.
+fn drain(
+    store: &Store,
+    notifier: &dyn Notifier,
+    events: &broadcast::Sender<CoreEvent>,
+    now: DateTime<Utc>,
+) -> Result<(), DrainError> {
+    let mut pass = Pass { store, notifier, events, now, failed: None, did_work: false };
     for entry in store.outbox_iter() {
         let entry = entry?;
-        did_work = true;
-        // The claim may not be written yet: this entry's turn comes on a later pass.
+        pass.did_work = true;
+        match entry.work {
+            Work::Arrival => pass.arrival(&entry)?,
+            Work::Wake => pass.wake(&entry)?,
+        }
+    }
+    // Done-marks join the next group commit: a restart does not repeat them, and a crash in
+    // the few milliseconds before that flush at worst repeats a notification.
+    if pass.did_work {
+        store.flush_soon();
+    }
+    match pass.failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+struct Pass<'a> {
+    store: &'a Store,
+    notifier: &'a dyn Notifier,
+    events: &'a broadcast::Sender<CoreEvent>,
+    now: DateTime<Utc>,
+    failed: Option<NotifyError>,
+    did_work: bool,
+}
+
+impl Pass<'_> {
+    /// Tells the user about `plan` if it still wants telling, unless this pass already failed to.
+    fn notice_for(&self, plan: &PlanRecord) -> Option<Result<Notice, NotifyError>> {
+        let wants_notice = plan.state == PlanState::Pending && plan.notified_at.is_none() && !plan.held;
+        match (wants_notice, &self.failed) {
+            (false, _) => None,
+            (true, None) => Some(self.notifier.plan_pending(plan)),
+            (true, Some(e)) => Some(Err(e.clone())),
+        }
+    }
+
+    fn arrival(&mut self, entry: &OutboxEntry) -> Result<(), DrainError> {
+        let store = self.store;
         let Some(event) = store.event(&entry.event_id)? else {
-            continue;
+            if self.now - entry.enqueued_at > CLAIM_GRACE {
+                tracing::warn!(event = %entry.event_id, "an outbox entry's event cannot be read; its work is dropped");
+                store.complete_outbox(entry.seq)?;
+            }
+            // Otherwise the claim may not be written yet: this entry's turn comes on a later pass.
+            return Ok(());
         };
         // The claim was won by another delivery of the same id: this entry carries no work.
         if event.outbox_seq != Some(entry.seq) {
             store.complete_outbox(entry.seq)?;
-            continue;
+            return Ok(());
         }
         // Tell the user first, then write the plan once with what was done.
-        let plan = store.pending_plan_for(&event)?;
-        let wants_notice = plan.state == PlanState::Pending && plan.notified_at.is_none() && !plan.held;
-        let notice = match (wants_notice, &failed) {
-            (false, _) => None,
-            (true, None) => Some(notifier.plan_pending(&plan)),
-            (true, Some(e)) => Some(Err(e.clone())),
-        };
-        let now = Utc::now();
+        let notice = self.notice_for(&store.pending_plan_for(&event)?);
+        let now = self.now;
         let (settled, changed) = store.settle_event(&event, |p| {
             if let Some(Ok(notice)) = &notice {
                 apply_notice(p, *notice, now);
             }
         })?;
         if changed {
-            let _ = events.send(CoreEvent::PlanChanged { plan_id: settled.plan_id });
+            let _ = self.events.send(CoreEvent::PlanChanged { plan_id: settled.plan_id });
         }
-        if let Some(Err(e)) = notice {
-            // The plan is in the queue; telling the user is retried on a later pass.
-            store.retry_outbox(&entry)?;
-            failed.get_or_insert(e);
-            continue;
+        self.finish(entry, notice)
+    }
+
+    /// A snooze ended (see [`Store::wake`]): the plan is pending again; tell the user.
+    fn wake(&mut self, entry: &OutboxEntry) -> Result<(), DrainError> {
+        let store = self.store;
+        let Some(plan) = store.plan(&entry.plan_id)? else {
+            store.complete_outbox(entry.seq)?;
+            return Ok(());
+        };
+        let mut woken = plan.clone();
+        woken.wake(self.now);
+        let notice = self.notice_for(&woken);
+        let now = self.now;
+        let written = store.update_plan(&entry.plan_id, |p| {
+            p.wake(now);
+            if let Some(Ok(notice)) = &notice {
+                apply_notice(p, *notice, now);
+            }
+        })?;
+        if written != plan {
+            let _ = self.events.send(CoreEvent::PlanChanged { plan_id: written.plan_id });
         }
-        store.complete_outbox(entry.seq)?;
+        self.finish(entry, notice)
     }
-    // Done-marks join the next group commit: a restart does not repeat them, and a crash in
-    // the few milliseconds before that flush at worst repeats a notification.
-    if did_work {
-        store.flush_soon();
-    }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+
+    /// Completes the entry, or keeps it for a retry when telling the user failed, or gives it up
+    /// once that has failed for [`GIVE_UP_AFTER`].
+    fn finish(&mut self, entry: &OutboxEntry, notice: Option<Result<Notice, NotifyError>>) -> Result<(), DrainError> {
+        let Some(Err(e)) = notice else {
+            self.store.complete_outbox(entry.seq)?;
+            return Ok(());
+        };
+        if self.now - entry.enqueued_at > GIVE_UP_AFTER {
+            tracing::warn!(
+                plan = %entry.plan_id, attempts = entry.attempts, error = %e,
+                "telling the user kept failing; the plan stays in the queue, flagged as not notified"
+            );
+            self.store.update_plan(&entry.plan_id, |p| p.flag(PlanFlag::NotNotified))?;
+            self.store.complete_outbox(entry.seq)?;
+            let _ = self.events.send(CoreEvent::PlanChanged { plan_id: entry.plan_id.clone() });
+        } else {
+            self.store.retry_outbox(entry)?;
+        }
+        self.failed.get_or_insert(e);
+        Ok(())
     }
 }
 
-fn apply_notice(plan: &mut PlanRecord, notice: Notice, now: chrono::DateTime<Utc>) {
+fn apply_notice(plan: &mut PlanRecord, notice: Notice, now: DateTime<Utc>) {
     match notice {
         Notice::Shown => {
             plan.notified_at = Some(now);
             plan.held = false;
+            plan.flags.retain(|f| *f != PlanFlag::NotNotified);
         }
         Notice::Held => plan.held = true,
     }
@@ -280,25 +363,21 @@ fn record_notice(store: &Store, plan_id: &str, notice: Notice) -> Result<(), cra
     Ok(())
 }
 
-/// Time-based work: snoozes that ended, plans held back by quiet time, escalations.
+/// Time-based work: snoozes that ended (handed to the outbox as wake entries, so telling the
+/// user is retried and survives a crash), plans held back by quiet time, escalations. Returns
+/// whether it enqueued work.
 fn upkeep(
     store: &Store,
     notifier: &dyn Notifier,
     events: &broadcast::Sender<CoreEvent>,
-    now: chrono::DateTime<Utc>,
-) -> Result<(), DrainError> {
+    now: DateTime<Utc>,
+) -> Result<bool, DrainError> {
     // The timer index names the few plans with time-based work; the others are not read.
     let due = store.due(now, notifier.escalation_after())?;
     let mut changed = Vec::new();
+    let enqueued = !due.woken.is_empty();
     for plan in due.woken {
-        let woken = store.update_plan(&plan.plan_id, |p| {
-            p.state = PlanState::Pending;
-            p.snoozed_until = None;
-            p.notified_at = None;
-            p.held = false;
-        })?;
-        record_notice(store, &woken.plan_id, notifier.plan_pending(&woken)?)?;
-        changed.push(woken.plan_id);
+        changed.push(store.wake(&plan, now)?.plan_id);
     }
     if !due.held.is_empty() && notifier.summarize_held(due.held.len())? == Notice::Shown {
         for plan_id in due.held {
@@ -318,7 +397,7 @@ fn upkeep(
             let _ = events.send(CoreEvent::PlanChanged { plan_id });
         }
     }
-    Ok(())
+    Ok(enqueued)
 }
 
 #[cfg(test)]
@@ -356,8 +435,8 @@ mod tests {
         acknowledged(&store, "e1", "p1");
         let told = Told::default();
         let (tx, mut rx) = broadcast::channel(8);
-        drain(&store, &told, &tx).unwrap();
-        drain(&store, &told, &tx).unwrap();
+        drain(&store, &told, &tx, Utc::now()).unwrap();
+        drain(&store, &told, &tx, Utc::now()).unwrap();
         assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
         assert!(store.plan("p1").unwrap().unwrap().notified_at.is_some());
         assert_eq!(store.outbox_len(), 0);
@@ -372,8 +451,8 @@ mod tests {
             acknowledged(&store, &format!("e{i}"), &format!("p{i}"));
         }
         let (tx, mut rx) = broadcast::channel(16);
-        assert!(drain(&store, &Unreachable, &tx).is_err());
-        assert!(drain(&store, &Unreachable, &tx).is_err());
+        assert!(drain(&store, &Unreachable, &tx, Utc::now()).is_err());
+        assert!(drain(&store, &Unreachable, &tx, Utc::now()).is_err());
         let mut changed = 0;
         while rx.try_recv().is_ok() {
             changed += 1;
@@ -386,7 +465,7 @@ mod tests {
         assert!(store.outbox().unwrap().iter().all(|e| e.attempts == 2));
         // Once a server answers, the retried entries tell the user.
         let told = Told::default();
-        drain(&store, &told, &tx).unwrap();
+        drain(&store, &told, &tx, Utc::now()).unwrap();
         assert_eq!(*told.0.lock().unwrap(), vec!["p1", "p2", "p3"]);
         assert_eq!(store.outbox_len(), 0);
     }

@@ -12,8 +12,9 @@ use crate::config::{NotificationSettings, Paths, QuietHours, Settings};
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
 use crate::outbox::Notifier;
+use crate::refusals::RefusalSummary;
 use crate::secrets::{SecretManager, SecretsReport};
-use crate::store::{DeliveryRecord, DeliveryVerdict, PlanRecord, PlanState, Store};
+use crate::store::{DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, Store};
 use crate::verify::{Scheme, Secret};
 
 /// An error for the UI: a stable code and a sentence to show.
@@ -64,8 +65,9 @@ pub struct ReceiverStatus {
     pub reason: Option<String>,
 }
 
+/// The newest refused delivery, as the home view names it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rejection {
+pub struct LastRefusal {
     pub at: DateTime<Utc>,
     pub reason: String,
 }
@@ -75,7 +77,7 @@ pub struct DeliveryHealth {
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: u64,
-    pub last_rejection: Option<Rejection>,
+    pub last_rejection: Option<LastRefusal>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +110,8 @@ pub struct PlanView {
     pub snoozed_until: Option<DateTime<Utc>>,
     pub escalated: bool,
     pub age_secs: i64,
+    /// What needs a person's eye beyond the state (a tenant mismatch, a notice given up).
+    pub flags: Vec<PlanFlag>,
     /// The plan in Zof Console, from `console_url_template`: built here, once, for every view.
     pub console_url: String,
 }
@@ -125,6 +129,7 @@ impl PlanView {
             snoozed_until: p.snoozed_until,
             escalated: p.escalated_at.is_some(),
             age_secs: (now - p.received_at).num_seconds().max(0),
+            flags: p.flags.clone(),
             console_url: settings.console_url(&p.plan_id, &p.run_id, &p.organization_id),
         }
     }
@@ -158,6 +163,8 @@ pub struct Overview {
     pub next_actions: Vec<NextAction>,
     /// Accepted deliveries per hour over the last 24 hours, oldest first.
     pub arrivals_24h: Vec<u32>,
+    /// Refused deliveries per refusal code (counted, never logged one by one).
+    pub refusals: Vec<RefusalSummary>,
     pub muted_until: Option<DateTime<Utc>>,
     pub notification_status: Option<String>,
 }
@@ -196,6 +203,7 @@ impl Overview {
                 ),
             }],
             arrivals_24h: vec![0; 24],
+            refusals: Vec::new(),
             muted_until: None,
             notification_status: None,
         }
@@ -397,13 +405,14 @@ impl Panel {
                 kind: "deliveries_rejected",
                 severity: Severity::Warning,
                 text: format!(
-                    "{} deliver{} rejected in 24 h; last: {}",
+                    "{} deliver{} refused in 24 h; last: {}",
                     health.rejected,
                     if health.rejected == 1 { "y" } else { "ies" },
                     last.reason
                 ),
             });
         }
+        next_actions.extend(self.store_actions(&open));
         Ok(Overview {
             started: true,
             first_run,
@@ -412,9 +421,57 @@ impl Panel {
             queue,
             next_actions,
             arrivals_24h,
+            refusals: self.intake.refusal_summary(now),
             muted_until: self.notifier.muted_until().filter(|t| *t > now),
             notification_status,
         })
+    }
+
+    /// What the store says needs a person: plans never notified, tenant mismatches, records set aside.
+    fn store_actions(&self, open: &[PlanRecord]) -> Vec<NextAction> {
+        let mut actions = Vec::new();
+        let flagged = |flag| open.iter().filter(|p| p.flags.contains(&flag)).count();
+        let not_notified = self.store.not_notified_count();
+        if not_notified > 0 {
+            actions.push(NextAction {
+                kind: "plans_not_notified",
+                severity: Severity::Critical,
+                text: format!(
+                    "{not_notified} plan{} could not be notified: notifications failed for {} hours, so they were given up. \
+                     The plan{} {} in the queue",
+                    plural(not_notified),
+                    crate::outbox::GIVE_UP_AFTER.num_hours(),
+                    plural(not_notified),
+                    if not_notified == 1 { "is" } else { "are" },
+                ),
+            });
+        }
+        let mismatched = flagged(PlanFlag::TenantMismatch);
+        if mismatched > 0 {
+            actions.push(NextAction {
+                kind: "tenant_mismatch",
+                severity: Severity::Warning,
+                text: format!(
+                    "{mismatched} plan{} {} announced again under another organization; the deliveries were not merged (see Activity)",
+                    plural(mismatched),
+                    if mismatched == 1 { "was" } else { "were" },
+                ),
+            });
+        }
+        let quarantined = self.store.quarantined_count();
+        if quarantined > 0 {
+            actions.push(NextAction {
+                kind: "records_quarantined",
+                severity: Severity::Warning,
+                text: format!(
+                    "{quarantined} stored record{} could not be read (damaged, or written by a newer version) and {} set aside; \
+                     everything else works",
+                    plural(quarantined),
+                    if quarantined == 1 { "was" } else { "were" },
+                ),
+            });
+        }
+        actions
     }
 
     /// Health, hourly arrivals and the count of accepted events over the last 24 hours.
@@ -433,15 +490,17 @@ impl Panel {
                     buckets[23 - hours_ago] += 1;
                 }
                 DeliveryVerdict::Duplicate => health.duplicates += 1,
-                DeliveryVerdict::Ignored => {}
-                DeliveryVerdict::Rejected => {
-                    health.rejected += 1;
-                    if health.last_rejection.is_none() {
-                        health.last_rejection = Some(Rejection { at: d.at, reason: d.reason.clone() });
-                    }
-                }
+                // Refusals are counted by the intake, not logged (older stores may hold some).
+                DeliveryVerdict::Ignored | DeliveryVerdict::Rejected => {}
             }
         }
+        health.rejected = self.intake.refusal_summary(now).iter().map(|r| r.last_24h).sum();
+        health.last_rejection = self
+            .intake
+            .recent_refusals()
+            .into_iter()
+            .find(|r| r.at >= since)
+            .map(|r| LastRefusal { at: r.at, reason: r.reason });
         let received = health.accepted;
         Ok((health, buckets, received))
     }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -85,14 +86,29 @@ pub async fn serve(
 
 pub fn router(intake: Intake, limits: Limits) -> Router {
     let state = ReceiverState { intake, max_body_bytes: limits.max_body_bytes };
+    // Layers wrap what is added before them: the timeout is outermost, so time spent waiting
+    // for a concurrency permit counts toward the request's deadline.
+    let webhook = post(webhook).route_layer(middleware::from_fn_with_state(state.clone(), refuse_browsers));
     Router::new()
-        .route(WEBHOOK_PATH, post(webhook))
+        .route(WEBHOOK_PATH, webhook)
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
         .with_state(state)
+}
+
+/// Headers only a web browser sends. A page the user visits can POST to a loopback address
+/// (`fetch(..., {mode: "no-cors"})`); such a request is never a webhook delivery, so it is
+/// refused before its body is read.
+const BROWSER_HEADERS: [&str; 3] = ["origin", "sec-fetch-mode", "sec-fetch-site"];
+
+async fn refuse_browsers(State(s): State<ReceiverState>, request: Request, next: Next) -> Response {
+    if BROWSER_HEADERS.iter().any(|h| request.headers().contains_key(*h)) {
+        return s.intake.refuse(Rejection::BrowserRequest).into_response();
+    }
+    next.run(request).await
 }
 
 async fn webhook(State(s): State<ReceiverState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
@@ -105,9 +121,10 @@ async fn webhook(State(s): State<ReceiverState>, headers: HeaderMap, body: Resul
 }
 
 async fn healthz(State(s): State<ReceiverState>) -> Response {
+    let detail = s.intake.health_detail();
     match s.intake.not_ready() {
-        None => Json(json!({"status": "ok"})).into_response(),
-        Some(reason) => unavailable(json!({"status": "unavailable", "reason": reason})),
+        None => Json(json!({"status": "ok", "detail": detail})).into_response(),
+        Some(reason) => unavailable(json!({"status": "unavailable", "reason": reason, "detail": detail})),
     }
 }
 

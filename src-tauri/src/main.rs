@@ -51,12 +51,7 @@ fn main() -> ExitCode {
             std::env::set_var(name, value);
         }
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZOF_LOG").unwrap_or_else(|_| "info,tao=warn,wry=warn".into()),
-        )
-        .init();
+    let _log = zof_approvals::logging::init_stderr("info,tao=warn,wry=warn");
     let hidden = std::env::args().any(|a| a == autostart::HIDDEN_ARG);
     let built = tauri::Builder::default()
         // First, so a second launch hands over to the first before anything else starts.

@@ -196,10 +196,7 @@ fn parse_scheme(s: &str) -> Result<Scheme, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZOF_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    let _log = zof_approvals::logging::init_stderr("info");
     // The load generator runs on one thread: it shares the machine with the receiver it measures,
     // and one thread drives 64 connections with less CPU than a pool that hands work around.
     let mut builder = match cli.command {

@@ -8,9 +8,10 @@
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
-use super::{
-    DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanRecord, PlanState, StoreError,
+use super::records::{
+    DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanState, Work,
 };
+use super::StoreError;
 use crate::verify::Fingerprint;
 
 /// The first byte of a record in this format (never `{`, the first byte of a JSON record).
@@ -140,6 +141,11 @@ impl<'a> Reader<'a> {
         DateTime::from_timestamp(secs, nanos).ok_or_else(|| format!("time out of range: {secs}.{nanos}"))
     }
 
+    /// Fields appended to a record in a later version are absent from records written before.
+    fn at_end(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     fn flag(&mut self) -> Result<bool, String> {
         match self.u8()? {
             0 => Ok(false),
@@ -178,6 +184,8 @@ macro_rules! byte_enum {
 byte_enum!(EventVerdict { Accepted = 0, Ignored = 1 });
 byte_enum!(PlanState { Pending = 0, Snoozed = 1, Handled = 2 });
 byte_enum!(DeliveryVerdict { Accepted = 0, Duplicate = 1, Ignored = 2, Rejected = 3 });
+byte_enum!(PlanFlag { TenantMismatch = 0, NotNotified = 1 });
+byte_enum!(Work { Arrival = 0, Wake = 1 });
 
 impl Record for EventRecord {
     fn write(&self, w: &mut Writer) {
@@ -225,6 +233,11 @@ impl Record for PlanRecord {
         w.opt(self.escalated_at, Writer::time);
         w.opt(self.handled_at, Writer::time);
         w.u8(u8::from(self.held));
+        // Appended later: absent from older records.
+        w.uint(self.flags.len() as u64);
+        for f in &self.flags {
+            w.u8(f.to_byte());
+        }
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
@@ -241,6 +254,12 @@ impl Record for PlanRecord {
             escalated_at: r.opt(Reader::time)?,
             handled_at: r.opt(Reader::time)?,
             held: r.flag()?,
+            flags: if r.at_end() {
+                Vec::new()
+            } else {
+                let n = r.uint()?;
+                (0..n).map(|_| r.u8().and_then(PlanFlag::from_byte)).collect::<Result<_, _>>()?
+            },
         })
     }
 }
@@ -252,6 +271,8 @@ impl Record for OutboxEntry {
         w.str(&self.plan_id);
         w.time(self.enqueued_at);
         w.uint(u64::from(self.attempts));
+        // Appended later: absent from older records, which are all arrivals.
+        w.u8(self.work.to_byte());
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
@@ -261,6 +282,7 @@ impl Record for OutboxEntry {
             plan_id: r.str()?,
             enqueued_at: r.time()?,
             attempts: u32::try_from(r.uint()?).unwrap_or(u32::MAX),
+            work: if r.at_end() { Work::Arrival } else { Work::from_byte(r.u8()?)? },
         })
     }
 }
@@ -309,7 +331,28 @@ mod tests {
             escalated_at: Some(DateTime::from_timestamp(-5, 0).unwrap()),
             handled_at: None,
             held: true,
+            flags: vec![PlanFlag::TenantMismatch],
         }
+    }
+
+    #[test]
+    fn records_written_before_flags_and_work_existed_read_with_none() {
+        let p = PlanRecord { flags: Vec::new(), ..plan() };
+        let mut old = encode(&p);
+        old.pop(); // the flag count, appended later
+        assert_eq!(decode::<PlanRecord>("plans", &old).unwrap(), p);
+        let e = OutboxEntry {
+            seq: 3,
+            event_id: "e".into(),
+            plan_id: "p".into(),
+            enqueued_at: p.created,
+            attempts: 2,
+            work: Work::Wake,
+        };
+        assert_eq!(decode::<OutboxEntry>("outbox", &encode(&e)).unwrap(), e);
+        let mut old = encode(&e);
+        old.pop();
+        assert_eq!(decode::<OutboxEntry>("outbox", &old).unwrap().work, Work::Arrival);
     }
 
     #[test]
