@@ -4,6 +4,7 @@
 //! real child processes.
 
 mod cli;
+mod hardening;
 mod helpers;
 mod receiver;
 mod secrets;

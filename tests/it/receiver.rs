@@ -328,15 +328,17 @@ async fn headers_trickled_slowly_are_cut_off() {
 }
 
 #[tokio::test]
-async fn rejected_deliveries_are_logged_in_plain_words_without_body_content() {
+async fn rejected_deliveries_are_counted_in_plain_words_without_body_content() {
     let app = spawn_app().await;
     app.post(&event("evt_logged"), Some("sha256=00")).await;
     app.post_signed(&event("evt_ok")).await;
     let (store, _d) = app.stopped_store().await;
+    // The delivery log keeps real deliveries; refusals are counted apart.
     let log = store.deliveries(10).unwrap();
-    assert_eq!(log.len(), 2);
-    let rejected = log.iter().find(|d| d.status == 401).unwrap();
-    assert!(rejected.event_id.is_none());
-    assert!(rejected.reason.contains("signature"));
+    assert_eq!(log.len(), 1);
     assert_eq!(store.deliveries_of("evt_ok").unwrap().len(), 1);
+    let book = store.meta::<zof_approvals::refusals::RefusalBook>("refusals").unwrap().unwrap();
+    let recent = book.recent();
+    assert_eq!((recent.len(), recent[0].status, recent[0].code.as_str()), (1, 401, "signature_mismatch"));
+    assert!(recent[0].reason.contains("signature") && !recent[0].reason.contains("evt_logged"));
 }
