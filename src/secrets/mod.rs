@@ -9,10 +9,10 @@
 //! The receiver never touches the keychain on the request path: a [`SecretsHandle`] holds the
 //! current [`SecretSet`] (or why there is none) and a watcher thread swaps it whole when the
 //! secrets change. The pieces:
-//! - [`keychain`]: the [`SecretStore`] trait and the OS keychain behind one worker thread (the
+//! - `keychain.rs`: the [`SecretStore`] trait and the OS keychain behind one worker thread (the
 //!   only file that names `keyring`);
-//! - [`rotation`]: [`SecretManager`], which rotates, revokes, loads and reports;
-//! - [`watcher`]: [`SecretsWatcher`], which keeps the handle in step, and [`SecretUsage`].
+//! - `rotation.rs`: [`SecretManager`], which rotates, revokes, loads and reports;
+//! - `watcher.rs`: [`SecretsWatcher`], which keeps the handle in step, and [`SecretUsage`].
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
