@@ -527,6 +527,13 @@ mod tests {
     }
 
     #[test]
+    fn unpadded_whsec_secret_signs_like_the_reference_library() {
+        // From the `standardwebhooks` Python package: Webhook(secret).sign("msg_1", 1614265330, BODY).
+        let s = Secret::new("whsec_ACVKb5S53gMoTXKXvOEGK1B1mr/kCS5TeJ3C5wwxVns").unwrap();
+        assert_eq!(sign_standard(&s, "msg_1", 1614265330, BODY), "v1,2nzaW1hDZB/3Zw9llSargq1gSTt8VmIgOk8ciYcVeMU=");
+    }
+
+    #[test]
     fn whsec_secrets_that_are_not_base64_are_refused_when_set() {
         for (case, text) in [
             ("a character outside the alphabet", "whsec_bm90LWJhc2U2NC*hIQ=="),
