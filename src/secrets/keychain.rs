@@ -135,7 +135,8 @@ impl Worker {
             },
             None => job,
         };
-        // First call, or the worker is gone (it only ends when its queue closes, so this is rare).
+        // The first call starts the worker. It outlives panics and ends only when its queue
+        // closes, so a failed send is not expected; a new worker answers it all the same.
         let (tx, rx) = mpsc::channel();
         let (backend, state) = (self.backend.clone(), self.state.clone());
         std::thread::Builder::new()
