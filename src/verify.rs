@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as B64};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
@@ -25,6 +27,13 @@ pub const WEBHOOK_SIGNATURE_HEADER: &str = "webhook-signature";
 /// At most this many signatures are considered in one header (a sender rotating uses two).
 const MAX_SIGNATURES: usize = 8;
 
+/// The key in a `whsec_` secret, with or without `=` padding: the Standard Webhooks reference
+/// library and svix accept both, so senders hand out both.
+const WHSEC_KEY: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// Secret material. Its `Debug` never shows the bytes and its memory is wiped on drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Zeroizing<String>);
@@ -41,6 +50,12 @@ impl Secret {
         }
         if text.len() > 1024 || text.chars().any(char::is_control) {
             return Err(SecretError::Invalid);
+        }
+        // Refused here rather than used as raw bytes later, which would fail every delivery.
+        if let Some(key) = text.strip_prefix("whsec_") {
+            if WHSEC_KEY.decode(key).is_err() {
+                return Err(SecretError::InvalidBase64);
+            }
         }
         Ok(Secret(Zeroizing::new(text.to_owned())))
     }
@@ -69,9 +84,10 @@ impl Secret {
         self.0.as_bytes()
     }
 
-    /// HMAC key for Standard Webhooks: base64 after `whsec_`; other secrets are used as bytes.
+    /// HMAC key for Standard Webhooks: base64 after `whsec_` (checked by [`Secret::new`]); other
+    /// secrets are used as bytes.
     fn standard_key(&self) -> Zeroizing<Vec<u8>> {
-        match self.0.strip_prefix("whsec_").map(|b| B64.decode(b)) {
+        match self.0.strip_prefix("whsec_").map(|b| WHSEC_KEY.decode(b)) {
             Some(Ok(key)) => Zeroizing::new(key),
             _ => Zeroizing::new(self.0.as_bytes().to_vec()),
         }
@@ -92,6 +108,9 @@ pub enum SecretError {
     TooShort,
     #[error("the secret contains control characters or is longer than 1024 characters")]
     Invalid,
+    /// Not the decoder's message: it would quote a character of the secret.
+    #[error("the secret starts with `whsec_` but what follows is not valid base64; copy the whole secret again from Zof Admin Center")]
+    InvalidBase64,
     #[error("the operating system's random number generator failed")]
     Rng,
 }
@@ -258,7 +277,9 @@ impl Verifier {
                     .ok()
                     .and_then(|t| t.trim().parse::<i64>().ok())
                     .ok_or(VerifyError::MalformedHeader("webhook-timestamp"))?;
-                if (now.timestamp() - ts_secs).abs() > self.tolerance.num_seconds() {
+                // abs_diff: a timestamp near i64::MIN or i64::MAX must not overflow the subtraction.
+                let tolerance = u64::try_from(self.tolerance.num_seconds()).unwrap_or(0);
+                if now.timestamp().abs_diff(ts_secs) > tolerance {
                     return Err(VerifyError::TimestampOutOfTolerance(self.tolerance.num_seconds()));
                 }
                 let signatures =
@@ -475,6 +496,72 @@ mod tests {
             sign_standard(&s, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    fn standard_headers(ts: &str, sig: &str) -> Headers {
+        Headers(HashMap::from([
+            (WEBHOOK_ID_HEADER, b"msg_1".to_vec()),
+            (WEBHOOK_TIMESTAMP_HEADER, ts.as_bytes().to_vec()),
+            (WEBHOOK_SIGNATURE_HEADER, sig.as_bytes().to_vec()),
+        ]))
+    }
+
+    #[test]
+    fn whsec_secrets_verify_with_or_without_base64_padding() {
+        // 32 bytes encode to 43 characters and one `=`: a sender may hand out either form.
+        let key: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
+        let padded = format!("whsec_{}", B64.encode(&key));
+        let unpadded = padded.trim_end_matches('=').to_owned();
+        assert!(padded.ends_with('=') && !unpadded.ends_with('='));
+        let now = Utc::now();
+        let ts = now.timestamp().to_string();
+        let tag = mac(&key, &[b"msg_1", b".", ts.as_bytes(), b".", BODY]).finalize().into_bytes();
+        let sig = format!("v1,{}", B64.encode(tag));
+        let v = Verifier { scheme: Scheme::StandardWebhooks, tolerance: Duration::seconds(300) };
+        for (form, text) in [("padded", &padded), ("unpadded", &unpadded)] {
+            let s = Secret::new(text).unwrap_or_else(|e| panic!("{form}: {e}"));
+            let set = SecretSet::single(s.clone());
+            assert_eq!(v.verify(&set, &standard_headers(&ts, &sig), BODY, now), Ok(s.fingerprint()), "{form}");
+            assert_eq!(sign_standard(&s, "msg_1", now.timestamp(), BODY), sig, "{form}");
+        }
+    }
+
+    #[test]
+    fn unpadded_whsec_secret_signs_like_the_reference_library() {
+        // From the `standardwebhooks` Python package: Webhook(secret).sign("msg_1", 1614265330, BODY).
+        let s = Secret::new("whsec_ACVKb5S53gMoTXKXvOEGK1B1mr/kCS5TeJ3C5wwxVns").unwrap();
+        assert_eq!(sign_standard(&s, "msg_1", 1614265330, BODY), "v1,2nzaW1hDZB/3Zw9llSargq1gSTt8VmIgOk8ciYcVeMU=");
+    }
+
+    #[test]
+    fn whsec_secrets_that_are_not_base64_are_refused_when_set() {
+        for (case, text) in [
+            ("a character outside the alphabet", "whsec_bm90LWJhc2U2NC*hIQ=="),
+            ("url-safe alphabet", "whsec_-_-_-_-_-_-_-_-_-_-_-_"),
+            ("a length no base64 has", "whsec_QUJDREVGR0hJSktMT"),
+            ("leftover bits a real encoder never writes", "whsec_QUJDREVGR0hJSktMTU"),
+            ("padding in the middle", "whsec_QUJD=REVGR0hJSktMTU5P"),
+            ("spaces inside", "whsec_QUJD REVG R0hJ SktM"),
+        ] {
+            assert_eq!(Secret::new(text), Err(SecretError::InvalidBase64), "{case}");
+        }
+        let shown = SecretError::InvalidBase64.to_string();
+        assert!(shown.contains("not valid base64") && !shown.contains("QUJD"), "{shown}");
+    }
+
+    #[test]
+    fn extreme_timestamps_are_out_of_tolerance_without_overflow() {
+        let s = Secret::generate().unwrap();
+        let set = SecretSet::single(s.clone());
+        let v = Verifier { scheme: Scheme::StandardWebhooks, tolerance: Duration::seconds(300) };
+        for (case, ts) in [("i64::MIN", i64::MIN), ("i64::MAX", i64::MAX)] {
+            let sig = sign_standard(&s, "msg_1", ts, BODY);
+            assert_eq!(
+                v.verify(&set, &standard_headers(&ts.to_string(), &sig), BODY, Utc::now()),
+                Err(VerifyError::TimestampOutOfTolerance(300)),
+                "{case}"
+            );
+        }
     }
 
     #[test]

@@ -805,6 +805,9 @@ fn print_secret_report(out: &mut impl Write, report: &SecretsReport) -> anyhow::
             "{role}  {}  {} days old  last match {last} ({} matches)  {expires}",
             s.fingerprint, s.age_days, s.matches
         )?;
+        if s.missing {
+            writeln!(out, "          missing from the keychain: deliveries signed with it are refused")?;
+        }
         if s.due_for_rotation {
             writeln!(
                 out,

@@ -13,7 +13,8 @@ use zof_approvals::outbox::{Notice, Notifier, NotifyError};
 use zof_approvals::store::{PlanRecord, Store};
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
 
-pub const SECRET: &str = "whsec_test-secret-for-integration-tests";
+/// Valid base64 after `whsec_`: the Standard Webhooks tests sign with the decoded key.
+pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWludGVncmF0aW9uLXRlc3Rz";
 
 pub fn secret() -> Secret {
     Secret::new(SECRET).unwrap()

@@ -253,6 +253,60 @@ fn with_no_session_bus_at_all_serve_and_secret_commands_fail_clearly() {
     );
 }
 
+#[test]
+fn a_missing_previous_entry_is_reported_and_the_current_secret_keeps_verifying() {
+    let s = Session::with_keyring();
+    let (fp1, _) = secret_set(&s, FIRST, None);
+    let (fp2, ok) = secret_set(&s, SECOND, Some("1h"));
+    assert!(ok, "{fp2}");
+    let cleared = s
+        .command("secret-tool")
+        .args(["clear", "service", "zof-approvals", "username", &format!("webhook-secret-{fp1}")])
+        .output()
+        .unwrap();
+    assert!(cleared.status.success(), "{}", String::from_utf8_lossy(&cleared.stderr));
+    assert_eq!(s.keyring_lookup(&fp1), None);
+
+    let server = serve_in(&s, None);
+    assert_eq!(get(&server.base, "/healthz").0, 200, "the receiver is ready without the previous secret");
+    assert!(accepted(&server.url, SECOND), "the current secret verifies");
+    assert_eq!(send_with(&server.url, FIRST)["rejected"], 1, "the missing one verifies nothing");
+
+    let (status, ok) = status_json(&s);
+    assert!(ok, "{status}");
+    let shown: Vec<(&str, bool)> = status["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["fingerprint"].as_str().unwrap(), x["missing"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(shown, vec![(fp2.as_str(), false), (fp1.as_str(), true)]);
+    let text = s.command(bin()).args(["secret", "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    let previous = text.split(&fp1).nth(1).unwrap_or_default();
+    assert!(previous.contains("missing from the keychain"), "{text}");
+}
+
+#[test]
+fn an_invalid_whsec_secret_is_refused_when_set_and_changes_nothing() {
+    let s = Session::with_keyring();
+    let (fp1, ok) = secret_set(&s, FIRST, None);
+    assert!(ok, "{fp1}");
+    let before = std::fs::read(s.config_dir().join("secrets.json")).unwrap();
+    let (text, ok) = secret_set(&s, "whsec_not*valid*base64*0123", None);
+    assert!(!ok, "refused: {text}");
+    assert!(text.contains("not valid base64") && !text.contains("not*valid"), "{text}");
+    assert_eq!(std::fs::read(s.config_dir().join("secrets.json")).unwrap(), before);
+    assert_eq!(keyring_usernames(&s), vec![format!("webhook-secret-{fp1}")], "nothing new in the keyring");
+}
+
+/// The user names of every entry the app has in the keyring.
+fn keyring_usernames(session: &Session) -> Vec<String> {
+    let out = session.command("secret-tool").args(["search", "--all", "service", "zof-approvals"]).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    listing.lines().filter_map(|l| l.strip_prefix("attribute.username = ")).map(str::to_owned).collect()
+}
+
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
