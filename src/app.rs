@@ -93,7 +93,7 @@ impl Application {
         let (events, _) = broadcast::channel(1024);
         let usage = Arc::new(SecretUsage::default());
         let (secrets, manager, watcher) = start_secrets(&config, usage.clone()).await?;
-        // Attached last among what can fail, so a failed build leaves no handle on the store.
+        // Attached last among what can fail, so a failed build leaves no notification task behind.
         notifier.set_preferences(&settings.notifications);
         notifier.mute_until(muted);
         let (actions, chosen) = mpsc::unbounded_channel();
