@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use crate::config::{Paths, Settings};
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
-use crate::outbox::{Notifier, OutboxWorker};
-use crate::panel::Panel;
+use crate::outbox::{NotificationAction, Notifier, OutboxWorker};
+use crate::panel::{stored_mute, Panel};
 use crate::receiver::{self, Limits};
 use crate::secrets::{Keychain, SecretManager, SecretStore, SecretUsage, SecretsHandle, SecretsStatus, SecretsWatcher};
 use crate::store::{Store, StoreError};
@@ -68,6 +68,7 @@ pub struct Application {
     limits: Limits,
     worker: OutboxWorker,
     pruner: (JoinHandle<()>, tokio::sync::oneshot::Sender<()>),
+    applier: (JoinHandle<()>, tokio::sync::oneshot::Sender<()>),
     watcher: Option<SecretsWatcher>,
     rebinds: mpsc::Receiver<TcpListener>,
     panel: Panel,
@@ -82,13 +83,21 @@ impl Application {
             .map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let data_dir = config.paths.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await??;
+        let (store, muted) = tokio::task::spawn_blocking(move || {
+            Store::open(&data_dir).map(|store| {
+                let muted = stored_mute(&store);
+                (store, muted)
+            })
+        })
+        .await??;
         let (events, _) = broadcast::channel(1024);
         let usage = Arc::new(SecretUsage::default());
         let (secrets, manager, watcher) = start_secrets(&config, usage.clone()).await?;
-        // Attached last among what can fail, so a failed build leaves no handle on the store.
+        // Attached last among what can fail, so a failed build leaves no notification task behind.
         notifier.set_preferences(&settings.notifications);
-        notifier.attach(&store, &events);
+        notifier.mute_until(muted);
+        let (actions, chosen) = mpsc::unbounded_channel();
+        notifier.attach(&events, &actions);
         let worker = match OutboxWorker::start(store.clone(), notifier.clone(), events.clone()) {
             Ok(w) => w,
             Err(e) => {
@@ -117,7 +126,9 @@ impl Application {
             rebind,
             events,
         };
-        Ok(Application { listener, limits, worker, pruner, watcher, rebinds, panel })
+        let (stop_applying, stopped) = tokio::sync::oneshot::channel();
+        let applier = (tokio::spawn(apply_notification_actions(panel.clone(), chosen, stopped)), stop_applying);
+        Ok(Application { listener, limits, worker, pruner, applier, watcher, rebinds, panel })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -155,7 +166,7 @@ impl Application {
     /// its batch and the store is flushed before this returns. A new listen address from the
     /// settings moves the server without dropping the store or the queue.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Application { mut listener, limits, worker, pruner, watcher, mut rebinds, panel } = self;
+        let Application { mut listener, limits, worker, pruner, applier, watcher, mut rebinds, panel } = self;
         let mut shutdown = Box::pin(shutdown);
         let served = loop {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -183,6 +194,10 @@ impl Application {
         let (pruning, stop_pruning) = pruner;
         let _ = stop_pruning.send(());
         let _ = pruning.await;
+        // A snooze being applied finishes first: it holds the store and withdraws a notification.
+        let (applying, stop_applying) = applier;
+        let _ = stop_applying.send(());
+        let _ = applying.await;
         let store = panel.store.clone();
         let notifier = panel.notifier.clone();
         drop(panel);
@@ -221,6 +236,25 @@ async fn start_secrets(config: &AppConfig, usage: Arc<SecretUsage>) -> Result<Se
                 .map_err(AppError::Thread)?;
             Ok((handle, Some(manager), Some(watcher)))
         }
+    }
+}
+
+/// Applies what the user chose on a notification (a snooze) through the panel, until stopped.
+async fn apply_notification_actions(
+    panel: Panel,
+    mut chosen: mpsc::UnboundedReceiver<NotificationAction>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let action = tokio::select! {
+            action = chosen.recv() => match action {
+                Some(action) => action,
+                None => return,
+            },
+            _ = &mut stop => return,
+        };
+        panel.apply(action).await;
     }
 }
 

@@ -26,13 +26,27 @@ pub enum Notice {
     Held,
 }
 
+/// What the user chose on a notification that changes a plan. A notifier writes no store
+/// records: it sends these to the core, which applies them as the panel's own buttons do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationAction {
+    /// "Snooze" on a plan's notification.
+    Snooze { plan_id: String, minutes: u32 },
+}
+
 /// Tells the user that plans await approval. Implementations may block in the methods that
 /// return a [`Notice`] (they run on the outbox thread); the others are called from async code
 /// and must not block.
 pub trait Notifier: Send + Sync + std::fmt::Debug {
-    /// Called once by `Application::build`, before any other call.
-    fn attach(&self, _store: &Store, _events: &broadcast::Sender<CoreEvent>) {}
-    /// Called once when the application stops, from a blocking context: let go of the store.
+    /// Called once by `Application::build`, after the preferences and the mute and before any
+    /// other call: where to publish what the user sees, and where to send what the user chose.
+    fn attach(
+        &self,
+        _events: &broadcast::Sender<CoreEvent>,
+        _actions: &tokio::sync::mpsc::UnboundedSender<NotificationAction>,
+    ) {
+    }
+    /// Called once when the application stops, from a blocking context: stop background work.
     fn detach(&self) {}
     /// A plan awaits approval and the user has not been told yet.
     fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError>;
@@ -56,7 +70,8 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     fn withdraw(&self, _plan_id: &str) {}
     /// New notification preferences (quiet hours, escalation, coalescing).
     fn set_preferences(&self, _prefs: &crate::config::NotificationSettings) {}
-    /// Mute until the given time (`None`: unmute).
+    /// Mute until the given time (`None`: unmute). The panel keeps the mute in the store and
+    /// `Application::build` hands it back here at start.
     fn mute_until(&self, _until: Option<chrono::DateTime<Utc>>) {}
     /// Until when notifications are muted.
     fn muted_until(&self) -> Option<chrono::DateTime<Utc>> {

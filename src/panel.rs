@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::config::{NotificationSettings, Paths, QuietHours, Settings};
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
-use crate::outbox::Notifier;
+use crate::outbox::{NotificationAction, Notifier};
 use crate::refusals::RefusalSummary;
 use crate::secrets::{SecretManager, SecretsReport};
 use crate::store::{DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, Store};
@@ -535,6 +535,10 @@ impl Panel {
     }
 
     pub async fn snooze(&self, plan_id: String, minutes: u32) -> Result<(), PanelError> {
+        self.snooze_plan(plan_id, minutes).await.map(drop)
+    }
+
+    async fn snooze_plan(&self, plan_id: String, minutes: u32) -> Result<PlanRecord, PanelError> {
         if minutes == 0 || minutes > 7 * 24 * 60 {
             return Err(PanelError::new("invalid_snooze", "snooze between 1 minute and 7 days"));
         }
@@ -554,7 +558,23 @@ impl Panel {
                 "this plan was already marked handled; there is nothing to snooze",
             ));
         }
-        Ok(())
+        Ok(plan)
+    }
+
+    /// Applies what the user chose on a notification, through the same calls as the panel's
+    /// buttons (the notifier itself writes nothing).
+    pub(crate) async fn apply(&self, action: NotificationAction) {
+        match action {
+            NotificationAction::Snooze { plan_id, minutes } => match self.snooze_plan(plan_id.clone(), minutes).await {
+                Ok(plan) => {
+                    if let Some(until) = plan.snoozed_until {
+                        let _ = self.events.send(CoreEvent::Snooze { plan_id, until });
+                    }
+                }
+                Err(e) if e.code == "plan_handled" => tracing::debug!(plan = %plan_id, "a handled plan is not snoozed"),
+                Err(e) => tracing::warn!(error = %e, "could not snooze a plan"),
+            },
+        }
     }
 
     async fn change_plan(
@@ -677,13 +697,28 @@ impl Panel {
     }
 
     /// Pauses notifications for `minutes` (0 resumes them); the pause is kept in the store, so
-    /// it survives a restart.
+    /// it survives a restart ([`stored_mute`] reads it back at start).
     pub async fn mute(&self, minutes: u32) -> Result<(), PanelError> {
         let until = (minutes > 0).then(|| Utc::now() + Duration::minutes(i64::from(minutes)));
-        let notifier = self.notifier.clone();
-        tokio::task::spawn_blocking(move || notifier.mute_until(until)).await?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.set_meta(MUTE_KEY, &until)).await??;
+        self.notifier.mute_until(until);
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(())
+    }
+}
+
+/// Where [`Panel::mute`] keeps the pause.
+const MUTE_KEY: &str = "muted_until";
+
+/// The pause [`Panel::mute`] kept, for `Application::build` to hand to the notifier at start.
+pub(crate) fn stored_mute(store: &Store) -> Option<DateTime<Utc>> {
+    match store.meta::<Option<DateTime<Utc>>>(MUTE_KEY) {
+        Ok(until) => until.flatten(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the mute switch; notifications are not paused");
+            None
+        }
     }
 }
 

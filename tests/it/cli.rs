@@ -13,6 +13,12 @@ fn serve(data: &std::path::Path) -> ServeChild {
 
 /// `serve` inside a private session (its bus, for notifications), or in this process's environment.
 fn serve_on(data: &std::path::Path, session: Option<&Session>) -> ServeChild {
+    let mut command = serve_command(data, session);
+    command.stderr(Stdio::null());
+    ServeChild::spawn(command)
+}
+
+fn serve_command(data: &std::path::Path, session: Option<&Session>) -> Command {
     let mut command = match session {
         Some(s) => s.command(bin()),
         None => Command::new(bin()),
@@ -22,9 +28,8 @@ fn serve_on(data: &std::path::Path, session: Option<&Session>) -> ServeChild {
         .arg(data)
         .arg("--config-dir")
         .arg(data.join("config"))
-        .env("ZOF_WEBHOOK_SECRET", SECRET)
-        .stderr(Stdio::null());
-    ServeChild::spawn(command)
+        .env("ZOF_WEBHOOK_SECRET", SECRET);
+    command
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
@@ -63,6 +68,12 @@ fn serve_prints_one_listening_line_and_send_reports_json_summary() {
     assert_eq!(inbox(dir.path()).len(), 21);
 }
 
+/// The last line of `check`, from its PASS and FAIL lines.
+fn expected_check_summary(text: &str) -> String {
+    let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    format!("{} passed, {} failed", count("PASS  "), count("FAIL  "))
+}
+
 #[test]
 fn check_passes_against_our_receiver_and_fails_with_the_wrong_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,14 +82,96 @@ fn check_passes_against_our_receiver_and_fails_with_the_wrong_secret() {
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("PASS")).count(), 9, "{text}");
+    assert_eq!(text.lines().last(), Some("9 passed, 0 failed"), "{text}");
     let bad = Command::new(bin())
         .args(["check", "--url", &server.url])
         .env("ZOF_WEBHOOK_SECRET", "a-different-secret-0123456789")
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stdout).contains("FAIL  valid event is acknowledged"));
+    let bad_text = String::from_utf8_lossy(&bad.stdout);
+    assert!(bad_text.contains("FAIL  valid event is acknowledged"), "{bad_text}");
+    assert_eq!(bad_text.lines().last(), Some(expected_check_summary(&bad_text).as_str()), "{bad_text}");
     terminate(server);
+}
+
+/// Run against the user's own receiver, `check` leaves no plan and raises no notification. A
+/// real plan sent after it shows the receiver does notify, so the silence is check's own.
+#[test]
+fn check_leaves_no_plan_and_no_notification_behind() {
+    let session = Session::bus_only();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let recorder = runtime.block_on(zof_testkit::NotificationRecorder::start(&session.bus)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve_on(&data, Some(&session));
+    let checked = cli(&["check", "--url", &server.url]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+    let sent = cli(&["send", "--url", &server.url, "--plan", "plan_real", "--json"]);
+    assert!(sent.status.success());
+    // A graceful stop finishes the outbox: every notification the run called for has been sent.
+    terminate(server);
+
+    let rows = inbox(&data);
+    let (checks, others): (Vec<_>, Vec<_>) =
+        rows.iter().partition(|r| r["id"].as_str().unwrap().starts_with("evt_conformance_"));
+    assert_eq!(checks.len(), 2, "the valid event and the duplicate's first delivery are recorded: {rows:#?}");
+    for r in &checks {
+        assert_eq!(
+            (r["type"].as_str(), r["state"].as_str()),
+            (Some("zof_approvals.conformance_check"), Some("ignored"))
+        );
+    }
+    let plans: Vec<&str> = others.iter().map(|r| r["plan"].as_str().unwrap()).collect();
+    assert_eq!(plans, ["plan_real"], "only the real plan is in the inbox");
+    assert_eq!(others[0]["state"], "pending");
+    let notified: Vec<String> = recorder
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            zof_testkit::Call::Notify { body, .. } => Some(body),
+            zof_testkit::Call::Close { .. } => None,
+        })
+        .collect();
+    assert_eq!(notified.len(), 1, "one notification, for the real plan: {notified:#?}");
+    assert!(notified[0].contains("plan_real"), "{notified:#?}");
+}
+
+/// `--notifications off` uses no D-Bus at all: with no session bus the plan still reaches the
+/// inbox, its outbox work is done (it counts as announced) and it is logged once.
+#[test]
+fn serve_with_notifications_off_needs_no_session_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let mut command = serve_command(&data, None);
+    command
+        .arg("--notifications")
+        .arg("off")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/zof-test-bus")
+        .stderr(std::fs::File::create(&log).unwrap());
+    let server = ServeChild::spawn(command);
+    let sent = cli(&["send", "--url", &server.url, "--plan", "plan_off", "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(s["accepted"].as_u64(), Some(1), "{s}");
+    terminate(server);
+
+    let rows = inbox(&data);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!((rows[0]["plan"].as_str(), rows[0]["state"].as_str()), (Some("plan_off"), Some("pending")));
+    assert!(!rows[0]["notified_at"].is_null(), "the outbox finished the plan's work: {rows:#?}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.matches("remediation plan awaits approval").count(), 1, "{log}");
+    assert!(!log.contains("notifications cannot be shown"), "{log}");
+}
+
+#[test]
+fn serve_refuses_an_unknown_notifications_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = serve_command(dir.path(), None);
+    let out = command.args(["--notifications", "loud"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'loud'"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -133,11 +133,8 @@ async fn a_web_page_cannot_post_to_the_receiver_even_with_a_valid_signature() {
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut conn = TcpStream::connect(&addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        conn,
-        "POST /webhooks/zof HTTP/1.1\r\nHost: {addr}\r\nOrigin: null\r\nContent-Length: 500000\r\n\r\n{{"
-    )
-    .unwrap();
+    write!(conn, "POST /webhooks/zof HTTP/1.1\r\nHost: {addr}\r\nOrigin: null\r\nContent-Length: 500000\r\n\r\n{{")
+        .unwrap();
     let mut head = [0u8; 12];
     conn.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 403");

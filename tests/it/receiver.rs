@@ -256,7 +256,8 @@ async fn without_a_secret_deliveries_get_503_with_retry_after_and_health_says_wh
 async fn health_is_ok_and_other_routes_are_404_or_405() {
     let app = spawn_app().await;
     let h = app.get("/healthz").await;
-    assert_eq!((h.status, h.json.clone()), (200, serde_json::json!({"status": "ok"})));
+    let detail = serde_json::json!({"quarantined": 0, "not_notified": 0, "outbox": 0});
+    assert_eq!((h.status, h.json.clone()), (200, serde_json::json!({"status": "ok", "detail": detail})));
     assert_eq!(app.get("/webhooks/zof").await.status, 405);
     assert_eq!(app.get("/nope").await.status, 404);
 }
@@ -339,6 +340,6 @@ async fn rejected_deliveries_are_counted_in_plain_words_without_body_content() {
     assert_eq!(store.deliveries_of("evt_ok").unwrap().len(), 1);
     let book = store.meta::<zof_approvals::refusals::RefusalBook>("refusals").unwrap().unwrap();
     let recent = book.recent();
-    assert_eq!((recent.len(), recent[0].status, recent[0].code.as_str()), (1, 401, "signature_mismatch"));
+    assert_eq!((recent.len(), recent[0].status, recent[0].code.as_str()), (1, 401, "malformed_signature"));
     assert!(recent[0].reason.contains("signature") && !recent[0].reason.contains("evt_logged"));
 }

@@ -262,6 +262,27 @@ async fn snooze_withholds_the_plan_and_raises_it_again_later() {
     app.stop().await;
 }
 
+/// The click goes to the core, which writes the snooze as the panel's button does: durably.
+#[tokio::test]
+async fn a_snooze_chosen_on_a_notification_is_kept_across_a_restart() {
+    let turn = turn().await;
+    let rec = recorder(&turn).await;
+    let mut app = spawn(None, |_| {}).await;
+    app.deliver("evt_sr", "plan_sr").await;
+    let calls = until(&rec, "a notification", |c| !notifies(c).is_empty()).await;
+    let clicker = keep_clicking(&rec, notifies(&calls)[0].0, "snooze");
+    let snoozed = event(&mut app, "Snooze", |e| matches!(e, CoreEvent::Snooze { .. })).await;
+    clicker.abort();
+    let CoreEvent::Snooze { plan_id, until: snoozed_until } = snoozed else { unreachable!() };
+    assert_eq!(plan_id, "plan_sr");
+    let dir = app.stop().await;
+    let app = spawn(Some(dir), |_| {}).await;
+    let plan = app.panel.plan("plan_sr".into()).await.unwrap().plan;
+    assert_eq!((plan.state, plan.snoozed_until), (PlanState::Snoozed, Some(snoozed_until)));
+    assert_eq!(app.panel.overview().await.unwrap().kpis.pending, 0);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_snooze_never_brings_back_a_plan_that_was_handled() {
     let turn = turn().await;

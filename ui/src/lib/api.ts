@@ -31,6 +31,20 @@ export interface Rejection {
   reason: string;
 }
 
+/** Refused deliveries of one refusal code: counted by the core, never listed one by one. */
+export interface RefusalSummary {
+  code: string;
+  status: number;
+  last_hour: number;
+  last_24h: number;
+  total: number;
+  last_at: string | null;
+  last_reason: string;
+}
+
+/** What needs a person's eye about a plan beyond its state. */
+export type PlanFlag = 'tenant_mismatch' | 'not_notified';
+
 export interface DeliveryHealth {
   accepted: number;
   duplicates: number;
@@ -57,6 +71,7 @@ export interface PlanView {
   snoozed_until: string | null;
   escalated: boolean;
   age_secs: number;
+  flags: PlanFlag[];
   /** The plan in Zof Console, built by the core from the Console URL template. */
   console_url: string;
 }
@@ -77,6 +92,8 @@ export interface Overview {
   next_actions: NextAction[];
   /** 24 hourly buckets, oldest first. */
   arrivals_24h: number[];
+  /** Refused deliveries per code, most in the last hour first. */
+  refusals: RefusalSummary[];
   muted_until: string | null;
   notification_status: string | null;
 }

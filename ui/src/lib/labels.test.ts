@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeDelivery, nextActionTarget, verdictLabel, verdictTone } from './labels';
+import { describeDelivery, describeRefusals, nextActionTarget, verdictLabel, verdictTone } from './labels';
 
 describe('verdicts in plain words', () => {
   it('labels every verdict', () => {
@@ -29,4 +29,15 @@ it('maps next-action kinds to a view', () => {
   expect(nextActionTarget({ kind: 'receiver_not_ready' })).toBe('settings');
   expect(nextActionTarget({ kind: 'deliveries_rejected' })).toBe('activity');
   expect(nextActionTarget({ kind: 'approve_oldest' })).toBeNull();
+});
+
+describe('describeRefusals', () => {
+  it('names the count, the code in words and the window', () => {
+    expect(describeRefusals({ code: 'missing_signature', last_hour: 1234, last_24h: 2000 })).toBe(
+      '1,234 refused, missing signature, last hour',
+    );
+    expect(describeRefusals({ code: 'browser_request_refused', last_hour: 0, last_24h: 3 })).toBe(
+      '3 refused, browser request refused, last 24 h',
+    );
+  });
 });

@@ -1,5 +1,5 @@
 /** Plain-word labels for the contract's enums. */
-import type { NextAction, OldestState, PlanState, Severity, Verdict } from './api';
+import type { PlanFlag, RefusalSummary, NextAction, OldestState, PlanState, Severity, Verdict } from './api';
 
 export const VERDICT_LABEL: Record<Verdict, string> = {
   accepted: 'Accepted',
@@ -59,6 +59,26 @@ export type ActionTarget = 'settings' | 'activity' | null;
 export function nextActionTarget(action: Pick<NextAction, 'kind'>): ActionTarget {
   const k = action.kind.toLowerCase();
   if (/secret|settings|receiver|listen|notif|quiet|mute|keychain|login/.test(k)) return 'settings';
-  if (/deliver|reject|signature|activity|webhook/.test(k)) return 'activity';
+  if (/deliver|reject|signature|activity|webhook|tenant/.test(k)) return 'activity';
   return null;
 }
+
+/**
+ * One refusal code in plain words: "1,234 refused, missing signature, last hour"
+ * (or "…, last 24 h" when the last hour had none).
+ */
+export function describeRefusals(r: Pick<RefusalSummary, 'code' | 'last_hour' | 'last_24h'>): string {
+  const inHour = r.last_hour > 0;
+  const n = (inHour ? r.last_hour : r.last_24h).toLocaleString('en-US');
+  return `${n} refused, ${r.code.replace(/_/g, ' ')}, ${inHour ? 'last hour' : 'last 24 h'}`;
+}
+
+export const PLAN_FLAG_LABEL: Record<PlanFlag, string> = {
+  tenant_mismatch: 'Tenant mismatch',
+  not_notified: 'Not notified',
+};
+
+export const PLAN_FLAG_HINT: Record<PlanFlag, string> = {
+  tenant_mismatch: 'A delivery named this plan under another organization; it was not merged (see Activity).',
+  not_notified: 'Notifications failed for 24 hours, so telling you about this plan was given up.',
+};

@@ -11,6 +11,7 @@ export function makePlan(over: Partial<PlanView> = {}): PlanView {
     state: 'pending' as const,
     snoozed_until: null,
     escalated: false,
+    flags: [],
     age_secs: 3900,
     ...over,
   };
@@ -44,6 +45,7 @@ export function makeOverview(over: Partial<Overview> = {}): Overview {
     },
     queue,
     next_actions: [{ kind: 'approve_oldest', severity: 'warning', text: 'Approve pln_alpha in the Console' }],
+    refusals: [],
     arrivals_24h: Array.from({ length: 24 }, (_, i) => (i === 23 ? 3 : i % 5 === 0 ? 1 : 0)),
     muted_until: null,
     notification_status: null,

@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import Activity from './Activity.svelte';
 import { AppState, appContext } from '../lib/app-state.svelte';
 import { mockBackend, push, render, until } from '../test/harness';
-import { makeDelivery } from '../test/fixtures';
+import { makeDelivery, makeOverview } from '../test/fixtures';
 
-function renderActivity() {
-  return render(Activity, {}, appContext(new AppState()));
+function renderActivity(state = new AppState()) {
+  return render(Activity, {}, appContext(state));
 }
 
 describe('Activity', () => {
@@ -77,5 +77,24 @@ describe('Activity', () => {
     });
     const ui = renderActivity();
     await until(() => expect(ui.get('[role="alert"]')!.textContent).toContain('The activity log is unavailable.'));
+  });
+
+  it('summarises refused deliveries per code instead of listing them', async () => {
+    mockBackend({ list_activity: () => [makeDelivery()] });
+    const state = new AppState();
+    state.overview = makeOverview({
+      refusals: [
+        { code: 'missing_signature', status: 401, last_hour: 1234, last_24h: 1300, total: 5000, last_at: null, last_reason: 'x' },
+        { code: 'browser_request_refused', status: 403, last_hour: 0, last_24h: 2, total: 2, last_at: null, last_reason: 'y' },
+      ],
+    });
+    const ui = renderActivity(state);
+    const lines = await until(() => {
+      const l = ui.allByTestId('refusal-summary');
+      expect(l).toHaveLength(2);
+      return l;
+    });
+    expect(lines[0].textContent).toContain('1,234 refused, missing signature, last hour');
+    expect(lines[1].textContent).toContain('2 refused, browser request refused, last 24 h');
   });
 });

@@ -1,122 +1,47 @@
-//! Native notifications for pending plans, on notify-rust. The only module that names it.
+//! The D-Bus side of notifications, on notify-rust: the only file that names it.
 //!
 //! One async task owns every live notification. Calls from the outbox thread arrive as messages
 //! and are answered when the D-Bus call returned (bounded by a timeout), so the acknowledgement
 //! of a delivery never waits for a notification and a missing notification server never hangs
 //! anything. Clicks are awaited by one small task per live notification (never a thread), and
-//! coalescing keeps the number of live notifications small.
-//!
-//! Policy, all pure and unit-tested: [`Coalescer`] (more than N arrivals in a window share one
-//! summary), [`in_quiet_hours`] (a daily schedule that may wrap midnight) and the mute switch.
+//! coalescing keeps the number of live notifications small. The rules come from
+//! [`super::policy`]; a snooze goes back to the core, which writes it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Local, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use notify_rust::{Notification, NotificationHandle, NotificationResponse, Timeout, Urgency};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::config::{parse_hhmm, NotificationSettings, QuietHours};
+use super::policy::{self, AttentionGate, Coalescer, Reaction, Response, Subject, SNOOZE_ACTION};
+use super::{APP_NAME, ICON, SNOOZE_MINUTES};
+use crate::config::NotificationSettings;
 use crate::events::CoreEvent;
-use crate::outbox::{Notice, Notifier, NotifyError};
-use crate::store::{PlanRecord, PlanState, Store};
+use crate::outbox::{Notice, NotificationAction, Notifier, NotifyError};
+use crate::store::PlanRecord;
 
-pub const APP_NAME: &str = "Zof Approvals";
-/// The icon the desktop package installs (named after the desktop binary).
-pub const ICON: &str = "zof-approvals-desktop";
 /// How long one D-Bus call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the outbox thread waits for the notification task's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The summary is updated in place at most this often during a burst.
 const SUMMARY_EVERY: Duration = Duration::from_millis(250);
-/// The "Snooze" action's duration.
-pub const SNOOZE: chrono::Duration = chrono::Duration::hours(1);
 /// Live notifications beyond this are closed oldest first (each has a waiting task).
 const MAX_LIVE: usize = 32;
-const MUTE_KEY: &str = "muted_until";
-/// The panel is brought forward at most this often during a burst.
-const ATTENTION_EVERY: Duration = Duration::from_secs(2);
-
-/// Decides when an arrival brings the panel forward (`CoreEvent::Attention`): once per plan,
-/// whether or not its notification could be shown (a retry after a failed notification does not
-/// raise the panel again), and at most once per [`ATTENTION_EVERY`] during a burst.
-#[derive(Debug, Default)]
-pub struct AttentionGate {
-    seen: HashSet<String>,
-    last: Option<Instant>,
-}
-
-impl AttentionGate {
-    /// Plan ids remembered; past this the memory starts over (a plan may then raise twice).
-    const REMEMBER: usize = 4096;
-
-    pub fn admit(&mut self, plan_id: &str, now: Instant) -> bool {
-        if self.seen.contains(plan_id) {
-            return false;
-        }
-        if self.seen.len() >= Self::REMEMBER {
-            self.seen.clear();
-        }
-        self.seen.insert(plan_id.to_owned());
-        if self.last.is_some_and(|t| now.duration_since(t) < ATTENTION_EVERY) {
-            return false;
-        }
-        self.last = Some(now);
-        true
-    }
-}
-
-/// Counts arrivals in a sliding window: past the threshold, plans share one summary.
-#[derive(Debug, Default)]
-pub struct Coalescer {
-    arrivals: VecDeque<Instant>,
-}
-
-impl Coalescer {
-    /// Records an arrival; `true` when it should go into the summary.
-    pub fn arrive(&mut self, now: Instant, threshold: u32, window: Duration) -> bool {
-        while self.arrivals.front().is_some_and(|t| now.duration_since(*t) > window) {
-            self.arrivals.pop_front();
-        }
-        self.arrivals.push_back(now);
-        // Only "more than threshold" matters: keep no more than threshold + 1 arrivals.
-        while self.arrivals.len() > threshold as usize + 1 {
-            self.arrivals.pop_front();
-        }
-        self.arrivals.len() > threshold as usize
-    }
-}
-
-/// Whether local time `minute_of_day` (0..1440) falls in the quiet hours (which may wrap midnight).
-pub fn in_quiet_hours(quiet: &QuietHours, minute_of_day: u32) -> bool {
-    let (Some(start), Some(end)) = (parse_hhmm(&quiet.start), parse_hhmm(&quiet.end)) else {
-        return false;
-    };
-    if start <= end {
-        (start..end).contains(&minute_of_day)
-    } else {
-        minute_of_day >= start || minute_of_day < end
-    }
-}
 
 #[derive(Debug, Default)]
 struct Shared {
     prefs: NotificationSettings,
     muted_until: Option<DateTime<Utc>>,
     status: Option<String>,
-    store: Option<Store>,
 }
 
 impl Shared {
     fn quiet_now(&self, now: DateTime<Utc>) -> bool {
-        if self.muted_until.is_some_and(|t| t > now) {
-            return true;
-        }
-        let local = now.with_timezone(&Local);
-        self.prefs.quiet_hours.as_ref().is_some_and(|q| in_quiet_hours(q, local.hour() * 60 + local.minute()))
+        policy::quiet_now(&self.prefs, self.muted_until, now)
     }
 }
 
@@ -126,13 +51,6 @@ enum Request {
     Withdraw(String),
     Responded { id: u32, response: Response },
     Stop(std_mpsc::SyncSender<()>),
-}
-
-#[derive(Debug)]
-enum Response {
-    Default,
-    Action(String),
-    Closed,
 }
 
 /// Native notifications through the desktop's notification server.
@@ -171,13 +89,7 @@ impl DesktopNotifier {
 }
 
 impl Notifier for DesktopNotifier {
-    fn attach(&self, store: &Store, events: &broadcast::Sender<CoreEvent>) {
-        let muted = store.meta::<Option<DateTime<Utc>>>(MUTE_KEY).ok().flatten().flatten();
-        {
-            let mut s = self.shared();
-            s.store = Some(store.clone());
-            s.muted_until = muted;
-        }
+    fn attach(&self, events: &broadcast::Sender<CoreEvent>, actions: &mpsc::UnboundedSender<NotificationAction>) {
         let Some((inbox, runtime)) = self.task.lock().ok().and_then(|mut t| t.take()) else {
             return;
         };
@@ -185,7 +97,7 @@ impl Notifier for DesktopNotifier {
             shared: self.shared.clone(),
             requests: self.requests.clone(),
             events: events.clone(),
-            store: store.clone(),
+            actions: actions.clone(),
             live: HashMap::new(),
             by_plan: HashMap::new(),
             summary: Summary::default(),
@@ -196,7 +108,6 @@ impl Notifier for DesktopNotifier {
     }
 
     fn detach(&self) {
-        self.shared().store = None;
         let (done, stopped) = std_mpsc::sync_channel(1);
         if self.requests.send(Request::Stop(done)).is_ok() {
             let _ = stopped.recv_timeout(ANSWER_TIMEOUT);
@@ -225,7 +136,7 @@ impl Notifier for DesktopNotifier {
     }
 
     fn escalation_after(&self) -> Option<chrono::Duration> {
-        Some(chrono::Duration::minutes(i64::from(self.shared().prefs.escalation_minutes)))
+        Some(policy::escalation_after(&self.shared().prefs))
     }
 
     fn status(&self) -> Option<String> {
@@ -241,27 +152,12 @@ impl Notifier for DesktopNotifier {
     }
 
     fn mute_until(&self, until: Option<DateTime<Utc>>) {
-        let store = {
-            let mut s = self.shared();
-            s.muted_until = until;
-            s.store.clone()
-        };
-        if let Some(store) = store {
-            if let Err(e) = store.set_meta(MUTE_KEY, &until) {
-                tracing::warn!(error = %e, "could not remember the mute switch");
-            }
-        }
+        self.shared().muted_until = until;
     }
 
     fn muted_until(&self) -> Option<DateTime<Utc>> {
         self.shared().muted_until
     }
-}
-
-#[derive(Debug, Clone)]
-enum Subject {
-    Plan(String),
-    Summary,
 }
 
 struct Live {
@@ -284,7 +180,8 @@ struct Task {
     shared: Arc<Mutex<Shared>>,
     requests: mpsc::UnboundedSender<Request>,
     events: broadcast::Sender<CoreEvent>,
-    store: Store,
+    /// What the user chose that changes a plan, for the core to apply.
+    actions: mpsc::UnboundedSender<NotificationAction>,
     live: HashMap<u32, Live>,
     by_plan: HashMap<String, u32>,
     summary: Summary,
@@ -461,9 +358,8 @@ impl Task {
 
     fn responded(&mut self, id: u32, response: Response) {
         let Some(live) = self.live.get(&id) else { return };
-        let subject = live.subject.clone();
-        match (subject, response) {
-            (_, Response::Closed) => {
+        match policy::react(&live.subject, response) {
+            Reaction::Forget => {
                 if let Some(live) = self.live.remove(&id) {
                     if let Subject::Plan(plan_id) = live.subject {
                         self.by_plan.remove(&plan_id);
@@ -472,33 +368,17 @@ impl Task {
                     }
                 }
             }
-            (Subject::Plan(plan_id), Response::Default) => {
+            Reaction::OpenPlan(plan_id) => {
                 let _ = self.events.send(CoreEvent::OpenPlan { plan_id });
             }
-            (Subject::Summary, Response::Default) => {
+            Reaction::OpenQueue => {
                 let _ = self.events.send(CoreEvent::OpenQueue);
             }
-            (Subject::Plan(plan_id), Response::Action(key)) if key == "snooze" => self.snooze(plan_id),
-            (_, Response::Action(other)) => tracing::debug!(action = %other, "unknown notification action"),
-        }
-    }
-
-    /// "Snooze 1 h" from the notification: the core records it, the panel and the shell hear it.
-    fn snooze(&mut self, plan_id: String) {
-        let until = Utc::now() + SNOOZE;
-        let changed = self.store.update_plan(&plan_id, |p| {
-            if p.state == PlanState::Pending {
-                p.state = PlanState::Snoozed;
-                p.snoozed_until = Some(until);
+            // The core writes the snooze and withdraws this notification, as for the panel's button.
+            Reaction::Snooze(plan_id) => {
+                let _ = self.actions.send(NotificationAction::Snooze { plan_id, minutes: SNOOZE_MINUTES });
             }
-        });
-        match changed {
-            Ok(_) => {
-                let _ = self.events.send(CoreEvent::Snooze { plan_id: plan_id.clone(), until });
-                let _ = self.events.send(CoreEvent::PlanChanged { plan_id: plan_id.clone() });
-                let _ = self.requests.send(Request::Withdraw(plan_id));
-            }
-            Err(e) => tracing::warn!(error = %e, "could not snooze a plan"),
+            Reaction::Unknown(other) => tracing::debug!(action = %other, "unknown notification action"),
         }
     }
 }
@@ -534,7 +414,7 @@ fn plan_notification(plan: &PlanRecord, escalation: bool) -> Notification {
         .summary(summary)
         .body(&format!("Plan {} · run {} · organization {}", plan.plan_id, plan.run_id, plan.organization_id))
         .action("default", "Open plan")
-        .action("snooze", "Snooze 1 h")
+        .action(SNOOZE_ACTION, "Snooze 1 h")
         .urgency(if escalation { Urgency::Critical } else { Urgency::Normal })
         .timeout(Timeout::Never);
     n
@@ -557,45 +437,6 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn three_arrivals_pass_and_the_fourth_in_the_window_is_coalesced() {
-        let mut c = Coalescer::default();
-        let t0 = Instant::now();
-        let w = Duration::from_secs(10);
-        let got: Vec<bool> = (0..6).map(|i| c.arrive(t0 + Duration::from_secs(i), 3, w)).collect();
-        assert_eq!(got, vec![false, false, false, true, true, true]);
-        assert!(!c.arrive(t0 + Duration::from_secs(30), 3, w), "a later arrival starts afresh");
-    }
-
-    #[test]
-    fn quiet_hours_may_wrap_midnight() {
-        let night = QuietHours { start: "22:00".into(), end: "07:00".into() };
-        let lunch = QuietHours { start: "12:00".into(), end: "13:00".into() };
-        let at = |h: u32, m: u32| h * 60 + m;
-        assert!(in_quiet_hours(&night, at(23, 30)) && in_quiet_hours(&night, at(6, 59)));
-        assert!(!in_quiet_hours(&night, at(7, 0)) && !in_quiet_hours(&night, at(21, 59)));
-        assert!(in_quiet_hours(&lunch, at(12, 30)) && !in_quiet_hours(&lunch, at(13, 0)));
-    }
-
-    #[test]
-    fn a_plan_brings_the_panel_forward_once_and_a_burst_at_most_every_two_seconds() {
-        let mut gate = AttentionGate::default();
-        let t0 = Instant::now();
-        assert!(gate.admit("plan_a", t0));
-        assert!(!gate.admit("plan_a", t0 + Duration::from_secs(60)), "a retry of the same plan");
-        assert!(!gate.admit("plan_b", t0 + Duration::from_millis(500)), "within the burst");
-        assert!(gate.admit("plan_c", t0 + Duration::from_secs(3)));
-        assert!(!gate.admit("plan_b", t0 + Duration::from_secs(10)), "plan_b was seen in the burst");
-    }
-
-    #[test]
-    fn a_mute_makes_it_quiet_until_it_ends() {
-        let now = Utc::now();
-        let s = Shared { muted_until: Some(now + chrono::Duration::minutes(5)), ..Shared::default() };
-        assert!(s.quiet_now(now));
-        assert!(!s.quiet_now(now + chrono::Duration::minutes(6)));
-    }
 
     #[test]
     fn plan_notifications_name_plan_run_and_organization_with_actions() {

@@ -1,0 +1,117 @@
+//! `zof-approvals serve`: the receiver headless, the same `Application` the desktop app runs.
+//! It prints one `listening on` line on stdout for scripts and stops cleanly on SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::Utc;
+use zof_approvals::app::{AppConfig, Application, SecretSource};
+use zof_approvals::config::{Paths, Settings};
+use zof_approvals::notify::DesktopNotifier;
+use zof_approvals::outbox::{LogNotifier, Notifier};
+use zof_approvals::verify::Scheme;
+
+use crate::{parse_scheme, LocationArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port. Default: from settings (127.0.0.1:8787).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    location: LocationArgs,
+    /// Read the webhook secret from this environment variable instead of the OS keychain
+    /// (headless use; e.g. --secret-env ZOF_WEBHOOK_SECRET).
+    #[arg(long, value_name = "VAR")]
+    secret_env: Option<String>,
+    /// Accept events only from this organization (repeatable; none = any).
+    #[arg(long = "allow-org", value_name = "ORG")]
+    allow_org: Vec<String>,
+    /// Signature scheme: zof (X-Zof-Signature) or standard_webhooks.
+    #[arg(long, value_parser = parse_scheme)]
+    scheme: Option<Scheme>,
+    /// How plans are announced: desktop notifications over D-Bus, or off (one log line per
+    /// plan, no D-Bus at all; plans still reach the queue and `inbox`).
+    #[arg(long, value_enum, default_value_t = Notifications::Desktop)]
+    notifications: Notifications,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Notifications {
+    Off,
+    Desktop,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve(args.location.data_dir, args.location.config_dir)?;
+    let mut settings = Settings::load(&paths.settings_file())?;
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    if !args.allow_org.is_empty() {
+        settings.allow_orgs = args.allow_org;
+    }
+    if let Some(scheme) = args.scheme {
+        settings.scheme = scheme;
+    }
+    settings.validate()?;
+    let secrets = match args.secret_env {
+        Some(var) => SecretSource::Env(var),
+        None => SecretSource::keychain(),
+    };
+    let config = AppConfig { paths: paths.clone(), settings, secrets };
+    let notifier: Arc<dyn Notifier> = match args.notifications {
+        Notifications::Desktop => Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())),
+        Notifications::Off => Arc::new(LogNotifier),
+    };
+    let app = Application::build(config, notifier).await?;
+    eprintln!("Zof Approvals receiver");
+    eprintln!("  webhook URL : {}", app.webhook_url());
+    eprintln!("  data        : {}", paths.data_dir.display());
+    eprintln!("  settings    : {}", paths.settings_file().display());
+    if args.notifications == Notifications::Off {
+        eprintln!("  notify      : off (no D-Bus; each plan is logged once)");
+    }
+    if let Some(manager) = app.secret_manager() {
+        let m = manager.clone();
+        let report = tokio::task::spawn_blocking(move || m.report(Utc::now(), false)).await??;
+        for s in &report.secrets {
+            eprintln!("  secret      : {} ({:?}, {} days old)", s.fingerprint, s.role, s.age_days);
+        }
+    }
+    if let Some(why) = app.intake_not_ready() {
+        eprintln!("  NOT READY   : {why} (deliveries get 503 until this is fixed)");
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{}", app.local_addr())?;
+    out.flush()?;
+    drop(out);
+    app.run_until_stopped(shutdown_signal()).await?;
+    // Through the log, not stderr directly: a reader that stopped reading must not hang the exit.
+    tracing::info!("stopped; the store is flushed");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
