@@ -8,6 +8,13 @@
 # The hello-world app is measured twice: as built (WebKit's defaults, the GPU/DMA-BUF renderer) and
 # with WEBKIT_DISABLE_DMABUF_RENDERER=1, the CPU renderer this app selects for itself.
 #
+# The hello-world app is benches/hello-world (package `hello-tauri`, a workspace member): what
+# create-tauri-app's vanilla template gives (one 800x600 window, a "Welcome to Tauri" page with its
+# own assets, a `greet` command, the opener plugin), on the same tauri as src-tauri/ (one
+# Cargo.lock) and built with the same release profile as the app. Unless ZOF_MEASURE_HELLO_BIN
+# names another binary, this script builds it first (a no-op when it is up to date):
+#   cargo build --release --locked -p hello-tauri --features custom-protocol
+#
 # The harness hard-codes target/debug/* and writes ci-artifacts/ next to itself, and has no switch
 # for another profile. So each run copies the harness and the release binaries into a temp tree
 # laid out like the repo (release binaries under target/debug/ there) and runs it from there: the
@@ -20,10 +27,11 @@
 #   cargo build --release -p zof-approvals --bin zof-approvals
 #   cargo build -p zof-testkit --bin notification-recorder        # debug is fine
 #   target/tools/bin/tauri-driver                                 # see scripts/build-desktop.sh
-#   a hello-world Tauri 2 app (same tauri version), built with --release --features custom-protocol
+#   (the hello-world app: built by this script, see above)
 #
 # Usage: scripts/measure-desktop.sh [RUNS]        (default 3)
-# Env:   ZOF_MEASURE_HELLO_BIN=/abs/path   hello-world binary (default /tmp/hello-tauri/target/release/hello-tauri)
+# Env:   ZOF_MEASURE_HELLO_BIN=/abs/path   another hello-world binary, used as given (default: build
+#                                          benches/hello-world and use target/release/hello-tauri)
 #        ZOF_MEASURE_OUT=DIR               where per-run metrics and logs go (default: a new /tmp dir)
 # Asserts nothing: the exit status is 0 once the table is printed, even if a story check failed
 # (the per-run pass/fail counts are printed with it).
@@ -31,14 +39,21 @@ set -euo pipefail
 runs=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-hello=${ZOF_MEASURE_HELLO_BIN:-/tmp/hello-tauri/target/release/hello-tauri}
 app=target/release/zof-approvals-desktop
 cli=target/release/zof-approvals
 rec=target/debug/notification-recorder
 [ -x "$rec" ] || rec=target/release/notification-recorder
-for f in "$app" "$cli" "$rec" target/tools/bin/tauri-driver "$hello"; do
+for f in "$app" "$cli" "$rec" target/tools/bin/tauri-driver; do
   [ -x "$f" ] || { echo "missing $f (see the build steps at the top of $0)" >&2; exit 2; }
 done
+if [ -n "${ZOF_MEASURE_HELLO_BIN:-}" ]; then
+  hello=$ZOF_MEASURE_HELLO_BIN
+else
+  echo "building the hello-world baseline (benches/hello-world, release)" >&2
+  cargo build --release --locked -p hello-tauri --features custom-protocol >&2
+  hello=target/release/hello-tauri
+fi
+[ -x "$hello" ] || { echo "missing $hello (ZOF_MEASURE_HELLO_BIN)" >&2; exit 2; }
 
 out=${ZOF_MEASURE_OUT:-$(mktemp -d /tmp/zof-measure.XXXXXX)}
 mkdir -p "$out"

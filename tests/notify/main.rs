@@ -156,6 +156,55 @@ fn body_names(calls: &[Call], plan: &str) -> usize {
     notifies(calls).iter().filter(|n| n.3.contains(&format!("Plan {plan} "))).count()
 }
 
+/// Waits until the worker has written `plan`: its notification was shown, held or failed by then.
+async fn written(app: &mut App, plan: &str) {
+    event(app, &format!("{plan} written"), |e| matches!(e, CoreEvent::PlanChanged { plan_id } if plan_id == plan))
+        .await;
+}
+
+/// Waits for a whole pass of the worker's time-based work (woken snoozes, the held summary,
+/// escalations) that starts after this call, so that a test may then say it raised nothing more.
+/// A sentinel plan is delivered and announced, then made old enough to escalate; the pass that
+/// escalates it announces its changes only after all of that pass's work is done. Needs
+/// notifications on (no quiet hours, no mute); the escalation skips coalescing.
+async fn upkeep_pass(app: &mut App, sentinel: &str) {
+    app.deliver(&format!("evt_{sentinel}"), sentinel).await;
+    written(app, sentinel).await;
+    let old = Utc::now() - chrono::Duration::minutes(31); // past the default 30-minute delay
+    zof_approvals_store(app).update_plan(sentinel, |p| p.received_at = old).unwrap();
+    // Passes are spaced by up to 50 times the previous one's length: allow for a loaded machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, app.events.recv()).await {
+            Ok(Ok(CoreEvent::PlanChanged { plan_id })) if plan_id == sentinel => return,
+            Ok(_) => {}
+            Err(_) => panic!("the sentinel {sentinel} was not escalated"),
+        }
+    }
+}
+
+/// Waits until nobody owns `org.freedesktop.Notifications` on the test bus.
+async fn until_no_notification_server(turn: &Turn) {
+    for _ in 0..100 {
+        let bus = format!("--bus={}", turn.bus.address);
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("dbus-send")
+                .arg(bus)
+                .args(["--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus"])
+                .args(["org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.Notifications"])
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("dbus-send (package dbus) is needed for these tests");
+        if String::from_utf8_lossy(&out.stdout).contains("boolean false") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("org.freedesktop.Notifications is still owned on the test bus");
+}
+
 #[tokio::test]
 async fn each_pending_plan_raises_one_actionable_notification() {
     let turn = turn().await;
@@ -180,9 +229,10 @@ async fn a_duplicate_delivery_raises_nothing() {
     let app = spawn(None, |_| {}).await;
     assert_eq!(app.deliver("evt_d", "plan_d").await, "accepted");
     assert_eq!(app.deliver("evt_d", "plan_d").await, "duplicate");
-    until(&rec, "the first notification", |c| !notifies(c).is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(notifies(&rec.calls()).len(), 1);
+    // The worker takes entries in order: once a later plan is announced, the duplicate's turn is over.
+    assert_eq!(app.deliver("evt_d_later", "plan_d_later").await, "accepted");
+    let calls = until(&rec, "the later plan's notification", |c| body_names(c, "plan_d_later") == 1).await;
+    assert_eq!(body_names(&calls, "plan_d"), 1);
     app.stop().await;
 }
 
@@ -252,7 +302,7 @@ async fn snooze_withholds_the_plan_and_raises_it_again_later() {
     assert_eq!(plan.state, PlanState::Snoozed);
     let until_at = plan.snoozed_until.unwrap();
     assert!(until_at > Utc::now() + chrono::Duration::minutes(59));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    upkeep_pass(&mut app, "plan_s_sentinel").await;
     assert_eq!(body_names(&rec.calls(), "plan_s"), 1, "nothing while snoozed");
     // The hour passes.
     let store = zof_approvals_store(&app);
@@ -313,10 +363,11 @@ async fn quiet_hours_hold_notifications_and_summarize_them_when_they_end() {
     let hhmm = |t: chrono::DateTime<Local>| format!("{:02}:{:02}", t.hour(), t.minute());
     let quiet =
         QuietHours { start: hhmm(now - chrono::Duration::hours(1)), end: hhmm(now + chrono::Duration::hours(1)) };
-    let app = spawn(None, |s| s.notifications.quiet_hours = Some(quiet)).await;
+    let mut app = spawn(None, |s| s.notifications.quiet_hours = Some(quiet)).await;
     app.deliver("evt_q1", "plan_q1").await;
+    written(&mut app, "plan_q1").await;
     app.deliver("evt_q2", "plan_q2").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    written(&mut app, "plan_q2").await;
     assert!(notifies(&rec.calls()).is_empty(), "quiet hours hold notifications back");
     let overview = app.panel.overview().await.unwrap();
     assert_eq!(overview.kpis.pending, 2, "held plans are still in the queue");
@@ -325,8 +376,9 @@ async fn quiet_hours_hold_notifications_and_summarize_them_when_they_end() {
     app.panel.save_settings(view).await.unwrap();
     let calls = until(&rec, "the held summary", |c| !notifies(c).is_empty()).await;
     assert_eq!(notifies(&calls)[0].2, "2 plans arrived while notifications were paused");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(notifies(&rec.calls()).len(), 1, "summarized once");
+    upkeep_pass(&mut app, "plan_q_sentinel").await;
+    let summaries = notifies(&rec.calls()).iter().filter(|n| n.2.contains("while notifications were paused")).count();
+    assert_eq!(summaries, 1, "summarized once");
     app.stop().await;
 }
 
@@ -337,10 +389,10 @@ async fn mute_holds_notifications_and_survives_a_restart() {
     let app = spawn(None, |_| {}).await;
     app.panel.mute(60).await.unwrap();
     let dir = app.stop().await;
-    let app = spawn(Some(dir), |_| {}).await;
+    let mut app = spawn(Some(dir), |_| {}).await;
     assert!(app.panel.overview().await.unwrap().muted_until.is_some(), "the mute survived the restart");
     app.deliver("evt_m", "plan_m").await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    written(&mut app, "plan_m").await;
     assert!(notifies(&rec.calls()).is_empty());
     app.panel.mute(0).await.unwrap();
     let calls = until(&rec, "the held summary", |c| !notifies(c).is_empty()).await;
@@ -352,7 +404,7 @@ async fn mute_holds_notifications_and_survives_a_restart() {
 async fn a_plan_still_pending_after_the_delay_is_escalated_once_with_critical_urgency() {
     let turn = turn().await;
     let rec = recorder(&turn).await;
-    let app = spawn(None, |_| {}).await;
+    let mut app = spawn(None, |_| {}).await;
     app.deliver("evt_e", "plan_e").await;
     until(&rec, "the first notification", |c| notifies(c).len() == 1).await;
     let store = zof_approvals_store(&app);
@@ -360,8 +412,9 @@ async fn a_plan_still_pending_after_the_delay_is_escalated_once_with_critical_ur
     let calls = until(&rec, "the escalation", |c| notifies(c).iter().any(|n| n.4 == Some(2))).await;
     let escalation = notifies(&calls).into_iter().find(|n| n.4 == Some(2)).unwrap();
     assert_eq!(escalation.2, "Remediation plan still awaits approval");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(notifies(&rec.calls()).iter().filter(|n| n.4 == Some(2)).count(), 1, "escalated once");
+    upkeep_pass(&mut app, "plan_e_sentinel").await;
+    let escalations = notifies(&rec.calls()).iter().filter(|n| n.4 == Some(2) && n.3.contains("Plan plan_e ")).count();
+    assert_eq!(escalations, 1, "escalated once");
     assert!(app.panel.plan("plan_e".into()).await.unwrap().plan.escalated);
     app.stop().await;
 }
@@ -388,13 +441,13 @@ async fn after_a_restart_unnotified_plans_are_raised_and_notified_ones_are_not()
     app.deliver("evt_r1", "plan_r1").await;
     until(&rec, "plan_r1 is notified", |c| body_names(c, "plan_r1") == 1).await;
     drop(rec); // the notification server goes away: plan_r2 cannot be notified
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_no_notification_server(&turn).await;
     app.deliver("evt_r2", "plan_r2").await;
     let dir = app.stop().await;
     let rec = recorder(&turn).await;
-    let app = spawn(Some(dir), |_| {}).await;
+    let mut app = spawn(Some(dir), |_| {}).await;
     until(&rec, "plan_r2 is notified after the restart", |c| body_names(c, "plan_r2") == 1).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    upkeep_pass(&mut app, "plan_r_sentinel").await;
     assert_eq!(body_names(&rec.calls(), "plan_r1"), 0, "plan_r1 is not notified twice");
     app.stop().await;
 }
