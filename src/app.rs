@@ -271,7 +271,7 @@ async fn upkeep(intake: Intake, retention_days: u32, stop: tokio::sync::oneshot:
             _ = every.tick() => {}
             _ = &mut stop => break,
         }
-        let prune = ticks % PRUNE_EVERY == 0;
+        let prune = ticks.is_multiple_of(PRUNE_EVERY);
         ticks = ticks.wrapping_add(1);
         let intake = intake.clone();
         let done = tokio::task::spawn_blocking(move || {
