@@ -484,4 +484,98 @@ mod tests {
         assert_eq!(*told.0.lock().unwrap(), vec!["p1", "p2", "p3"]);
         assert_eq!(store.outbox_len(), 0);
     }
+
+    /// A plan snoozed until `until`, already told once.
+    fn snoozed(store: &Store, plan: &str, until: DateTime<Utc>) {
+        acknowledged(store, &format!("e_{plan}"), plan);
+        let (tx, _rx) = broadcast::channel(8);
+        drain(store, &Told::default(), &tx, Utc::now()).unwrap();
+        store
+            .update_plan(plan, |p| {
+                p.state = PlanState::Snoozed;
+                p.snoozed_until = Some(until);
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_snooze_that_ends_while_notifications_fail_is_retried_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            snoozed(&store, "p1", now - chrono::Duration::seconds(1));
+            let (tx, _rx) = broadcast::channel(16);
+            // The snooze ends; telling the user fails.
+            assert!(upkeep(&store, &Unreachable, &tx, now).unwrap(), "the wake is handed to the outbox");
+            assert!(drain(&store, &Unreachable, &tx, now).is_err());
+            let plan = store.plan("p1").unwrap().unwrap();
+            assert_eq!((plan.state, plan.notified_at), (PlanState::Pending, None), "in the queue, not told");
+            assert_eq!(store.outbox().unwrap()[0].work, Work::Wake, "kept for the retry");
+            store.flush_blocking().unwrap();
+        }
+        // The process dies; on the next start the wake is still owed, and told once.
+        let store = reopen(dir.path());
+        let (tx, _rx) = broadcast::channel(16);
+        let told = Told::default();
+        drain(&store, &told, &tx, Utc::now()).unwrap();
+        drain(&store, &told, &tx, Utc::now()).unwrap();
+        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
+        assert!(store.plan("p1").unwrap().unwrap().notified_at.is_some());
+        assert_eq!(store.outbox_len(), 0);
+    }
+
+    #[test]
+    fn a_wake_entry_written_before_a_crash_wakes_the_plan_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ended = Utc::now() - chrono::Duration::seconds(1);
+        snoozed(&store, "p1", ended);
+        // As left by a crash between the wake's two writes: the entry, and the plan still snoozed.
+        let plan = store.plan("p1").unwrap().unwrap();
+        store.wake(&plan, ended).unwrap();
+        store
+            .update_plan("p1", |p| {
+                p.state = PlanState::Snoozed;
+                p.snoozed_until = Some(ended);
+            })
+            .unwrap();
+        let (tx, _rx) = broadcast::channel(16);
+        let told = Told::default();
+        drain(&store, &told, &tx, Utc::now()).unwrap();
+        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
+        assert_eq!(store.plan("p1").unwrap().unwrap().state, PlanState::Pending);
+    }
+
+    #[test]
+    fn telling_the_user_is_given_up_after_a_day_and_the_plan_stays_flagged_not_notified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let env = Envelope::parse(&plan_pending_body("e1", Utc::now(), "p1", "o", "r")).unwrap();
+        let day_ago = Utc::now() - GIVE_UP_AFTER - chrono::Duration::minutes(1);
+        store.record_event(&env, b"{}", day_ago, &Fingerprint("f".into())).unwrap();
+        acknowledged(&store, "e2", "p2");
+        let (tx, _rx) = broadcast::channel(16);
+        assert!(drain(&store, &Unreachable, &tx, Utc::now()).is_err());
+        // The day-old entry is done; the new one is still retried.
+        let left: Vec<String> = store.outbox().unwrap().into_iter().map(|e| e.plan_id).collect();
+        assert_eq!(left, vec!["p2"]);
+        let p1 = store.plan("p1").unwrap().unwrap();
+        assert_eq!((p1.state, p1.flags.as_slice()), (PlanState::Pending, [PlanFlag::NotNotified].as_slice()));
+        assert_eq!(store.not_notified_count(), 1);
+        // Nothing more is tried for it.
+        let told = Told::default();
+        drain(&store, &told, &tx, Utc::now()).unwrap();
+        assert_eq!(*told.0.lock().unwrap(), vec!["p2"]);
+    }
+
+    fn reopen(dir: &std::path::Path) -> Store {
+        for _ in 0..100 {
+            match Store::open(dir) {
+                Err(crate::store::StoreError::Locked(_)) => std::thread::sleep(Duration::from_millis(20)),
+                other => return other.unwrap(),
+            }
+        }
+        panic!("the store stayed locked");
+    }
 }
