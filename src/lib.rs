@@ -1,16 +1,24 @@
 //! Zof Approvals: receive Zof's `remediation.plan_pending` webhooks and tell people that a
 //! remediation plan awaits their approval.
 //!
-//! An event flows one way:
+//! An event flows one way, and every intake source goes through the same path:
 //!
-//! 1. [`receiver`] takes the HTTP request (`POST /webhooks/zof`) with its raw body;
+//! 1. [`receiver`] takes the HTTP request (`POST /webhooks/zof`) with its raw body, and refuses
+//!    what is not a webhook delivery (browser requests) before reading it;
 //! 2. [`intake`] verifies the signature against those raw bytes ([`verify`]), then parses the
-//!    envelope ([`envelope`]), then claims the event id and writes the event, its plan and an
-//!    outbox entry in one transaction ([`store`]), and answers only once that is on disk;
-//! 3. [`outbox`] drives each entry to done on its own thread: the user is told ([`outbox::Notifier`]);
-//! 4. [`events`] carries what changed to whoever shows it (the desktop panel).
+//!    envelope ([`envelope`]), then claims the event id and writes the event and an outbox entry
+//!    ([`store`]), and answers only once that is on disk; refusals are only counted ([`refusals`]);
+//! 3. [`outbox`] drives each entry to done on its own thread: the user is told
+//!    ([`outbox::Notifier`], [`notify`]), and what was done is recorded; the notifier writes nothing;
+//! 4. [`events`] carries what changed to whoever shows it; [`panel`] is what the desktop shows and does.
 //!
-//! [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
+//! Where each concern lives:
+//! - [`store`]: sled, and only there (`records`, `codec`, `commit`, `timers`, `prune`; quarantine
+//!   of unreadable records; reopening after a disk failure);
+//! - [`secrets`]: the OS keychain (`keychain`, the only code that names `keyring`), rotation, the watcher;
+//! - [`notify`]: the pure policy (`policy`) and the D-Bus side (`desktop`, the only code that names `notify-rust`);
+//! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver;
+//! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
 //!
 //! ```
 //! use zof_approvals::verify::{sign_zof, Secret, SecretSet, Verifier};

@@ -53,6 +53,9 @@ pub struct SendArgs {
     json: bool,
     #[arg(long, value_parser = parse_scheme, default_value = "zof")]
     scheme: Scheme,
+    /// Send without any signature: a flood of refusals, to measure what they cost the receiver.
+    #[arg(long)]
+    unsigned: bool,
 }
 
 /// One delivery's outcome, as counted by `send`.
@@ -64,7 +67,10 @@ enum Outcome {
 }
 
 pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let secret = Arc::new(secret_from_env(&args.secret_env)?);
+    let secret = match args.unsigned {
+        true => None,
+        false => Some(Arc::new(secret_from_env(&args.secret_env)?)),
+    };
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -97,7 +103,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
                 let plan = args.plan.clone().unwrap_or_else(|| format!("plan_{tag}_{n}"));
                 let body = plan_pending_body(&id, Utc::now(), &plan, &args.org, &args.run);
                 let t0 = Instant::now();
-                let outcome = deliver(&client, &args.url, &secret, args.scheme, &id, body).await;
+                let outcome = deliver(&client, &args.url, secret.as_deref(), args.scheme, &id, body).await;
                 seen.push((outcome_kind(&outcome), t0.elapsed()));
                 if let (Some(w), Ok(true)) = (&acked, outcome.as_ref().map(|(s, _)| (200..300).contains(s))) {
                     w.write(&id);
@@ -134,15 +140,16 @@ fn outcome_kind(outcome: &Result<(u16, String), reqwest::Error>) -> Outcome {
 async fn deliver(
     client: &reqwest::Client,
     url: &str,
-    secret: &Secret,
+    secret: Option<&Secret>,
     scheme: Scheme,
     id: &str,
     body: Vec<u8>,
 ) -> Result<(u16, String), reqwest::Error> {
     let mut req = client.post(url).header("content-type", "application/json");
-    req = match scheme {
-        Scheme::Zof => req.header("x-zof-signature", sign_zof(secret, &body)),
-        Scheme::StandardWebhooks => {
+    req = match (secret, scheme) {
+        (None, _) => req,
+        (Some(secret), Scheme::Zof) => req.header("x-zof-signature", sign_zof(secret, &body)),
+        (Some(secret), Scheme::StandardWebhooks) => {
             let ts = Utc::now().timestamp();
             req.header("webhook-id", id)
                 .header("webhook-timestamp", ts.to_string())

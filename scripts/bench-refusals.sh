@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# What a flood of refusals costs the receiver, side by side with the same number of accepted
+# deliveries in the same run: store growth (bytes on disk, after the counters' next write) and the
+# CPU time `serve` spent (user + system, from /proc). Release build, notifications off.
+# Prints numbers; asserts nothing. Usage: scripts/bench-refusals.sh [COUNT]
+set -euo pipefail
+count=${1:-20000}
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bin zof-approvals
+bin=target/release/zof-approvals
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ZOF_LOG=info "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --notifications off \
+  --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do grep -q '^listening on ' "$work/out" && break; sleep 0.05; done
+url=$(sed -n 's/^listening on //p' "$work/out")/webhooks/zof
+ticks=$(getconf CLK_TCK)
+cpu_ms() { awk -v t="$ticks" '{print ($14 + $15) * 1000 / t}' "/proc/$pid/stat"; }
+bytes() { du -sb "$work/data" | cut -f1; }
+# The counters are written at most once a second: let the last write land before measuring.
+settle() { sleep 2; }
+measure() {
+  local name=$1
+  shift
+  settle
+  local b0 c0
+  b0=$(bytes)
+  c0=$(cpu_ms)
+  "$@" >"$work/send.json"
+  settle
+  local b1 c1
+  b1=$(bytes)
+  c1=$(cpu_ms)
+  printf '%-40s growth %8s bytes   serve CPU %7.0f ms (%5.1f us each)   %s\n' "$name" $((b1 - b0)) \
+    "$(echo "$c1 - $c0" | bc)" "$(echo "($c1 - $c0) * 1000 / $count" | bc -l)" "$(cat "$work/send.json")"
+}
+echo "== $count deliveries each, concurrency 64, against serve (release, --notifications off)"
+measure "$count unsigned (refused, 401)" "$bin" send --url "$url" --count "$count" --concurrency 64 --unsigned --json
+measure "$count signed (accepted, durable)" "$bin" send --url "$url" --count "$count" --concurrency 64 --json
+echo "== log lines written by serve over both: $(wc -l <"$work/err")"
