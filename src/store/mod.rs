@@ -5,7 +5,8 @@
 //! - `records`: the record types; `codec`: their compact, versioned on-disk form;
 //! - `commit`: group commit (concurrent deliveries share one `fsync`);
 //! - `timers`: the index of plans with time-based work;
-//! - `prune`: forgetting what is past the retention window.
+//! - `prune`: forgetting what is past the retention window;
+//! - `schema`: the schema version, migrations, and refusing stores of a newer version.
 //!
 //! A record that cannot be decoded (damaged, or written by a newer version) never stops a
 //! subsystem: it is moved to the `quarantine` tree with the error and skipped.
@@ -31,6 +32,7 @@ mod codec;
 mod commit;
 mod prune;
 mod records;
+mod schema;
 mod timers;
 
 use codec::Record;
@@ -39,6 +41,7 @@ pub use records::{
     Claim, DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanState,
     Work,
 };
+pub use schema::SCHEMA_VERSION;
 use timers::timer_keys;
 pub use timers::Due;
 
@@ -69,6 +72,11 @@ pub enum StoreError {
     Closed,
     #[error("the event store failed and is being reopened ({0})")]
     Down(String),
+    #[error(
+        "the event store was written by a newer version of Zof Approvals (schema {found}; this build reads up to {supported}); \
+         nothing was changed: run the newer version, or move the data directory aside to start afresh"
+    )]
+    NewerSchema { found: u32, supported: u32 },
     #[error("corrupt record in `{tree}`: {message}")]
     Corrupt { tree: &'static str, message: String },
     #[error("no plan with id `{0}`")]
@@ -177,6 +185,8 @@ impl Drop for Inner {
 impl Store {
     /// Opens (or creates) the store in `dir`. A directory held by another process is [`StoreError::Locked`].
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        // Before sled opens (and writes): a store of a newer version is left as it is.
+        schema::check_version(dir)?;
         let inner = Inner::open(dir)?;
         let shared = Shared {
             dir: dir.into(),
@@ -189,10 +199,12 @@ impl Store {
         Ok(store)
     }
 
-    /// Work done each time the database is opened, before any delivery is taken.
+    /// Work done each time the database is opened, before any delivery is taken: the schema
+    /// check (and migration) comes first, so a newer store is refused before anything is written.
     fn prepare(&self) -> Result<(), StoreError> {
+        self.migrate()?;
         self.discard_orphan_outbox_entries()?;
-        self.index_timers_once()
+        Ok(())
     }
 
     /// The open database, or why there is none right now.

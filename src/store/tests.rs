@@ -157,6 +157,7 @@ fn a_store_from_before_the_timer_index_gets_it_built_at_open() {
         store.update_plan("p1", |p| p.held = true).unwrap();
         inner(&store).timers.clear().unwrap();
         inner(&store).meta.remove("timers_indexed").unwrap();
+        std::fs::remove_file(dir.path().join("schema-version")).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(due_ids(&store, Utc::now()).1, vec!["p1".to_string()]);

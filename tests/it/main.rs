@@ -9,3 +9,4 @@ mod helpers;
 mod receiver;
 mod secrets;
 mod session;
+mod upgrade;
