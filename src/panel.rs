@@ -197,10 +197,14 @@ impl Overview {
             next_actions: vec![NextAction {
                 kind: "receiver_not_started",
                 severity: Severity::Critical,
-                text: format!(
-                    "Zof Approvals could not start, so no webhook is received: {reason}. \
-                     Change the listen address in Settings, or quit the program that holds it."
-                ),
+                text: if reason.starts_with("cannot listen on") {
+                    format!(
+                        "Zof Approvals could not start, so no webhook is received: {reason}. \
+                         Change the listen address in Settings, or quit the program that holds it."
+                    )
+                } else {
+                    format!("Zof Approvals could not start, so no webhook is received: {reason}.")
+                },
             }],
             arrivals_24h: vec![0; 24],
             refusals: Vec::new(),

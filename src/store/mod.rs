@@ -504,15 +504,7 @@ impl Store {
 
     /// Every readable plan, read lazily in key order (no list of them all is built).
     pub fn plans_iter(&self) -> impl Iterator<Item = Result<PlanRecord, StoreError>> + '_ {
-        let inner = self.live();
-        let (first, rest) = match inner {
-            Ok(i) => (None, Some(i)),
-            Err(e) => (Some(Err(e)), None),
-        };
-        first.into_iter().chain(rest.into_iter().flat_map(move |i| {
-            let iter = i.plans.iter();
-            iter.filter_map(move |kv| self.decode_entry(&i, "plans", kv).transpose())
-        }))
+        self.lazily("plans")
     }
 
     fn plans_in<'a>(&'a self, i: &'a Inner) -> impl Iterator<Item = Result<PlanRecord, StoreError>> + 'a {
@@ -526,14 +518,19 @@ impl Store {
 
     /// Readable outbox entries in order, read lazily.
     pub fn outbox_iter(&self) -> impl Iterator<Item = Result<OutboxEntry, StoreError>> + '_ {
-        let inner = self.live();
-        let (first, rest) = match inner {
+        self.lazily("outbox")
+    }
+
+    /// The readable records of `tree` in key order, decoded one at a time; unreadable ones are
+    /// quarantined on the way. A store that is down yields its error once.
+    fn lazily<'a, T: Record + 'a>(&'a self, tree: &'static str) -> impl Iterator<Item = Result<T, StoreError>> + 'a {
+        let (first, rest) = match self.live() {
             Ok(i) => (None, Some(i)),
             Err(e) => (Some(Err(e)), None),
         };
         first.into_iter().chain(rest.into_iter().flat_map(move |i| {
-            let iter = i.outbox.iter();
-            iter.filter_map(move |kv| self.decode_entry(&i, "outbox", kv).transpose())
+            let iter = i.tree(tree).map(sled::Tree::iter).into_iter().flatten();
+            iter.filter_map(move |kv| self.decode_entry(&i, tree, kv).transpose())
         }))
     }
 
