@@ -82,7 +82,14 @@ fn random_tag() -> anyhow::Result<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = zof_approvals::logging::init_stderr("info");
+    // Only the long-running receiver keeps log files; the other commands log to stderr.
+    let log = match &cli.command {
+        Command::Serve(a) => serve::init_logging(a),
+        _ => zof_approvals::logging::init_stderr("info"),
+    };
+    let log_dir = log.dir().map(PathBuf::from);
+    // `runtime` is declared after `log`, so it stops (and its threads' last lines are queued)
+    // before the log's writers flush and end.
     // The load generator runs on one thread: it shares the machine with the receiver it measures,
     // and one thread drives 64 connections with less CPU than a pool that hands work around.
     let mut builder = match cli.command {
@@ -98,7 +105,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(a) => serve::serve(a).await,
+            Command::Serve(a) => serve::serve(a, log_dir).await,
             Command::Send(a) => send::send(a).await,
             Command::Sign(a) => sign(&a),
             Command::Check(a) => check::check(a).await,
