@@ -181,6 +181,7 @@ mod tests {
 
     use super::*;
     use crate::app::{AppConfig, Application, SecretSource};
+    use crate::events::CoreEvent;
     use crate::outbox::LogNotifier;
     use crate::secrets::MemoryStore;
     use crate::verify::sign_zof;
@@ -224,6 +225,7 @@ mod tests {
             let _ = stopped.await;
         }));
         let (secret, report) = panel.generate_secret(24).await.unwrap();
+        let mut events = panel.subscribe();
         let body = serde_json::json!({
             "id": "evt_diag_1", "type": "remediation.plan_pending", "created": Utc::now().to_rfc3339(),
             "note": BODY_MARKER,
@@ -233,6 +235,9 @@ mod tests {
         let client = reqwest::Client::new();
         let signature = sign_zof(&secret, body.as_bytes());
         assert_eq!(post(&client, &url, body.clone().into_bytes(), Some(signature)).await, 200);
+        // The plan is made pending after the acknowledgement, by the outbox worker.
+        let settled = async { while !matches!(events.recv().await, Ok(CoreEvent::PlanChanged { .. })) {} };
+        tokio::time::timeout(std::time::Duration::from_secs(10), settled).await.unwrap();
         let malformed = format!(r#"{{"id":"evt_diag_2","note":"{BODY_MARKER}""#);
         let signature = sign_zof(&secret, malformed.as_bytes());
         assert_eq!(post(&client, &url, malformed.clone().into_bytes(), Some(signature)).await, 400);
