@@ -108,34 +108,42 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
         eprintln!("  NOT READY   : {why} (deliveries get 503 until this is fixed)");
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), url = %app.webhook_url(), "receiver started");
+    let stop = shutdown_signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", app.local_addr())?;
     out.flush()?;
     drop(out);
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(stop).await?;
     // Through the log, not stderr directly: a reader that stopped reading must not hang the exit.
     tracing::info!("stopped; the store is flushed");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM. The handlers are installed now, not when the future is first polled, so a
+/// signal sent right after the `listening on` line stops the receiver cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let streams = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match streams {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
