@@ -102,8 +102,7 @@ pub async fn mute_notifications(core: State<'_, Core>, minutes: u32) -> Answer<(
 
 #[tauri::command]
 pub async fn copy_webhook_url(app: AppHandle, core: State<'_, Core>) -> Answer<()> {
-    let url = core.webhook_url().await?;
-    app.clipboard().write_text(url).map_err(|e| error("clipboard", format!("could not copy the webhook URL: {e}")))
+    logs::copy_text(app, core.webhook_url().await?, "webhook URL").await
 }
 
 /// Settings → About: version, build and the data, config and log folders.

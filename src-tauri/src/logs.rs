@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use tauri::AppHandle;
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
+use zof_approvals::about;
 use zof_approvals::logging::{self, LogGuard};
 use zof_approvals::panel::PanelError;
 
@@ -31,14 +32,21 @@ impl LogFolder {
 /// that folder cannot be used.
 pub fn init() -> LogGuard {
     const FILTER: &str = "info,tao=warn,wry=warn";
-    match logging::default_log_dir().and_then(|dir| logging::init_with_files(FILTER, &dir)) {
+    let guard = match logging::default_log_dir().and_then(|dir| logging::init_with_files(FILTER, &dir)) {
         Ok(guard) => guard,
         Err(e) => {
             let guard = logging::init_stderr(FILTER);
             tracing::warn!(error = %e, "logging to stderr only");
             guard
         }
-    }
+    };
+    tracing::info!(
+        version = about::VERSION,
+        commit = about::COMMIT,
+        profile = about::PROFILE,
+        "Zof Approvals starting"
+    );
+    guard
 }
 
 /// Opens the logs folder in the file manager (creating it first if nothing was logged yet).
@@ -55,7 +63,8 @@ pub async fn open_folder(app: AppHandle, folder: LogFolder) -> Result<(), PanelE
     .map_err(|e| error("internal", e))?
 }
 
-/// Puts `text` on the clipboard; `what` names it in the error.
+/// Puts `text` on the clipboard (on a blocking thread: the clipboard owner may be slow to
+/// answer); `what` names it in the error.
 pub async fn copy_text(app: AppHandle, text: String, what: &'static str) -> Result<(), PanelError> {
     tauri::async_runtime::spawn_blocking(move || app.clipboard().write_text(text))
         .await

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
+use zof_approvals::about;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings};
 use zof_approvals::logging::{self, LogGuard};
@@ -107,7 +108,7 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
     if let Some(why) = app.intake_not_ready() {
         eprintln!("  NOT READY   : {why} (deliveries get 503 until this is fixed)");
     }
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), url = %app.webhook_url(), "receiver started");
+    tracing::info!(version = about::VERSION, commit = about::COMMIT, url = %app.webhook_url(), "receiver started");
     let stop = shutdown_signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", app.local_addr())?;
