@@ -5,15 +5,18 @@
 //!
 //! The receivers that run for a long time (the desktop app and `zof-approvals serve`) also keep
 //! log files ([`init_with_files`]): one file a day (`zof-approvals.YYYY-MM-DD.log`, UTC dates) in
-//! the log folder ([`default_log_dir`]), the last [`KEEP_LOG_FILES`] kept. The file has a queue and
+//! the log folder ([`default_log_dir`]), the last [`KEEP_LOG_FILES`] kept, each at most
+//! [`MAX_FILE_BYTES`]. The file has a queue and
 //! a writer thread of its own too, so a slow disk drops lines rather than delaying a delivery.
 //! Nothing logs a secret or a request body, at any level.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{NaiveDate, Utc};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::layer::SubscriberExt;
@@ -28,6 +31,11 @@ pub const LOG_FILE_PREFIX: &str = "zof-approvals";
 pub const LOG_FILE_SUFFIX: &str = "log";
 /// How many daily files are kept; older ones are deleted when a new one starts.
 pub const KEEP_LOG_FILES: usize = 7;
+/// A day's file stops growing at this size (a flood of debug lines cannot fill the disk: the
+/// folder holds at most [`KEEP_LOG_FILES`] times this); the rest of that day's lines are dropped,
+/// after one line that says so.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+const CAPPED_NOTE: &[u8] = b"-- this log file reached its size limit: further lines today are dropped --\n";
 /// The environment variable that sets the level (`ZOF_LOG=debug`, or any `EnvFilter` directive).
 pub const LEVEL_ENV: &str = "ZOF_LOG";
 
@@ -122,16 +130,63 @@ pub fn init_with_files(default_filter: &str, dir: &Path) -> Result<LogGuard, Log
     Ok(guard_with(vec![stderr_guard, file_guard], dropped, Some(dir.to_path_buf())))
 }
 
-/// One file a day in `dir`, the last [`KEEP_LOG_FILES`] kept.
-fn log_file_appender(dir: &Path) -> Result<RollingFileAppender, LoggingError> {
+/// One file a day in `dir`, the last [`KEEP_LOG_FILES`] kept, each at most [`MAX_FILE_BYTES`].
+fn log_file_appender(dir: &Path) -> Result<CappedFile<RollingFileAppender>, LoggingError> {
     std::fs::create_dir_all(dir).map_err(|source| LoggingError::CreateDir { path: dir.into(), source })?;
-    RollingFileAppender::builder()
+    let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix(LOG_FILE_PREFIX)
         .filename_suffix(LOG_FILE_SUFFIX)
         .max_log_files(KEEP_LOG_FILES)
         .build(dir)
-        .map_err(|source| LoggingError::OpenFile { path: dir.into(), source })
+        .map_err(|source| LoggingError::OpenFile { path: dir.into(), source })?;
+    // A restart on the same day appends to that day's file: count what it holds already.
+    let today = Utc::now().date_naive();
+    let written = std::fs::metadata(dir.join(file_name(today))).map_or(0, |m| m.len());
+    Ok(CappedFile { inner: appender, cap: MAX_FILE_BYTES, day: today, written, capped: false })
+}
+
+/// The name the appender gives the file of `day` (UTC, as the appender dates them).
+fn file_name(day: NaiveDate) -> String {
+    format!("{LOG_FILE_PREFIX}.{}.{LOG_FILE_SUFFIX}", day.format("%Y-%m-%d"))
+}
+
+/// Drops a day's lines beyond `cap` bytes. Runs on the file's writer thread only.
+#[derive(Debug)]
+struct CappedFile<W> {
+    inner: W,
+    cap: u64,
+    day: NaiveDate,
+    written: u64,
+    capped: bool,
+}
+
+impl<W: Write> CappedFile<W> {
+    fn write_on(&mut self, today: NaiveDate, buf: &[u8]) -> std::io::Result<usize> {
+        if today != self.day {
+            (self.day, self.written, self.capped) = (today, 0, false);
+        }
+        if self.written + buf.len() as u64 > self.cap {
+            if !self.capped {
+                self.capped = true;
+                self.inner.write_all(CAPPED_NOTE)?;
+            }
+            return Ok(buf.len());
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for CappedFile<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_on(Utc::now().date_naive(), buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn guard_with(writers: Vec<WorkerGuard>, dropped: Vec<ErrorCounter>, dir: Option<PathBuf>) -> LogGuard {
@@ -165,12 +220,30 @@ mod tests {
     fn the_log_file_is_created_in_a_new_folder_with_the_daily_name() {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("state/logs");
-        let appender = log_file_appender(&logs).unwrap();
+        let mut appender = log_file_appender(&logs).unwrap();
+        appender.write_all(b"a line\n").unwrap();
+        appender.flush().unwrap();
         drop(appender);
         let names: Vec<String> =
             std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
         assert_eq!(names, vec![format!("zof-approvals.{today}.log")]);
+        assert_eq!(std::fs::read_to_string(logs.join(&names[0])).unwrap(), "a line\n");
+        let reopened = log_file_appender(&logs).unwrap();
+        assert_eq!(reopened.written, 7, "a restart counts what today's file holds");
+    }
+
+    #[test]
+    fn a_day_s_file_stops_at_its_size_limit_and_says_so_once_and_the_next_day_starts_afresh() {
+        let day = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let mut file = CappedFile { inner: Vec::new(), cap: 10, day, written: 0, capped: false };
+        for line in [&b"12345\n"[..], b"67890\n", b"abcde\n"] {
+            assert_eq!(file.write_on(day, line).unwrap(), line.len(), "a dropped line still counts as written");
+        }
+        let next = day.succ_opt().unwrap();
+        file.write_on(next, b"next\n").unwrap();
+        let expected = [&b"12345\n"[..], CAPPED_NOTE, b"next\n"].concat();
+        assert_eq!(String::from_utf8(file.inner).unwrap(), String::from_utf8(expected).unwrap());
     }
 
     #[test]
