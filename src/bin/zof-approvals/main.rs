@@ -88,14 +88,14 @@ fn main() -> ExitCode {
         _ => zof_approvals::logging::init_stderr("info"),
     };
     let log_dir = log.dir().map(PathBuf::from);
-    // `runtime` is declared after `log`, so it stops (and its threads' last lines are queued)
-    // before the log's writers flush and end.
     // The load generator runs on one thread: it shares the machine with the receiver it measures,
     // and one thread drives 64 connections with less CPU than a pool that hands work around.
     let mut builder = match cli.command {
         Command::Send(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
+    // Declared after `log`, so the runtime stops (its threads' last lines queued) before the
+    // log's writers flush and end.
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
