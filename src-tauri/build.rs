@@ -18,6 +18,9 @@ const COMMANDS: &[&str] = &[
     "revoke_previous_secret",
     "mute_notifications",
     "copy_webhook_url",
+    "get_about",
+    "open_logs_folder",
+    "copy_diagnostics",
 ];
 
 fn main() {

@@ -17,7 +17,8 @@
 //!   of unreadable records; reopening after a disk failure);
 //! - [`secrets`]: the OS keychain (`keychain`, the only code that names `keyring`), rotation, the watcher;
 //! - [`notify`]: the pure policy (`policy`) and the D-Bus side (`desktop`, the only code that names `notify-rust`);
-//! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver;
+//! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver, to stderr and daily files;
+//! - [`about`]: the build, the folders and the diagnostics a user copies (never a secret or a body);
 //! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
 //!
 //! ```
@@ -30,6 +31,7 @@
 //! assert_eq!(matched, Ok(secret.fingerprint()));
 //! ```
 
+pub mod about;
 pub mod app;
 pub mod config;
 pub mod envelope;

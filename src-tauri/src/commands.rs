@@ -4,11 +4,13 @@
 use tauri::{AppHandle, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
+use zof_approvals::about::About;
 use zof_approvals::panel::{Overview, PanelError, PlanDetail, PlanView, SettingsView};
 use zof_approvals::secrets::SecretsReport;
 use zof_approvals::store::DeliveryRecord;
 
 use crate::lifecycle::{error, Core};
+use crate::logs::{self, LogFolder};
 use crate::{autostart, forward_when_running};
 
 type Answer<T> = Result<T, PanelError>;
@@ -100,6 +102,23 @@ pub async fn mute_notifications(core: State<'_, Core>, minutes: u32) -> Answer<(
 
 #[tauri::command]
 pub async fn copy_webhook_url(app: AppHandle, core: State<'_, Core>) -> Answer<()> {
-    let url = core.webhook_url().await?;
-    app.clipboard().write_text(url).map_err(|e| error("clipboard", format!("could not copy the webhook URL: {e}")))
+    logs::copy_text(app, core.webhook_url().await?, "webhook URL").await
+}
+
+/// Settings → About: version, build and the data, config and log folders.
+#[tauri::command]
+pub async fn get_about(core: State<'_, Core>, folder: State<'_, LogFolder>) -> Answer<About> {
+    core.about(&folder.path()?)
+}
+
+#[tauri::command]
+pub async fn open_logs_folder(app: AppHandle, folder: State<'_, LogFolder>) -> Answer<()> {
+    logs::open_folder(app, folder.inner().clone()).await
+}
+
+/// The diagnostics (built by the core, never a secret or a body) go to the clipboard.
+#[tauri::command]
+pub async fn copy_diagnostics(app: AppHandle, core: State<'_, Core>, folder: State<'_, LogFolder>) -> Answer<()> {
+    let text = core.panel().await?.diagnostics(folder.path()?).await?;
+    logs::copy_text(app, text, "diagnostics").await
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
+use zof_approvals::about::About;
 use zof_approvals::app::{AppConfig, AppError, Application, SecretSource};
 use zof_approvals::config::{ConfigError, Paths, Settings};
 use zof_approvals::notify::DesktopNotifier;
@@ -182,6 +183,15 @@ impl Core {
                 Ok(SettingsView::of(&next))
             }
             _ => self.panel().await?.save_settings(view).await,
+        }
+    }
+
+    /// Settings → About: the running core's folders, or else the default ones (the core may have
+    /// failed to start; the folders are still worth showing).
+    pub fn about(&self, log_dir: &std::path::Path) -> Result<About, PanelError> {
+        match self.panel_now() {
+            Some(panel) => Ok(panel.about(log_dir)),
+            None => Paths::resolve(None, None).map(|paths| About::new(&paths, log_dir)).map_err(|e| error("paths", e)),
         }
     }
 

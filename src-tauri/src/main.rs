@@ -18,6 +18,7 @@ mod autostart;
 mod commands;
 mod forward;
 mod lifecycle;
+mod logs;
 mod tray;
 mod window;
 
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
             std::env::set_var(name, value);
         }
     }
-    let _log = zof_approvals::logging::init_stderr("info,tao=warn,wry=warn");
+    let log = logs::init();
     let hidden = std::env::args().any(|a| a == autostart::HIDDEN_ARG);
     let built = tauri::Builder::default()
         // First, so a second launch hands over to the first before anything else starts.
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         .plugin(tauri_plugin_autostart::Builder::new().app_name("Zof Approvals").arg(autostart::HIDDEN_ARG).build())
         .manage(Core::default())
         .manage(Quitting::default())
+        .manage(logs::LogFolder::of(&log))
         .invoke_handler(tauri::generate_handler![
             commands::get_overview,
             commands::get_queue,
@@ -77,6 +79,9 @@ fn main() -> ExitCode {
             commands::revoke_previous_secret,
             commands::mute_notifications,
             commands::copy_webhook_url,
+            commands::get_about,
+            commands::open_logs_folder,
+            commands::copy_diagnostics,
         ])
         .on_window_event(|window, event| {
             // Closing the panel keeps the app in the tray; Quit is in the tray menu.

@@ -6,6 +6,7 @@
 mod cli;
 mod hardening;
 mod helpers;
+mod logs;
 mod receiver;
 mod secrets;
 mod session;

@@ -82,13 +82,20 @@ fn random_tag() -> anyhow::Result<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = zof_approvals::logging::init_stderr("info");
+    // Only the long-running receiver keeps log files; the other commands log to stderr.
+    let log = match &cli.command {
+        Command::Serve(a) => serve::init_logging(a),
+        _ => zof_approvals::logging::init_stderr("info"),
+    };
+    let log_dir = log.dir().map(PathBuf::from);
     // The load generator runs on one thread: it shares the machine with the receiver it measures,
     // and one thread drives 64 connections with less CPU than a pool that hands work around.
     let mut builder = match cli.command {
         Command::Send(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
+    // Declared after `log`, so the runtime stops (its threads' last lines queued) before the
+    // log's writers flush and end.
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -98,7 +105,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(a) => serve::serve(a).await,
+            Command::Serve(a) => serve::serve(a, log_dir).await,
             Command::Send(a) => send::send(a).await,
             Command::Sign(a) => sign(&a),
             Command::Check(a) => check::check(a).await,

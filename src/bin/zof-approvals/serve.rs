@@ -3,12 +3,15 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
+use zof_approvals::about;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings};
+use zof_approvals::logging::{self, LogGuard};
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
 use zof_approvals::verify::Scheme;
@@ -36,6 +39,24 @@ pub struct ServeArgs {
     /// plan, no D-Bus at all; plans still reach the queue and `inbox`).
     #[arg(long, value_enum, default_value_t = Notifications::Desktop)]
     notifications: Notifications,
+    /// Folder for the daily log files (the last 7 are kept). Default: `logs` in --data-dir when
+    /// that is given, else the OS's state dir (`~/.local/state/zof-approvals/logs` on Linux).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+}
+
+/// Logs to stderr and to the log files; to stderr alone (saying why) when the log folder cannot
+/// be used, since a receiver without log files is better than no receiver.
+pub fn init_logging(args: &ServeArgs) -> LogGuard {
+    let dir = logging::resolve_log_dir(args.log_dir.as_deref(), args.location.data_dir.as_deref());
+    match dir.and_then(|dir| logging::init_with_files("info", &dir)) {
+        Ok(guard) => guard,
+        Err(e) => {
+            let guard = logging::init_stderr("info");
+            tracing::warn!(error = %e, "logging to stderr only");
+            guard
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,7 +65,7 @@ enum Notifications {
     Desktop,
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let paths = Paths::resolve(args.location.data_dir, args.location.config_dir)?;
     let mut settings = Settings::load(&paths.settings_file())?;
     if let Some(listen) = args.listen {
@@ -71,6 +92,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     eprintln!("  webhook URL : {}", app.webhook_url());
     eprintln!("  data        : {}", paths.data_dir.display());
     eprintln!("  settings    : {}", paths.settings_file().display());
+    if let Some(dir) = &log_dir {
+        eprintln!("  logs        : {}", dir.display());
+    }
     if args.notifications == Notifications::Off {
         eprintln!("  notify      : off (no D-Bus; each plan is logged once)");
     }
@@ -84,34 +108,43 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(why) = app.intake_not_ready() {
         eprintln!("  NOT READY   : {why} (deliveries get 503 until this is fixed)");
     }
+    tracing::info!(version = about::VERSION, commit = about::COMMIT, url = %app.webhook_url(), "receiver started");
+    let stop = shutdown_signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", app.local_addr())?;
     out.flush()?;
     drop(out);
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(stop).await?;
     // Through the log, not stderr directly: a reader that stopped reading must not hang the exit.
     tracing::info!("stopped; the store is flushed");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM. The handlers are installed now, not when the future is first polled, so a
+/// signal sent right after the `listening on` line stops the receiver cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let streams = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match streams {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

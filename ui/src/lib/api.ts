@@ -153,6 +153,18 @@ export interface Secrets {
   secrets: SecretView[];
 }
 
+/** Settings → About: this build and where its files are (absolute paths). */
+export interface About {
+  version: string;
+  /** The git commit it was built from, or "unknown". */
+  commit: string;
+  profile: 'debug' | 'release';
+  os: string;
+  data_dir: string;
+  config_dir: string;
+  log_dir: string;
+}
+
 export type NavigateView = 'home' | 'queue' | 'settings' | 'activity' | 'plan';
 
 export interface NavigateRequest {
@@ -222,6 +234,11 @@ export const api = {
   /** `minutes` 0 unmutes. */
   muteNotifications: (minutes: number) => call<void>('mute_notifications', { minutes }),
   copyWebhookUrl: () => call<void>('copy_webhook_url'),
+  getAbout: () => call<About>('get_about'),
+  /** Opens the logs folder in the desktop's file manager. */
+  openLogsFolder: () => call<void>('open_logs_folder'),
+  /** Copies the diagnostics (built by the core, no secret or body) to the clipboard; the text never reaches the page. */
+  copyDiagnostics: () => call<void>('copy_diagnostics'),
 };
 
 // ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import type { DeliveryView, Overview, PlanDetail, PlanView, Secrets, Settings } from '../lib/api';
+import type { About, DeliveryView, Overview, PlanDetail, PlanView, Secrets, Settings } from '../lib/api';
 
 export function makePlan(over: Partial<PlanView> = {}): PlanView {
   const plan = {
@@ -123,6 +123,19 @@ export function makePlanDetail(over: Partial<PlanDetail> = {}): PlanDetail {
       makeDelivery(),
       makeDelivery({ at: '2025-01-01T10:00:05Z', verdict: 'duplicate', status: 200, reason: 'already received' }),
     ],
+    ...over,
+  };
+}
+
+export function makeAbout(over: Partial<About> = {}): About {
+  return {
+    version: '0.1.0',
+    commit: '5ae0a6f1c2d3',
+    profile: 'release',
+    os: 'linux x86_64',
+    data_dir: '/home/ada/.local/share/zof-approvals',
+    config_dir: '/home/ada/.config/zof-approvals',
+    log_dir: '/home/ada/.local/state/zof-approvals/logs',
     ...over,
   };
 }

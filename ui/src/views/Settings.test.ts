@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import Settings from './Settings.svelte';
 import { AppState, appContext } from '../lib/app-state.svelte';
 import { click, mockBackend, render, submit, type, until } from '../test/harness';
-import { makeOverview, makeSecrets, makeSettings } from '../test/fixtures';
+import { makeAbout, makeOverview, makeSecrets, makeSettings } from '../test/fixtures';
 
 const SECRET = 'whsec_DoNotShowMe_1234567890';
 
@@ -212,5 +212,72 @@ describe('Secrets', () => {
     click(ui.byTestId('copy-webhook-url'));
     await until(() => expect(b.callsOf('copy_webhook_url')).toHaveLength(1));
     await until(() => expect(ui.target.textContent).toContain('Copied to the clipboard.'));
+  });
+});
+
+describe('About', () => {
+  it('shows the version, the build and the data, settings and logs folders', async () => {
+    mockBackend({ get_about: () => makeAbout() });
+    const ui = renderSettings();
+    await until(() => ui.byTestId('about'));
+    expect(ui.byTestId('about-version')!.textContent).toBe('0.1.0');
+    expect(ui.byTestId('about-build')!.textContent).toBe('5ae0a6f1c2d3 · release');
+    expect(ui.byTestId('about-os')!.textContent).toBe('linux x86_64');
+    expect(ui.byTestId('about-data-dir')!.textContent).toBe('/home/ada/.local/share/zof-approvals');
+    expect(ui.byTestId('about-config-dir')!.textContent).toBe('/home/ada/.config/zof-approvals');
+    expect(ui.byTestId('about-log-dir')!.textContent).toBe('/home/ada/.local/state/zof-approvals/logs');
+    expect(ui.get('#sec-about')!.textContent).toBe('About');
+  });
+
+  it('Open logs folder calls open_logs_folder and says it opened', async () => {
+    const b = mockBackend({ get_about: () => makeAbout(), open_logs_folder: () => null });
+    const ui = renderSettings();
+    await until(() => ui.byTestId('about'));
+    click(ui.byTestId('open-logs-folder'));
+    await until(() => expect(b.callsOf('open_logs_folder')).toEqual([{ cmd: 'open_logs_folder', args: {} }]));
+    await until(() => expect(ui.byTestId('about-result')!.textContent).toBe('The logs folder was opened.'));
+  });
+
+  it('Copy diagnostics calls copy_diagnostics and says the text went to the clipboard', async () => {
+    const b = mockBackend({ get_about: () => makeAbout(), copy_diagnostics: () => null });
+    const ui = renderSettings();
+    await until(() => ui.byTestId('about'));
+    click(ui.byTestId('copy-diagnostics'));
+    await until(() => expect(b.callsOf('copy_diagnostics')).toHaveLength(1));
+    await until(() => expect(ui.byTestId('about-result')!.textContent).toBe('Diagnostics copied to the clipboard.'));
+    expect(ui.byTestId('about-result')!.getAttribute('role')).toBe('status');
+    expect(ui.byTestId('copy-diagnostics')!.getAttribute('aria-describedby')).toBe('diagnostics-hint');
+  });
+
+  it('a folder that cannot be opened is reported as an alert with the reason', async () => {
+    mockBackend({
+      get_about: () => makeAbout(),
+      open_logs_folder: () => {
+        throw { code: 'open_failed', message: 'could not open the logs folder: no file manager is installed' };
+      },
+    });
+    const ui = renderSettings();
+    await until(() => ui.byTestId('about'));
+    click(ui.byTestId('open-logs-folder'));
+    await until(() =>
+      expect(ui.byTestId('about-result')!.textContent).toBe('could not open the logs folder: no file manager is installed'),
+    );
+    expect(ui.byTestId('about-result')!.getAttribute('role')).toBe('alert');
+    expect(ui.byTestId<HTMLButtonElement>('open-logs-folder')!.disabled).toBe(false);
+  });
+
+  it('an About that cannot load says why and loads on retry', async () => {
+    let fail = true;
+    mockBackend({
+      get_about: () => {
+        if (fail) throw { code: 'paths', message: 'cannot find the home directory' };
+        return makeAbout();
+      },
+    });
+    const ui = renderSettings();
+    await until(() => expect(ui.target.textContent).toContain('Could not load the version and folders: cannot find the home directory'));
+    fail = false;
+    click(ui.byTestId('about-retry'));
+    await until(() => expect(ui.byTestId('about-version')!.textContent).toBe('0.1.0'));
   });
 });
