@@ -126,6 +126,8 @@ fn a_store_of_a_newer_release_is_refused_and_left_unchanged() {
         .arg(&data)
         .arg("--config-dir")
         .arg(dir.path().join("config"))
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
         .output()
         .unwrap();
     assert!(!serve.status.success(), "serve refuses it too");
