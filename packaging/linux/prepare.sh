@@ -16,7 +16,7 @@ profile=release
 [ "${TAURI_ENV_DEBUG:-false}" = true ] && profile=debug
 
 if [ "${1:-}" = bundle ]; then
-  strip --strip-unneeded "target/$profile/zof-approvals-desktop"
+  strip --strip-unneeded --remove-section=.comment --remove-section=.note "target/$profile/zof-approvals-desktop"
   exit 0
 fi
 
@@ -28,7 +28,7 @@ else
   cargo build --locked --release -p zof-approvals --bin zof-approvals
 fi
 install -m 0755 "target/$profile/zof-approvals" "$out/zof-approvals"
-strip --strip-unneeded "$out/zof-approvals"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$out/zof-approvals"
 
 # -n: no name or time stamp in the header, so the package is reproducible (lintian checks it).
 gzip -9nc packaging/linux/changelog >"$out/changelog.gz"
