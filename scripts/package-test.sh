@@ -23,12 +23,10 @@ profile=debug debug_flag=--debug
 [ -n "${ZOF_PKG_RELEASE:-}" ] && profile=release debug_flag=
 bundle_dir=target/$profile/bundle
 W=$(mktemp -d /tmp/zof-pkg.XXXXXX)
-serve_pid=
 steps=()
 t_start=$SECONDS
 
 cleanup() {
-  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
   # Leave the machine as it was: the package is installed only while this script runs.
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
     DEBIAN_FRONTEND=noninteractive apt-get remove -y -q "$pkg" >/dev/null 2>&1 || true
@@ -191,6 +189,7 @@ add_plans() {
     /usr/bin/zof-approvals serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --notifications off \
       >"$W/serve.out" 2>"$W/serve.err" &
     serve_pid=$!
+    trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
     for _ in $(seq 200); do grep -q '^listening on ' "$W/serve.out" && break; sleep 0.05; done
     local url
     url="$(sed -n 's/^listening on //p' "$W/serve.out")/webhooks/zof"
