@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# Draws the app icon and the four tray states as RGBA PNGs with ImageMagick (no fonts needed).
-# Re-run after changing a colour: bash icons/generate.sh
+# Renders the app icon in every size from its one source, icon.svg (rsvg-convert, package
+# librsvg2-bin), and draws the four tray states as RGBA PNGs with ImageMagick (no fonts needed).
+# The PNGs are committed, so a build needs neither tool. Re-run after changing a colour or the
+# source: bash icons/generate.sh   (only the app icons: bash icons/generate.sh app)
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# App icon: the hicolor sizes the packages install (usr/share/icons/hicolor/NxN/apps); 32x32.png
+# is also the window icon (the first PNG in tauri.conf.json's bundle.icon). 128x128@2x.png and
+# icon.png are the names benches/hello-world's config uses (the create-tauri-app set).
+for size in 16 32 48 64 128 256 512; do
+  rsvg-convert --width "$size" --height "$size" icon.svg --output "${size}x${size}.png"
+done
+cp 256x256.png 128x128@2x.png
+cp 512x512.png icon.png
+[ "${1:-}" = app ] && exit 0
+
 convert=/usr/bin/convert
 [ -x "$convert" ] || convert=convert
-
-# App icon: an indigo rounded square with a white check mark (a plan awaiting approval).
-app() {
-  local size=$1 out=$2
-  "$convert" -size 512x512 xc:none \
-    -fill '#4f46e5' -draw 'roundrectangle 24,24 488,488 96,96' \
-    -stroke white -strokewidth 56 -fill none -draw 'stroke-linecap round stroke-linejoin round polyline 140,270 220,350 380,180' \
-    -resize "${size}x${size}" -define png:color-type=6 "PNG32:$out"
-}
-app 32 32x32.png
-app 128 128x128.png
-app 256 128x128@2x.png
-app 512 icon.png
 
 # Tray states, 64x64 (the panel scales them): a check in a disc whose colour is the state,
 # with a badge dot for pending/overdue and a bar for error, so they differ without colour too.

@@ -9,6 +9,10 @@
 #      ZOF_E2E_KEEP=1               keeps the temp dir (app log: tauri-driver*.log) after the run.
 #      ZOF_E2E_TRACE=1              prints every WebDriver call.
 #      ZOF_E2E_ONLY=failed-start    runs only the "port taken, fix it in Settings" story.
+#      ZOF_E2E_ONLY=smoke           runs only the smoke story (panel, receiver ready, a signed
+#                                   delivery in the queue, a notification): what packages are checked with.
+#      ZOF_E2E_APP=/usr/bin/zof-approvals-desktop ZOF_E2E_CLI=/usr/bin/zof-approvals
+#                                   other binaries than target/debug's (e.g. an installed package).
 # Ends with `N passed, N failed, N skipped`; exit status 1 on any failure. Metrics (launch times,
 # memory) go to ci-artifacts/e2e-metrics.json.
 set -euo pipefail
@@ -17,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 if [ -z "${ZOF_E2E_INNER:-}" ]; then
-  for f in target/debug/zof-approvals-desktop target/debug/zof-approvals target/tools/bin/tauri-driver; do
+  for f in "${ZOF_E2E_APP:-target/debug/zof-approvals-desktop}" "${ZOF_E2E_CLI:-target/debug/zof-approvals}" target/tools/bin/tauri-driver; do
     [ -x "$f" ] || { echo "missing $f: run scripts/build-desktop.sh first" >&2; exit 2; }
   done
   for c in xvfb-run dbus-daemon gnome-keyring-daemon WebKitWebDriver python3; do

@@ -21,8 +21,9 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-APP = os.path.join(ROOT, "target", "debug", "zof-approvals-desktop")
-CLI = os.path.join(ROOT, "target", "debug", "zof-approvals")
+# ZOF_E2E_APP / ZOF_E2E_CLI: other binaries, e.g. the ones a package installed in /usr/bin.
+APP = os.environ.get("ZOF_E2E_APP") or os.path.join(ROOT, "target", "debug", "zof-approvals-desktop")
+CLI = os.environ.get("ZOF_E2E_CLI") or os.path.join(ROOT, "target", "debug", "zof-approvals")
 DRIVER = os.path.join(ROOT, "target", "tools", "bin", "tauri-driver")
 NATIVE_DRIVER = shutil.which("WebKitWebDriver") or "/usr/bin/WebKitWebDriver"
 SHOTS = os.path.join(ROOT, "ci-artifacts", "screenshots")
@@ -957,6 +958,40 @@ def failed_start_recovers(data_dir):
         stop(driver_proc)
 
 
+def smoke():
+    """The short story a package is checked with (ZOF_E2E_ONLY=smoke): the panel shows, the
+    receiver becomes ready, a signed delivery reaches the queue and a notification is raised."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhooks/zof"
+    config_dir = os.path.join(os.environ["XDG_CONFIG_HOME"], "zof-approvals")
+    os.makedirs(config_dir, exist_ok=True)
+    with open(os.path.join(config_dir, "settings.json"), "w") as f:
+        json.dump({"listen": f"127.0.0.1:{port}"}, f)
+    driver_proc, wd = start_driver("tauri-driver.log")
+    try:
+        wd.start(APP)
+        check("the panel shows the first-run view", wd.wait_for('[data-testid="first-run"]', timeout=30) is not None)
+        wd.type(wd.wait_for('[data-testid="secret-input"]'), SECRET_1)
+        wd.click(wd.find('[data-testid="secret-submit"]'))
+        wait_until("receiver ready (200)", lambda: healthz_answered(port) == 200, timeout=15)
+        check("the receiver is ready once a secret is stored", True)
+        before = len(notifications())
+        sent = send(url, SECRET_1, plan="plan_smoke_1")
+        check("a delivery signed with the secret is accepted", sent.get("accepted") == 1, sent)
+        wd.wait_for('[data-testid="queue-row"][data-plan-id="plan_smoke_1"]')
+        check("the plan appears in the queue", True)
+        notified = notification_for_plan(before)
+        metrics["notified_at_unix"] = time.time() if notified else None
+        check("a notification was raised for the plan", notified is not None, "no Notify call recorded")
+        app_pids = pids_of(APP)
+        if check("exactly one app process runs", len(app_pids) == 1, app_pids):
+            quit_app(app_pids[0])
+            check("SIGTERM quits the app", True)
+    finally:
+        wd.end()
+        stop(driver_proc)
+
+
 def relaunched_over_the_store():
     """A fresh launch over the store the story filled (1,005 events, 1,002 plans pending): the
     panel shows them at once, and its idle memory is measured like the hello-world app's (launched
@@ -1029,7 +1064,9 @@ def measure_hello(binary, prefix, env_extra=None):
 
 def main():
     try:
-        if os.environ.get("ZOF_E2E_ONLY") == "failed-start":
+        if os.environ.get("ZOF_E2E_ONLY") == "smoke":
+            smoke()
+        elif os.environ.get("ZOF_E2E_ONLY") == "failed-start":
             os.makedirs(os.path.join(os.environ["XDG_CONFIG_HOME"], "zof-approvals"), exist_ok=True)
             with open(os.path.join(os.environ["XDG_CONFIG_HOME"], "zof-approvals", "settings.json"), "w") as f:
                 json.dump({}, f)
@@ -1048,7 +1085,9 @@ def main():
             except (TimeoutError, WebDriverError, OSError) as e:
                 print(f"note: hello-world measurement ({prefix}) failed: {e!r}")
     print("metrics: " + json.dumps(metrics, default=str), flush=True)
-    with open(os.path.join(SHOTS, "..", "e2e-metrics.json"), "w") as f:
+    os.makedirs(SHOTS, exist_ok=True)
+    name = "e2e-smoke-metrics.json" if os.environ.get("ZOF_E2E_ONLY") == "smoke" else "e2e-metrics.json"
+    with open(os.path.join(SHOTS, "..", name), "w") as f:
         json.dump(metrics, f, indent=2, default=str)
     print(f"{results['passed']} passed, {results['failed']} failed, {results['skipped']} skipped")
     return 1 if results["failed"] else 0
