@@ -1062,6 +1062,21 @@ def measure_hello(binary, prefix, env_extra=None):
         stop(driver_proc)
 
 
+def logs_hold_no_secret():
+    """After the whole story: the app's log files exist, and hold no secret and no raw body."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.environ["HOME"], ".local", "state")
+    logs = os.path.join(state, "zof-approvals", "logs")
+    texts = []
+    for root, _dirs, files in os.walk(logs):
+        for name in files:
+            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
+                texts.append(f.read())
+    text = "\n".join(texts)
+    check("the app wrote its log file", bool(text.strip()), logs)
+    leaked = [s for s in (SECRET_1, SECRET_2, "whsec_", '"data":{"object"', '"organization_id":') if s in text]
+    check("the log files hold no secret and no raw body", not leaked, repr(leaked))
+
+
 def main():
     try:
         if os.environ.get("ZOF_E2E_ONLY") == "smoke":
@@ -1074,6 +1089,7 @@ def main():
             failed_start_recovers(os.path.join(os.environ["XDG_DATA_HOME"], "zof-approvals"))
         else:
             story()
+            logs_hold_no_secret()
     except (TimeoutError, WebDriverError, OSError, KeyError, subprocess.SubprocessError) as e:
         check("the story ran to the end", False, repr(e))
     hello = os.environ.get("ZOF_E2E_HELLO_BIN")
