@@ -18,6 +18,8 @@
 //! - [`secrets`]: the OS keychain (`keychain`, the only code that names `keyring`), rotation, the watcher;
 //! - [`notify`]: the pure policy (`policy`) and the D-Bus side (`desktop`, the only code that names `notify-rust`);
 //! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver;
+//! - [`console`]: the optional Console connection (reconciliation, catch-up, subscription); the
+//!   only code that knows the Console API's HTTP shape;
 //! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
 //!
 //! ```
@@ -32,6 +34,7 @@
 
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod envelope;
 pub mod events;
 pub mod intake;

@@ -1,0 +1,70 @@
+//! `zof-approvals plans`: one row per plan (its state, where it came from, what the Console said),
+//! read straight from the store, so only while no receiver holds it.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use zof_approvals::config::Paths;
+use zof_approvals::store::{PlanRecord, PlanSource, Store};
+
+use crate::inbox::plan_state_word;
+use crate::LocationArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct PlansArgs {
+    #[command(flatten)]
+    location: LocationArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+fn row(p: &PlanRecord) -> serde_json::Value {
+    serde_json::json!({
+        "plan": p.plan_id,
+        "org": p.organization_id,
+        "run": p.run_id,
+        "state": plan_state_word(p.state),
+        "source": match p.source { PlanSource::Webhook => "webhook", PlanSource::Console => "console" },
+        "console_status": p.console_status,
+        "decided_by": p.decided_by,
+        "flags": p.flags,
+        "notified_at": p.notified_at,
+    })
+}
+
+pub async fn plans(args: PlansArgs) -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve(args.location.data_dir, args.location.config_dir)?;
+    let dir = paths.data_dir.clone();
+    let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<serde_json::Value>> {
+        let store = Store::open(&dir)?;
+        Ok(store.plans()?.iter().map(row).collect())
+    })
+    .await??;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        writeln!(out, "no plans")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{:<24} {:<14} {:<14} {:<9} {:<8} CONSOLE", "PLAN", "ORG", "RUN", "STATE", "SOURCE")?;
+    for r in &rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let mut console = s("console_status");
+        if !s("decided_by").is_empty() {
+            console = format!("{console} by {}", s("decided_by"));
+        }
+        writeln!(
+            out,
+            "{:<24} {:<14} {:<14} {:<9} {:<8} {console}",
+            s("plan"),
+            s("org"),
+            s("run"),
+            s("state"),
+            s("source")
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
