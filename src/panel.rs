@@ -322,7 +322,10 @@ impl SettingsView {
                 show_panel_on_arrival: self.show_panel_on_arrival,
             },
             start_at_login: self.start_at_login,
-            console_api_url: self.console_api_url.as_deref().map_or(base.console_api_url.clone(), |u| u.trim().to_owned()),
+            console_api_url: self
+                .console_api_url
+                .as_deref()
+                .map_or(base.console_api_url.clone(), |u| u.trim().to_owned()),
             reconcile_interval_secs: self.reconcile_interval_secs.unwrap_or(base.reconcile_interval_secs),
             public_url: self.public_url.as_deref().map_or(base.public_url.clone(), |u| u.trim().to_owned()),
             ..base.clone()

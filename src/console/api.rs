@@ -164,7 +164,7 @@ impl ConsoleClient {
             let (_, body) = self.send(|| self.http.get(&url).query(&query), &[StatusCode::OK]).await?;
             let page: Page = parse(&body)?;
             for raw in page.data {
-                let plan: ConsolePlan = serde_json::from_value(raw.clone()).map_err(bad_answer)?;
+                let plan: ConsolePlan = serde_json::from_value(raw.clone()).map_err(|e| bad_answer(&e))?;
                 plans.push((plan, raw));
             }
             match page.next_cursor.filter(|c| !c.is_empty()) {
@@ -191,7 +191,7 @@ impl ConsoleClient {
             return Ok(None);
         }
         let raw: serde_json::Value = parse(&body)?;
-        let plan = serde_json::from_value(raw.clone()).map_err(bad_answer)?;
+        let plan = serde_json::from_value(raw.clone()).map_err(|e| bad_answer(&e))?;
         Ok(Some((plan, raw)))
     }
 
@@ -212,8 +212,9 @@ impl ConsoleClient {
             .await?;
         let answer: CreatedWebhookAnswer = parse(&answer)?;
         let text = zeroize::Zeroizing::new(answer.secret);
-        let secret = crate::verify::Secret::new(&text)
-            .map_err(|e| ConsoleError::BadAnswer(format!("the webhook secret the Console returned is unusable: {e}")))?;
+        let secret = crate::verify::Secret::new(&text).map_err(|e| {
+            ConsoleError::BadAnswer(format!("the webhook secret the Console returned is unusable: {e}"))
+        })?;
         Ok(CreatedWebhook { id: answer.id, url: answer.url, events: answer.events, secret })
     }
 
@@ -275,11 +276,11 @@ impl ConsoleClient {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ConsoleError> {
-    serde_json::from_slice(body).map_err(bad_answer)
+    serde_json::from_slice(body).map_err(|e| bad_answer(&e))
 }
 
-fn bad_answer(e: serde_json::Error) -> ConsoleError {
-    ConsoleError::BadAnswer(format!("line {} column {}: {}", e.line(), e.column(), classify(&e)))
+fn bad_answer(e: &serde_json::Error) -> ConsoleError {
+    ConsoleError::BadAnswer(format!("line {} column {}: {}", e.line(), e.column(), classify(e)))
 }
 
 fn classify(e: &serde_json::Error) -> &'static str {

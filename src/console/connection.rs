@@ -78,7 +78,10 @@ type Reply = oneshot::Sender<Result<ReconcileReport, ConsoleError>>;
 
 /// Asks the running connection for a reconciliation, or for its status. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct ConsoleHandle {
+pub struct ConsoleHandle(Arc<HandleParts>);
+
+#[derive(Debug)]
+struct HandleParts {
     requests: mpsc::Sender<Reply>,
     status: Arc<RwLock<ConsoleStatus>>,
     token: TokenSource,
@@ -89,24 +92,24 @@ impl ConsoleHandle {
     /// Reconciles now (after the one running, if any) and returns what it did.
     pub async fn reconcile_now(&self) -> Result<ReconcileReport, ConsoleError> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(tx).await.map_err(|_| ConsoleError::Stopped)?;
+        self.0.requests.send(tx).await.map_err(|_| ConsoleError::Stopped)?;
         rx.await.map_err(|_| ConsoleError::Stopped)?
     }
 
     /// Asks for a reconciliation without waiting for it (after a settings or token change).
     pub fn nudge(&self) {
         let (tx, _rx) = oneshot::channel();
-        let _ = self.requests.try_send(tx);
+        let _ = self.0.requests.try_send(tx);
     }
 
     pub fn status(&self) -> ConsoleStatus {
-        self.status.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0.status.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Keeps a new API token in the keychain (when the token comes from there) and reconciles
     /// with it. The token is not returned; the status shows its fingerprint after the next run.
     pub async fn set_token(&self, token: ConsoleToken) -> Result<String, ConsoleError> {
-        let TokenSource::Keychain(store) = self.token.clone() else {
+        let TokenSource::Keychain(store) = self.0.token.clone() else {
             return Err(ConsoleError::Token(super::TokenError::Keychain(crate::secrets::KeychainError::Failed(
                 "the Console API token comes from the command line here; restart without --console-token-env to set it"
                     .into(),
@@ -125,12 +128,12 @@ impl ConsoleHandle {
         if settings.console_api_url.is_empty() {
             return Err(ConsoleError::NotConfigured);
         }
-        let source = self.token.clone();
+        let source = self.0.token.clone();
         let token = tokio::task::spawn_blocking(move || source.token())
             .await
             .map_err(|e| ConsoleError::Internal(e.to_string()))??
             .ok_or(ConsoleError::NoToken)?;
-        ConsoleClient::new(&settings.console_api_url, token, self.retry)
+        ConsoleClient::new(&settings.console_api_url, token, self.0.retry)
     }
 }
 
@@ -159,8 +162,12 @@ impl ConsoleConnection {
         let status = Arc::new(RwLock::new(ConsoleStatus::initial(&settings)));
         let (requests, asked) = mpsc::channel(16);
         let (stop, stopped) = oneshot::channel();
-        let handle =
-            ConsoleHandle { requests, status: status.clone(), token: setup.token.clone(), retry: setup.retry };
+        let handle = ConsoleHandle(Arc::new(HandleParts {
+            requests,
+            status: status.clone(),
+            token: setup.token.clone(),
+            retry: setup.retry,
+        }));
         let runner = Runner { parts, setup, status, client: None, requests_before: 0 };
         let task = tokio::spawn(runner.run(asked, stopped));
         ConsoleConnection { handle, task, stop }
@@ -274,7 +281,11 @@ impl Runner {
         let r = outcome.report;
         if r.resolved + r.added + r.flagged > 0 {
             tracing::info!(
-                checked = r.checked, resolved = r.resolved, added = r.added, flagged = r.flagged, errors = r.errors,
+                checked = r.checked,
+                resolved = r.resolved,
+                added = r.added,
+                flagged = r.flagged,
+                errors = r.errors,
                 "reconciled the queue with the Console"
             );
         }

@@ -140,9 +140,7 @@ fn failure(message: &str, state: Option<super::ConnectionState>) -> Answer {
 pub async fn ask(data_dir: &Path, op: Op) -> std::io::Result<Option<Answer>> {
     let mut stream = match UnixStream::connect(socket_path(data_dir)).await {
         Ok(s) => s,
-        Err(e)
-            if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
-        {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
             return Ok(None)
         }
         Err(e) => return Err(e),

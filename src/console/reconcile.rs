@@ -73,11 +73,8 @@ pub async fn reconcile(client: &ConsoleClient, store: &Store, allow_orgs: &[Stri
                 }
             }
         }
-        let open: Vec<PlanRecord> = s
-            .plans_iter()
-            .filter_map(Result::ok)
-            .filter(|p| p.is_open() && !listed.contains(&p.plan_id))
-            .collect();
+        let open: Vec<PlanRecord> =
+            s.plans_iter().filter_map(Result::ok).filter(|p| p.is_open() && !listed.contains(&p.plan_id)).collect();
         Ok((outcome, open))
     })
     .await?;

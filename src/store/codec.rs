@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use super::records::{
-    DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanSource, PlanState,
-    Work,
+    DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanSource,
+    PlanState, Work,
 };
 use super::StoreError;
 use crate::verify::Fingerprint;

@@ -38,11 +38,11 @@ mod timers;
 
 use codec::Record;
 use commit::GroupCommit;
+pub use console::{ConsolePlanFacts, CONSOLE_FINGERPRINT};
 pub use records::{
     Claim, DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanSource,
     PlanState, Work, CONSOLE_EVENT_PREFIX,
 };
-pub use console::{ConsolePlanFacts, CONSOLE_FINGERPRINT};
 pub use schema::SCHEMA_VERSION;
 use timers::timer_keys;
 pub use timers::Due;

@@ -99,7 +99,11 @@ impl FakeConsole {
     }
 }
 
-async fn list(State(fake): State<FakeConsole>, headers: HeaderMap, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn list(
+    State(fake): State<FakeConsole>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
     if let Err(r) = fake.admit(&headers).await {
         return r;
     }
@@ -146,11 +150,8 @@ fn fast_retries() -> RetryPolicy {
 
 /// A receiver connected to the fake Console, with the token given directly.
 async fn connected_app(console_url: &str, token: &str) -> TestApp {
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        console_api_url: console_url.into(),
-        ..Settings::default()
-    };
+    let settings =
+        Settings { listen: "127.0.0.1:0".parse().unwrap(), console_api_url: console_url.into(), ..Settings::default() };
     let setup = ConsoleSetup {
         token: TokenSource::Fixed(ConsoleToken::new(token).unwrap()),
         retry: fast_retries(),
@@ -337,7 +338,10 @@ async fn a_console_that_never_answers_does_not_slow_deliveries() {
     let started = Instant::now();
     for i in 0..20 {
         let sent = Instant::now();
-        assert_eq!(app.post_signed(&event_for(&format!("evt_h{i}"), &format!("plan_h{i}"), "org_abc")).await.status, 200);
+        assert_eq!(
+            app.post_signed(&event_for(&format!("evt_h{i}"), &format!("plan_h{i}"), "org_abc")).await.status,
+            200
+        );
         assert!(sent.elapsed() < Duration::from_secs(2), "delivery {i} took {:?}", sent.elapsed());
     }
     assert_eq!(app.wait_notified(20).await.len(), 20);
@@ -354,7 +358,9 @@ async fn measure_a_reconciliation_of_1000_pending_plans() {
     for i in 0..1000 {
         fake.put(&format!("plan_{i:04}"), "pending", "org_abc", "run_xyz", None);
     }
-    for (what, change) in [("adding 1,000 missed plans", None), ("1,000 plans already here", None), ("1,000 approved", Some("approved"))] {
+    for (what, change) in
+        [("adding 1,000 missed plans", None), ("1,000 plans already here", None), ("1,000 approved", Some("approved"))]
+    {
         if let Some(status) = change {
             for i in 0..1000 {
                 fake.put(&format!("plan_{i:04}"), status, "org_abc", "run_xyz", Some("alice@example.com"));
@@ -383,7 +389,11 @@ fn run(session: &Session, args: &[&str], stdin: Option<&str>) -> (bool, String, 
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {

@@ -10,9 +10,9 @@ use chrono::Utc;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings};
 use zof_approvals::console::{ConsoleSetup, TokenSource};
-use zof_approvals::secrets::Keychain;
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
+use zof_approvals::secrets::Keychain;
 use zof_approvals::verify::Scheme;
 
 use crate::{parse_scheme, LocationArgs};
