@@ -77,6 +77,10 @@ fn main() -> ExitCode {
             commands::revoke_previous_secret,
             commands::mute_notifications,
             commands::copy_webhook_url,
+            commands::check_with_console,
+            commands::get_console_status,
+            commands::set_console_token,
+            commands::subscribe_console,
         ])
         .on_window_event(|window, event| {
             // Closing the panel keeps the app in the tray; Quit is in the tray menu.
