@@ -421,7 +421,9 @@ impl Panel {
             Some(m) => Some(m.report(now, false)?),
             None => None,
         };
-        let first_run = secrets.as_ref().is_some_and(|r| r.secrets.is_empty());
+        // Poll-only: a working Console connection sets the app up without a webhook secret.
+        let console_ok = self.console.status().state == crate::console::ConnectionState::Ok;
+        let first_run = secrets.as_ref().is_some_and(|r| r.secrets.is_empty()) && !console_ok;
         let notification_status = self.notifier.status();
         let mut next_actions = Vec::new();
         let overdue = queue.iter().filter(|p| p.age_secs >= escalate_secs).count();
