@@ -620,7 +620,7 @@ impl Panel {
         if !plan.is_open() {
             return Err(PanelError::new(
                 "plan_handled",
-                "this plan was already marked handled; there is nothing to snooze",
+                "this plan was already marked handled (or decided in the Console); there is nothing to snooze",
             ));
         }
         Ok(plan)

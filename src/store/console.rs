@@ -53,9 +53,11 @@ impl Store {
         decided_by: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<PlanRecord>, StoreError> {
+        let resolved_now = std::cell::Cell::new(false);
         let written = self.write_plan(plan_id, |old| {
             let mut plan = old?;
             let was_open = plan.is_open();
+            resolved_now.set(was_open);
             plan.console_status = Some(status.to_owned());
             plan.decided_by = decided_by.map(str::to_owned);
             if was_open {
@@ -66,7 +68,20 @@ impl Store {
             }
             Some(plan)
         })?;
-        Ok(written.and_then(|(plan, changed)| (changed && plan.state == PlanState::Resolved).then_some(plan)))
+        let Some((plan, true)) = written.filter(|_| resolved_now.get()) else {
+            return Ok(None);
+        };
+        let by = decided_by.map(|b| format!(" by {b}")).unwrap_or_default();
+        self.record_delivery(&DeliveryRecord {
+            at: Utc::now(),
+            event_id: Some(plan.event_id.clone()),
+            verdict: DeliveryVerdict::Ignored,
+            status: 200,
+            code: "console_resolved".into(),
+            reason: format!("plan `{plan_id}` was {status} in the Console{by}; it left the queue"),
+            fingerprint: None,
+        })?;
+        Ok(Some(plan))
     }
 
     /// Keeps the Console's status for a plan that stays open here (pending, or a status this

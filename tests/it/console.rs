@@ -208,6 +208,9 @@ async fn a_plan_approved_in_the_console_leaves_the_queue_as_resolved() {
         Some("Approved in Console by alice@example.com at 2026-05-20 12:05 UTC")
     );
     assert!(app.panel.overview().await.unwrap().queue.is_empty(), "out of the queue");
+    let activity = app.panel.activity(20).await.unwrap();
+    let line = activity.iter().find(|d| d.code == "console_resolved").expect("Activity says why it left");
+    assert!(line.reason.contains("approved in the Console by alice@example.com"), "{}", line.reason);
     // A repeated delivery of the plan does not bring it back.
     assert_eq!(app.post_signed(&event_for("evt_a2", "plan_a", "org_abc")).await.status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -375,6 +378,58 @@ async fn measure_a_reconciliation_of_1000_pending_plans() {
         );
     }
     assert!(app.panel.overview().await.unwrap().queue.is_empty());
+}
+
+#[test]
+fn resuming_from_sleep_and_the_network_coming_back_reconcile_at_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (fake, url) = rt.block_on(FakeConsole::start());
+    // A private bus stands in for the system bus, where logind and NetworkManager signal.
+    let system = zof_testkit::PrivateBus::start().expect("dbus-daemon (package dbus) is needed for these tests");
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = std::process::Command::new(bin());
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--secret-env", "ZOF_TEST_SECRET", "--notifications", "off"])
+        .args(["--console-url", &url, "--console-token-env", "ZOF_TEST_TOKEN"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config-dir")
+        .arg(dir.path().join("config"))
+        .env("ZOF_TEST_SECRET", crate::helpers::SECRET)
+        .env("ZOF_TEST_TOKEN", TOKEN)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &system.address)
+        .stderr(Stdio::null());
+    let served = ServeChild::spawn(serve);
+    let signal = |member: &str, value: &str| {
+        let (interface, path) = match member {
+            "PrepareForSleep" => ("org.freedesktop.login1.Manager", "/org/freedesktop/login1"),
+            _ => ("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager"),
+        };
+        let status = std::process::Command::new("dbus-send")
+            .arg(format!("--bus={}", system.address))
+            .args(["--type=signal", path, &format!("{interface}.{member}"), value])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // Each signal is sent until it is heard: the receiver subscribes a moment after it starts.
+    let mut heard = |member: &str, value: &str| {
+        let before = fake.list_requests();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while fake.list_requests() == before {
+            assert!(Instant::now() < deadline, "{member} {value} never started a reconciliation");
+            signal(member, value);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fake.list_requests() == 0 {
+        assert!(Instant::now() < deadline, "no reconciliation at start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    heard("PrepareForSleep", "boolean:false");
+    heard("StateChanged", "uint32:70");
+    served.terminate();
 }
 
 // The CLI, against a real keychain on a private session bus.
