@@ -413,7 +413,7 @@ fn resuming_from_sleep_and_the_network_coming_back_reconcile_at_once() {
         assert!(status.success());
     };
     // Each signal is sent until it is heard: the receiver subscribes a moment after it starts.
-    let mut heard = |member: &str, value: &str| {
+    let heard = |member: &str, value: &str| {
         let before = fake.list_requests();
         let deadline = Instant::now() + Duration::from_secs(15);
         while fake.list_requests() == before {
