@@ -6,11 +6,15 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::api::{ConsoleClient, ConsolePlan, StatusMeaning};
 use super::ConsoleError;
 use crate::store::{Claim, ConsolePlanFacts, PlanRecord, Store};
+
+/// How many single-plan requests are in flight at once.
+const PLAN_CHECKS_AT_ONCE: usize = 8;
 
 /// What a reconciliation did; `console reconcile --json` prints it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,10 +83,17 @@ pub async fn reconcile(client: &ConsoleClient, store: &Store, allow_orgs: &[Stri
     })
     .await?;
 
-    // Ours that the Console no longer lists as pending: ask about each.
-    for ours in open {
+    // Ours that the Console no longer lists as pending: ask about each, a few at a time.
+    let asked = futures_util::stream::iter(open)
+        .map(|ours| async move {
+            let answer = client.plan(&ours.plan_id).await;
+            (ours, answer)
+        })
+        .buffer_unordered(PLAN_CHECKS_AT_ONCE);
+    futures_util::pin_mut!(asked);
+    while let Some((ours, answer)) = asked.next().await {
         outcome.report.checked += 1;
-        match client.plan(&ours.plan_id).await {
+        match answer {
             Ok(Some((theirs, _))) => {
                 let s = store.clone();
                 outcome = blocking(move || {
