@@ -194,6 +194,32 @@ struct Runner {
     requests_before: u64,
 }
 
+/// Where there is no logind to say so, a resume from sleep shows as the wall clock running ahead
+/// of the monotonic clock (which stands still during suspend on Linux, so the timer alone would
+/// wait out the rest of its interval after a long sleep).
+struct ClockWatch {
+    mono: Instant,
+    wall: std::time::SystemTime,
+}
+
+impl ClockWatch {
+    const EVERY: Duration = Duration::from_secs(15);
+    const JUMP: Duration = Duration::from_secs(60);
+
+    fn new() -> ClockWatch {
+        ClockWatch { mono: Instant::now(), wall: std::time::SystemTime::now() }
+    }
+
+    /// Whether the wall clock ran ahead by more than [`ClockWatch::JUMP`] since the last look.
+    fn slept(&mut self) -> bool {
+        let now = ClockWatch::new();
+        let wall = now.wall.duration_since(self.wall).unwrap_or_default();
+        let mono = now.mono.saturating_duration_since(self.mono);
+        *self = now;
+        wall.saturating_sub(mono) > ClockWatch::JUMP
+    }
+}
+
 /// After a failure the next try comes sooner than the interval: 30 s, doubling, at most 5 min.
 const FAILURE_BACKOFF: RetryPolicy =
     RetryPolicy { first_delay: Duration::from_secs(30), max_delay: Duration::from_secs(300), attempts: 0 };
@@ -204,6 +230,9 @@ impl Runner {
         let watcher = self.setup.watch_system.then(|| tokio::spawn(wake::watch(wake_tx)));
         let mut next = Instant::now();
         let mut failures = 0u32;
+        let mut clock = ClockWatch::new();
+        let mut look = tokio::time::interval(ClockWatch::EVERY);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut waiting = Vec::new();
             tokio::select! {
@@ -211,6 +240,12 @@ impl Runner {
                 () = tokio::time::sleep_until(next) => {}
                 Some(reply) = asked.recv() => waiting.push(reply),
                 Some(reason) = wakes.recv() => tracing::info!(reason, "reconciling with the Console"),
+                _ = look.tick() => {
+                    if !clock.slept() {
+                        continue;
+                    }
+                    tracing::info!("the wall clock jumped ahead (a resume from sleep?): reconciling with the Console");
+                }
             }
             // Requests that queued meanwhile share this run.
             while let Ok(reply) = asked.try_recv() {
