@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{ConsoleClient, ConsolePlan, StatusMeaning};
 use super::ConsoleError;
-use crate::store::{Claim, ConsolePlanFacts, PlanRecord, Store};
+use crate::store::{Claim, ConsolePlanFacts, PlanRecord, Store, StoreError};
 
 /// How many single-plan requests are in flight at once.
 const PLAN_CHECKS_AT_ONCE: usize = 8;
@@ -70,9 +70,18 @@ pub async fn reconcile(client: &ConsoleClient, store: &Store, allow_orgs: &[Stri
                         created: plan.created.unwrap_or(now),
                         raw: raw.clone(),
                     };
-                    if let Claim::Accepted { acted_on: true } = s.record_console_plan(&facts, now)? {
-                        outcome.report.added += 1;
-                        outcome.changed.push(plan.id.clone());
+                    match s.record_console_plan(&facts, now) {
+                        Ok(Claim::Accepted { acted_on: true }) => {
+                            outcome.report.added += 1;
+                            outcome.changed.push(plan.id.clone());
+                        }
+                        Ok(_) => {}
+                        // A plan no delivery could carry (an empty or overlong id): not added, said.
+                        Err(e @ StoreError::Corrupt { .. }) => {
+                            tracing::warn!(error = %e, "a plan the Console lists cannot be recorded");
+                            outcome.report.errors += 1;
+                        }
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }

@@ -293,6 +293,18 @@ async fn all_of_250_pending_plans_are_read_across_pages() {
 }
 
 #[tokio::test]
+async fn a_plan_the_console_lists_with_an_empty_run_is_counted_as_an_error_and_the_others_are_added() {
+    let (fake, url) = FakeConsole::start().await;
+    let app = connected_app(&url, TOKEN).await;
+    first_run(&app, ConnectionState::Ok).await;
+    fake.put("plan_bad", "pending", "org_abc", "", None);
+    fake.put("plan_good", "pending", "org_abc", "run_xyz", None);
+    let report = app.panel.check_with_console().await.unwrap();
+    assert_eq!((report.added, report.errors), (1, 1));
+    assert_eq!(app.wait_notified(1).await, vec!["plan_good"]);
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_and_the_reconciliation_recovers() {
     let (fake, url) = FakeConsole::start().await;
     let app = connected_app(&url, TOKEN).await;
