@@ -18,6 +18,10 @@ const COMMANDS: &[&str] = &[
     "revoke_previous_secret",
     "mute_notifications",
     "copy_webhook_url",
+    "check_with_console",
+    "get_console_status",
+    "set_console_token",
+    "subscribe_console",
 ];
 
 fn main() {
