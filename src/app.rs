@@ -141,13 +141,7 @@ impl Application {
             console,
         );
         #[cfg(unix)]
-        let control = match crate::console::control::ControlSocket::serve(&config.paths.data_dir, console.handle()) {
-            Ok(socket) => Some(socket),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open the control socket; `console reconcile` cannot reach this receiver");
-                None
-            }
-        };
+        let control = open_control_socket(&config.paths.data_dir, console.handle()).await;
         let panel = Panel {
             store,
             intake,
@@ -275,6 +269,24 @@ impl Application {
         })
         .await??;
         Ok(served?)
+    }
+}
+
+/// The socket `console reconcile` reaches this receiver through; without it the receiver still
+/// runs (the command then says the store is in use). File work, so off the async threads.
+#[cfg(unix)]
+async fn open_control_socket(
+    dir: &std::path::Path,
+    handle: crate::console::ConsoleHandle,
+) -> Option<crate::console::control::ControlSocket> {
+    let dir = dir.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || crate::console::control::ControlSocket::serve(&dir, handle)).await;
+    match opened.map_err(std::io::Error::other).and_then(|r| r) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the control socket; `console reconcile` cannot reach this receiver");
+            None
+        }
     }
 }
 
