@@ -1,8 +1,11 @@
 //! The task that keeps the queue reconciled with the Console: at start, every
 //! `reconcile_interval_secs`, after sleep or a network change, and on demand. It runs on its
 //! own task (store work on blocking threads), so nothing here delays the receiver's answers.
-//! It reads the settings and the token before each run, so a change takes effect without a restart.
+//! It reads the settings before each run, so a change takes effect without a restart; the token
+//! only when it has none, the Console refused it, or a new one was saved (a locked keychain may
+//! prompt on every read).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -86,6 +89,8 @@ struct HandleParts {
     status: Arc<RwLock<ConsoleStatus>>,
     token: TokenSource,
     retry: RetryPolicy,
+    /// Set when a new token was saved: the connection reads it again before its next run.
+    token_changed: Arc<AtomicBool>,
 }
 
 impl ConsoleHandle {
@@ -119,6 +124,7 @@ impl ConsoleHandle {
         tokio::task::spawn_blocking(move || token.save(store.as_ref()))
             .await
             .map_err(|e| ConsoleError::Internal(e.to_string()))??;
+        self.0.token_changed.store(true, Ordering::SeqCst);
         self.nudge();
         Ok(fingerprint)
     }
@@ -162,13 +168,15 @@ impl ConsoleConnection {
         let status = Arc::new(RwLock::new(ConsoleStatus::initial(&settings)));
         let (requests, asked) = mpsc::channel(16);
         let (stop, stopped) = oneshot::channel();
+        let token_changed = Arc::new(AtomicBool::new(false));
         let handle = ConsoleHandle(Arc::new(HandleParts {
             requests,
             status: status.clone(),
             token: setup.token.clone(),
             retry: setup.retry,
+            token_changed: token_changed.clone(),
         }));
-        let runner = Runner { parts, setup, status, client: None, requests_before: 0 };
+        let runner = Runner { parts, setup, status, client: None, requests_before: 0, token: None, token_changed };
         let task = tokio::spawn(runner.run(asked, stopped));
         ConsoleConnection { handle, task, stop }
     }
@@ -192,6 +200,10 @@ struct Runner {
     client: Option<ConsoleClient>,
     /// Requests made by clients replaced before this one.
     requests_before: u64,
+    /// The token last read. A keychain read may prompt when the keychain is locked, so it is
+    /// read again only when there is none yet, the Console refused it, or a new one was saved.
+    token: Option<ConsoleToken>,
+    token_changed: Arc<AtomicBool>,
 }
 
 /// Where there is no logind to say so, a resume from sleep shows as the wall clock running ahead
@@ -286,11 +298,21 @@ impl Runner {
         if settings.console_api_url.is_empty() {
             return Err(ConsoleError::NotConfigured);
         }
-        let source = self.setup.token.clone();
-        let token = tokio::task::spawn_blocking(move || source.token())
-            .await
-            .map_err(|e| ConsoleError::Internal(e.to_string()))??
-            .ok_or(ConsoleError::NoToken)?;
+        if self.token_changed.swap(false, Ordering::SeqCst) {
+            self.token = None;
+        }
+        let token = match self.token.clone() {
+            Some(token) => token,
+            None => {
+                let source = self.setup.token.clone();
+                let read = tokio::task::spawn_blocking(move || source.token())
+                    .await
+                    .map_err(|e| ConsoleError::Internal(e.to_string()))??
+                    .ok_or(ConsoleError::NoToken)?;
+                self.token = Some(read.clone());
+                read
+            }
+        };
         let reuse = self
             .client
             .as_ref()
@@ -303,7 +325,15 @@ impl Runner {
             return Err(ConsoleError::Internal("no Console client".into()));
         };
         self.set_status(|s| s.token_fingerprint = Some(client.token().fingerprint()));
-        let outcome = reconcile(&client, &self.parts.store, &settings.allow_orgs).await?;
+        let outcome = match reconcile(&client, &self.parts.store, &settings.allow_orgs).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                if e.state() == ConnectionState::TokenRejected {
+                    self.token = None;
+                }
+                return Err(e);
+            }
+        };
         for plan_id in &outcome.resolved {
             self.parts.notifier.withdraw(plan_id);
         }

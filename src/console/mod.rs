@@ -32,8 +32,9 @@ use crate::secrets::{KeychainError, SecretStore};
 /// Where the Console API token comes from.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
-    /// The keychain entry `console-token`, read again before each reconciliation (so
-    /// `console login` takes effect without a restart).
+    /// The keychain entry `console-token`: read at the first reconciliation, and again after
+    /// the Console refused it or a new one was saved in the app (a `console login` meanwhile
+    /// takes effect once the old token is refused, or at the next start).
     Keychain(Arc<dyn SecretStore>),
     /// An environment variable the user named (headless), read once.
     Env(String),
