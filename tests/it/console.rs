@@ -189,6 +189,22 @@ async fn plan_until(app: &TestApp, plan: &str, ok: impl Fn(&zof_approvals::panel
 }
 
 #[tokio::test]
+async fn without_a_console_url_nothing_is_asked_and_setting_one_in_settings_connects_at_once() {
+    let (fake, url) = FakeConsole::start().await;
+    fake.put("plan_s", "pending", "org_abc", "run_xyz", None);
+    let app = connected_app("", TOKEN).await;
+    let err = app.panel.check_with_console().await.unwrap_err();
+    assert_eq!(err.code, "console_off");
+    assert_eq!(app.panel.console_status().state, ConnectionState::Off);
+    assert_eq!(fake.requests(), 0, "no Console, no request");
+
+    let view = zof_approvals::panel::SettingsView { console_api_url: Some(url), ..app.panel.settings_view() };
+    app.panel.save_settings(view).await.unwrap();
+    assert_eq!(app.wait_notified(1).await, vec!["plan_s"]);
+    first_run(&app, ConnectionState::Ok).await;
+}
+
+#[tokio::test]
 async fn a_plan_approved_in_the_console_leaves_the_queue_as_resolved() {
     let (fake, url) = FakeConsole::start().await;
     let app = connected_app(&url, TOKEN).await;
