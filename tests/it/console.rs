@@ -404,6 +404,13 @@ async fn measure_a_reconciliation_of_1000_pending_plans() {
             started.elapsed(),
             fake.requests() - before
         );
+        // The next step starts from the steady state: every added plan announced and written.
+        assert_eq!(app.wait_notified(1000).await.len(), 1000);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while app.panel.store_for_tests().outbox_len() > 0 {
+            assert!(Instant::now() < deadline, "the outbox never drained");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     assert!(app.panel.overview().await.unwrap().queue.is_empty());
 }
