@@ -205,6 +205,26 @@ async fn without_a_console_url_nothing_is_asked_and_setting_one_in_settings_conn
 }
 
 #[tokio::test]
+async fn the_control_socket_is_private_to_its_user_and_refuses_what_is_not_a_request() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use zof_approvals::console::control::{ask, socket_path, Op};
+    let app = connected_app("", TOKEN).await;
+    let data = app.dir.path().join("data");
+    let mode = std::fs::metadata(socket_path(&data)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let answer = ask(&data, Op::Status).await.unwrap().expect("the receiver answers");
+    assert_eq!(answer.status.unwrap()["state"], "off");
+    let mut raw = tokio::net::UnixStream::connect(socket_path(&data)).await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    raw.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.contains(r#""ok":false"#), "{reply}");
+    let (_store, dir) = app.stopped_store().await;
+    assert!(!socket_path(&dir.path().join("data")).exists(), "removed when the receiver stops");
+}
+
+#[tokio::test]
 async fn a_plan_approved_in_the_console_leaves_the_queue_as_resolved() {
     let (fake, url) = FakeConsole::start().await;
     let app = connected_app(&url, TOKEN).await;
