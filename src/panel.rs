@@ -693,6 +693,11 @@ impl Panel {
         let subscription = crate::console::subscribe(&client, &manager, &public_url, overlap).await?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.refresh_secrets(&manager)).await?;
+        // Remembered, so Settings shows where Zof now delivers.
+        let public_url = public_url.trim().to_owned();
+        if settings.public_url != public_url {
+            self.save_settings(SettingsView { public_url: Some(public_url), ..self.settings_view() }).await?;
+        }
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(subscription)
     }

@@ -487,6 +487,43 @@ fn resuming_from_sleep_and_the_network_coming_back_reconcile_at_once() {
     served.terminate();
 }
 
+#[tokio::test]
+async fn subscribing_from_the_panel_makes_the_returned_secret_current_and_remembers_the_url() {
+    use zof_approvals::app::{AppConfig, Application, SecretSource};
+    use zof_approvals::secrets::{MemoryStore, SecretStore};
+    let (_fake, url) = FakeConsole::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keychain = Arc::new(MemoryStore::default());
+    let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), console_api_url: url, ..Settings::default() };
+    let config = AppConfig {
+        paths: zof_approvals::config::Paths {
+            data_dir: dir.path().join("data"),
+            config_dir: dir.path().join("config"),
+        },
+        settings,
+        secrets: SecretSource::Store(keychain.clone()),
+    };
+    let setup =
+        ConsoleSetup { watch_system: false, retry: fast_retries(), ..ConsoleSetup::for_secrets(&config.secrets) };
+    let app =
+        Application::build_with_console(config, Arc::new(crate::helpers::SeenPlans::default()), setup).await.unwrap();
+    let panel = app.panel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    panel.set_console_token(TOKEN.into()).await.unwrap();
+    let sub = panel.subscribe_console("https://laptop.example.net/".into()).await.unwrap();
+    let secret = zof_approvals::verify::Secret::new(WEBHOOK_SECRET).unwrap();
+    assert_eq!(sub.secret_fingerprint, secret.fingerprint().to_string());
+    assert_eq!(keychain.get(&secret.fingerprint()).unwrap(), secret);
+    assert_eq!(panel.settings().public_url, "https://laptop.example.net/");
+    let report = panel.secrets().await.unwrap();
+    assert_eq!(report.secrets[0].fingerprint, secret.fingerprint());
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
+
 // The CLI, against a real keychain on a private session bus.
 
 fn run(session: &Session, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
