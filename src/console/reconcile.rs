@@ -86,8 +86,13 @@ pub async fn reconcile(client: &ConsoleClient, store: &Store, allow_orgs: &[Stri
                 }
             }
         }
-        let open: Vec<PlanRecord> =
+        let mut open: Vec<PlanRecord> =
             s.plans_iter().filter_map(Result::ok).filter(|p| p.is_open() && !listed.contains(&p.plan_id)).collect();
+        // Arrivals the outbox has not written yet are ours too.
+        let known: HashSet<String> = open.iter().map(|p| p.plan_id.clone()).collect();
+        open.extend(
+            s.unsettled_plans()?.into_iter().filter(|p| !listed.contains(&p.plan_id) && !known.contains(&p.plan_id)),
+        );
         Ok((outcome, open))
     })
     .await?;
@@ -161,6 +166,8 @@ fn compare(
     }
     match theirs.meaning() {
         StatusMeaning::Resolved => {
+            // An arrival not settled yet gets its plan now, resolved; the outbox then keeps it.
+            store.adopt_unsettled(ours)?;
             let at = theirs.updated.unwrap_or(now);
             if store.resolve_in_console(&ours.plan_id, &theirs.status, theirs.decided_by.as_deref(), at)?.is_some() {
                 outcome.report.resolved += 1;

@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::records::{Claim, DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, CONSOLE_EVENT_PREFIX};
+use super::records::{
+    Claim, DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, Work, CONSOLE_EVENT_PREFIX,
+};
 use super::{corrupt, Store, StoreError};
 use crate::envelope::{Envelope, PLAN_PENDING};
 use crate::verify::Fingerprint;
@@ -82,6 +84,30 @@ impl Store {
             fingerprint: None,
         })?;
         Ok(Some(plan))
+    }
+
+    /// Plans whose arrival is acknowledged but not yet settled by the outbox (so no plan record
+    /// exists yet), as the outbox would write them: reconciliation checks these too, so a plan
+    /// decided in the Console meanwhile is never announced.
+    pub fn unsettled_plans(&self) -> Result<Vec<PlanRecord>, StoreError> {
+        let mut plans = Vec::new();
+        for entry in self.outbox_iter() {
+            let entry = entry?;
+            if entry.work != Work::Arrival || self.plan(&entry.plan_id)?.is_some() {
+                continue;
+            }
+            if let Some(event) = self.event(&entry.event_id)?.filter(|e| e.outbox_seq == Some(entry.seq)) {
+                plans.push(self.pending_plan_for(&event)?);
+            }
+        }
+        Ok(plans)
+    }
+
+    /// Writes `plan` where no plan with its id exists yet (one from [`Store::unsettled_plans`]);
+    /// when its arrival is settled, the outbox finds it and keeps it as it is.
+    pub fn adopt_unsettled(&self, plan: &PlanRecord) -> Result<(), StoreError> {
+        self.write_plan(&plan.plan_id, |old| Some(old.unwrap_or_else(|| plan.clone())))?;
+        Ok(())
     }
 
     /// Keeps the Console's status for a plan that stays open here (pending, or a status this

@@ -341,6 +341,26 @@ async fn a_plan_the_console_lists_with_an_empty_run_is_counted_as_an_error_and_t
 }
 
 #[tokio::test]
+async fn a_plan_decided_before_its_arrival_was_written_is_never_announced() {
+    use zof_approvals::console::{reconcile, ConsoleClient};
+    use zof_approvals::store::Store;
+    let (fake, url) = FakeConsole::start().await;
+    fake.put("plan_q", "pending", "org_abc", "run_xyz", None);
+    let dir = tempfile::tempdir().unwrap();
+    // No outbox worker: what reconciliation adds stays unsettled.
+    let store = Store::open(dir.path()).unwrap();
+    let client = ConsoleClient::new(&url, ConsoleToken::new(TOKEN).unwrap(), fast_retries()).unwrap();
+    assert_eq!(reconcile(&client, &store, &[]).await.unwrap().report.added, 1);
+    assert!(store.plan("plan_q").unwrap().is_none(), "not written yet");
+    fake.put("plan_q", "approved", "org_abc", "run_xyz", Some("carol@example.com"));
+    assert_eq!(reconcile(&client, &store, &[]).await.unwrap().report.resolved, 1);
+    // The outbox's turn comes: the plan stays resolved, so nobody is told.
+    let event = store.event("console:plan_q").unwrap().unwrap();
+    let (plan, _) = store.settle_event(&event, |_| {}).unwrap();
+    assert_eq!((plan.state, plan.decided_by.as_deref()), (PlanState::Resolved, Some("carol@example.com")));
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_and_the_reconciliation_recovers() {
     let (fake, url) = FakeConsole::start().await;
     let app = connected_app(&url, TOKEN).await;
