@@ -878,6 +878,38 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_resolved_in_the_console_says_how_by_whom_and_when() {
+        let now = Utc::now();
+        let mut plan = PlanRecord::arrived("p", "e", "r", "o", now, now);
+        assert_eq!(resolution_line(&plan), None);
+        plan.state = PlanState::Resolved;
+        plan.console_status = Some("rejected".into());
+        plan.decided_by = Some("alice@example.com".into());
+        plan.resolved_at = chrono::DateTime::from_timestamp(1_779_278_700, 0);
+        assert_eq!(
+            resolution_line(&plan).as_deref(),
+            Some("Rejected in Console by alice@example.com at 2026-05-20 12:05 UTC")
+        );
+        plan.decided_by = None;
+        plan.console_status = Some("expired".into());
+        assert_eq!(resolution_line(&plan).as_deref(), Some("Expired in Console at 2026-05-20 12:05 UTC"));
+    }
+
+    #[test]
+    fn settings_from_an_older_panel_keep_the_console_connection() {
+        let base = Settings { console_api_url: "https://api.example".into(), ..Settings::default() };
+        let older = SettingsView {
+            console_api_url: None,
+            reconcile_interval_secs: None,
+            public_url: None,
+            ..SettingsView::of(&base)
+        };
+        assert_eq!(older.apply_to(&base).unwrap().console_api_url, "https://api.example");
+        let off = SettingsView { console_api_url: Some(" ".into()), ..SettingsView::of(&base) };
+        assert_eq!(off.apply_to(&base).unwrap().console_api_url, "");
+    }
+
+    #[test]
     fn invalid_settings_are_refused_with_the_field_named() {
         let base = Settings::default();
         let bad_listen = SettingsView { listen: "localhost".into(), ..SettingsView::of(&base) };
