@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import App from '../App.svelte';
+import Activity from '../views/Activity.svelte';
 import PlanDetail from '../views/PlanDetail.svelte';
 import Settings from '../views/Settings.svelte';
 import { AppState, appContext } from '../lib/app-state.svelte';
 import { click, mockBackend, render, submit, type, until } from '../test/harness';
-import { makeConsoleStatus, makeOverview, makePlan, makePlanDetail, makeSettings } from '../test/fixtures';
+import { makeConsoleStatus, makeDelivery, makeOverview, makePlan, makePlanDetail, makeSettings } from '../test/fixtures';
 
 const TOKEN = 'zof_pat_DoNotShowMe_123';
 
@@ -82,6 +83,26 @@ describe('Console connection', () => {
     const ui = render(App, { app: new AppState() });
     click(await until(() => ui.byTestId('first-run-console')));
     await until(() => ui.byTestId('console-connection'));
+  });
+
+  it('Activity shows the Console connection\'s lines as Console, not as deliveries', async () => {
+    mockBackend({
+      list_activity: () => [
+        makeDelivery({
+          verdict: 'ignored',
+          code: 'console_disagrees',
+          status: 200,
+          reason: 'the Console disagrees about plan `pln_alpha`: it names run `run_9` there, `run_42` here',
+        }),
+      ],
+    });
+    const app = new AppState();
+    app.overview = makeOverview();
+    const ui = render(Activity, {}, appContext(app));
+    const row = await until(() => ui.byTestId('activity-row'));
+    expect(row.querySelector('[data-testid="verdict"]')!.textContent!.trim()).toBe('Console');
+    expect(ui.byTestId('activity-status')!.textContent).toBe('—');
+    expect(row.getAttribute('title')).toContain('Console: the Console disagrees');
   });
 
   it('a plan resolved in the Console says who decided it', async () => {

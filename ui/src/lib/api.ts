@@ -111,6 +111,8 @@ export interface DeliveryView {
   at: string;
   event_id: string | null;
   verdict: Verdict;
+  /** A stable word for what happened; `console_*` lines come from the Console connection, not a delivery. */
+  code?: string;
   status: number;
   reason: string;
   fingerprint: string | null;

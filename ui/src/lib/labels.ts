@@ -24,9 +24,15 @@ export function verdictTone(v: string): string {
   return (VERDICT_TONE as Record<string, string>)[v] ?? 'neutral';
 }
 
+/** A line the Console connection wrote in Activity (a plan resolved there, a disagreement), not a delivery. */
+export function isConsoleLine(d: { code?: string }): boolean {
+  return d.code?.startsWith('console_') ?? false;
+}
+
 /** One sentence for a delivery: `Rejected: signature did not match (HTTP 401)`. */
-export function describeDelivery(d: { verdict: string; reason: string; status: number }): string {
+export function describeDelivery(d: { verdict: string; reason: string; status: number; code?: string }): string {
   const reason = d.reason.trim();
+  if (isConsoleLine(d)) return `Console: ${reason}`;
   return `${verdictLabel(d.verdict)}${reason ? `: ${reason}` : ''} (HTTP ${d.status})`;
 }
 
