@@ -141,7 +141,7 @@ impl Application {
             console,
         );
         #[cfg(unix)]
-        let control = open_control_socket(&config.paths.data_dir, console.handle()).await;
+        let control = open_control_socket(&config.paths.data_dir, console.handle(), store.clone()).await;
         let panel = Panel {
             store,
             intake,
@@ -278,9 +278,11 @@ impl Application {
 async fn open_control_socket(
     dir: &std::path::Path,
     handle: crate::console::ConsoleHandle,
+    store: Store,
 ) -> Option<crate::console::control::ControlSocket> {
     let dir = dir.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || crate::console::control::ControlSocket::serve(&dir, handle)).await;
+    let opened =
+        tokio::task::spawn_blocking(move || crate::console::control::ControlSocket::serve(&dir, handle, store)).await;
     match opened.map_err(std::io::Error::other).and_then(|r| r) {
         Ok(socket) => Some(socket),
         Err(e) => {

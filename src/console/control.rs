@@ -1,7 +1,8 @@
 //! The local control socket (`control.sock` in the data dir, mode 0600): how
-//! `zof-approvals console reconcile` and `console status` reach a receiver that holds the store.
+//! `zof-approvals console reconcile`, `console status` and `plans` reach a receiver that holds
+//! the store.
 //! A Unix domain socket, not an HTTP endpoint, so no web page can reach it; one JSON line in
-//! (`{"op":"reconcile"}` or `{"op":"status"}`), one JSON line out.
+//! (`{"op":"reconcile"}`, `{"op":"status"}` or `{"op":"plans"}`), one JSON line out.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{ConsoleHandle, ConsoleStatus, ReconcileReport};
+use crate::store::{PlanRecord, Store};
 
 pub const SOCKET_FILE: &str = "control.sock";
 /// A request line longer than this is refused.
@@ -25,6 +27,8 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 pub enum Op {
     Reconcile,
     Status,
+    /// Every plan, for `zof-approvals plans` while the receiver holds the store.
+    Plans,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +48,14 @@ pub struct Answer {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<super::ConnectionState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plans: Option<Vec<PlanRecord>>,
+}
+
+impl Answer {
+    fn empty(ok: bool) -> Answer {
+        Answer { ok, report: None, status: None, error: None, state: None, plans: None }
+    }
 }
 
 /// The socket being served; removed when stopped.
@@ -62,7 +74,7 @@ impl ControlSocket {
     /// Serves `handle` on `data_dir/control.sock`. The caller holds the store's lock, so a socket
     /// file left there belongs to a receiver that is gone: it is replaced. The socket is bound in
     /// a private directory, made 0600, then moved into place, so it is never reachable by others.
-    pub fn serve(data_dir: &Path, handle: ConsoleHandle) -> std::io::Result<ControlSocket> {
+    pub fn serve(data_dir: &Path, handle: ConsoleHandle, store: Store) -> std::io::Result<ControlSocket> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let path = socket_path(data_dir);
         let private = data_dir.join(format!(".control-{}", std::process::id()));
@@ -78,7 +90,7 @@ impl ControlSocket {
         let _ = std::fs::remove_dir_all(&private);
         let listener = listener?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept(listener, handle, stopped));
+        let task = tokio::spawn(accept(listener, handle, store, stopped));
         Ok(ControlSocket { path, task, stop })
     }
 
@@ -89,7 +101,7 @@ impl ControlSocket {
     }
 }
 
-async fn accept(listener: UnixListener, handle: ConsoleHandle, mut stop: oneshot::Receiver<()>) {
+async fn accept(listener: UnixListener, handle: ConsoleHandle, store: Store, mut stop: oneshot::Receiver<()>) {
     loop {
         let conn = tokio::select! {
             _ = &mut stop => return,
@@ -97,7 +109,7 @@ async fn accept(listener: UnixListener, handle: ConsoleHandle, mut stop: oneshot
         };
         match conn {
             Ok((stream, _)) => {
-                tokio::spawn(answer(stream, handle.clone()));
+                tokio::spawn(answer(stream, handle.clone(), store.clone()));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "control socket accept failed");
@@ -107,22 +119,26 @@ async fn accept(listener: UnixListener, handle: ConsoleHandle, mut stop: oneshot
     }
 }
 
-async fn answer(stream: UnixStream, handle: ConsoleHandle) {
+async fn answer(stream: UnixStream, handle: ConsoleHandle, store: Store) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let read = BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await;
     let answer = match read.ok().and_then(|_| serde_json::from_str::<Request>(&line).ok()) {
-        None => failure("a request is one JSON line: {\"op\":\"reconcile\"} or {\"op\":\"status\"}", None),
-        Some(Request { op: Op::Status }) => Answer {
-            ok: true,
-            report: None,
-            status: serde_json::to_value::<ConsoleStatus>(handle.status()).ok(),
-            error: None,
-            state: None,
-        },
+        None => failure(
+            "a request is one JSON line: {\"op\":\"reconcile\"}, {\"op\":\"status\"} or {\"op\":\"plans\"}",
+            None,
+        ),
+        Some(Request { op: Op::Status }) => {
+            Answer { status: serde_json::to_value::<ConsoleStatus>(handle.status()).ok(), ..Answer::empty(true) }
+        }
         Some(Request { op: Op::Reconcile }) => match handle.reconcile_now().await {
-            Ok(report) => Answer { ok: true, report: Some(report), status: None, error: None, state: None },
+            Ok(report) => Answer { report: Some(report), ..Answer::empty(true) },
             Err(e) => failure(&e.to_string(), Some(e.state())),
+        },
+        Some(Request { op: Op::Plans }) => match tokio::task::spawn_blocking(move || store.plans()).await {
+            Ok(Ok(plans)) => Answer { plans: Some(plans), ..Answer::empty(true) },
+            Ok(Err(e)) => failure(&e.to_string(), None),
+            Err(e) => failure(&e.to_string(), None),
         },
     };
     if let Ok(mut text) = serde_json::to_string(&answer) {
@@ -133,7 +149,7 @@ async fn answer(stream: UnixStream, handle: ConsoleHandle) {
 }
 
 fn failure(message: &str, state: Option<super::ConnectionState>) -> Answer {
-    Answer { ok: false, report: None, status: None, error: Some(message.to_owned()), state }
+    Answer { error: Some(message.to_owned()), state, ..Answer::empty(false) }
 }
 
 /// Asks the receiver serving `data_dir`, if one does: `Ok(None)` when none listens there.

@@ -626,6 +626,13 @@ fn the_cli_logs_in_reconciles_through_a_running_receiver_and_the_token_never_lea
     assert_eq!((status["state"].as_str(), status["receiver"].as_bool()), (Some("ok"), Some(true)), "{status}");
     assert_eq!(status["token_fingerprint"].as_str(), Some(fingerprint.as_str()));
     outputs += &(out + &err);
+    // `plans` works while the receiver holds the store, through its socket.
+    let (ok, out, err) = run(&session, &["plans", "--json"], None);
+    assert!(ok, "{out}{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((rows[0]["plan"].as_str(), rows[0]["source"].as_str()), (Some("plan_cli"), Some("console")), "{rows}");
+    assert_eq!(rows[0]["state"], "pending");
+    outputs += &(out + &err);
     served.terminate();
 
     // Without a receiver, `console reconcile` works on the store itself.

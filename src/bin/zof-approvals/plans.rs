@@ -1,11 +1,13 @@
 //! `zof-approvals plans`: one row per plan (its state, where it came from, what the Console said),
-//! read straight from the store, so only while no receiver holds it.
+//! read straight from the store, or from the receiver that holds it (its control socket).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use zof_approvals::config::Paths;
-use zof_approvals::store::{PlanRecord, PlanSource, Store};
+#[cfg(unix)]
+use zof_approvals::console::control::Op;
+use zof_approvals::store::{PlanRecord, PlanSource, Store, StoreError};
 
 use crate::inbox::plan_state_word;
 use crate::LocationArgs;
@@ -35,11 +37,21 @@ fn row(p: &PlanRecord) -> serde_json::Value {
 pub async fn plans(args: PlansArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::resolve(args.location.data_dir, args.location.config_dir)?;
     let dir = paths.data_dir.clone();
-    let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<serde_json::Value>> {
-        let store = Store::open(&dir)?;
-        Ok(store.plans()?.iter().map(row).collect())
-    })
-    .await??;
+    let opened = tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|store| store.plans())).await?;
+    let plans = match opened {
+        Ok(plans) => plans,
+        // A receiver holds the store: ask it.
+        #[cfg(unix)]
+        Err(StoreError::Locked(dir)) => {
+            let answer = zof_approvals::console::control::ask(&paths.data_dir, Op::Plans).await?;
+            match answer.and_then(|a| a.plans) {
+                Some(plans) => plans,
+                None => return Err(StoreError::Locked(dir).into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rows: Vec<serde_json::Value> = plans.iter().map(row).collect();
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&rows)?)?;
