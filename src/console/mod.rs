@@ -93,7 +93,7 @@ pub enum ConsoleError {
     TokenRejected(u16),
     #[error("the Console API token cannot be sent as a header")]
     BadToken,
-    #[error("the Console could not be reached ({0}); it is retried with backoff")]
+    #[error("the Console could not be reached ({0})")]
     Unreachable(String),
     #[error("the Console answered HTTP {0}")]
     Status(u16),
