@@ -21,6 +21,10 @@ const COMMANDS: &[&str] = &[
     "get_about",
     "open_logs_folder",
     "copy_diagnostics",
+    "check_with_console",
+    "get_console_status",
+    "set_console_token",
+    "subscribe_console",
 ];
 
 fn main() {

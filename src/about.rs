@@ -57,6 +57,8 @@ pub struct StoreCounts {
     pub pending: usize,
     pub snoozed: usize,
     pub handled: usize,
+    /// Decided in the Console.
+    pub resolved: usize,
     pub outbox: usize,
     pub quarantined: usize,
 }
@@ -115,7 +117,11 @@ pub fn diagnostics_text(about: &About, facts: &DiagnosticFacts) -> String {
     let _ = writeln!(out, "rotation_reminder_days: {}", s.rotation_reminder_days);
     let c = &facts.store;
     let _ = writeln!(out, "\n[store]\nevents: {}\nplans pending: {}", c.events, c.pending);
-    let _ = writeln!(out, "plans snoozed: {}\nplans handled: {}", c.snoozed, c.handled);
+    let _ = writeln!(
+        out,
+        "plans snoozed: {}\nplans handled: {}\nplans resolved in the Console: {}",
+        c.snoozed, c.handled, c.resolved
+    );
     let _ = writeln!(out, "outbox: {}\nquarantined: {}", c.outbox, c.quarantined);
     write_secrets(&mut out, &facts.secrets);
     let _ = writeln!(out, "\n[refusals]");

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::{Paths, Settings};
+use crate::console::{ConnectionParts, ConsoleConnection, ConsoleSetup};
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
 use crate::outbox::{NotificationAction, Notifier, OutboxWorker};
@@ -72,10 +73,23 @@ pub struct Application {
     watcher: Option<SecretsWatcher>,
     rebinds: mpsc::Receiver<TcpListener>,
     panel: Panel,
+    console: ConsoleConnection,
+    #[cfg(unix)]
+    control: Option<crate::console::control::ControlSocket>,
 }
 
 impl Application {
     pub async fn build(config: AppConfig, notifier: Arc<dyn Notifier>) -> Result<Application, AppError> {
+        let console = ConsoleSetup::for_secrets(&config.secrets);
+        Application::build_with_console(config, notifier, console).await
+    }
+
+    /// [`Application::build`] with the Console connection's token source and retries named.
+    pub async fn build_with_console(
+        config: AppConfig,
+        notifier: Arc<dyn Notifier>,
+        console: ConsoleSetup,
+    ) -> Result<Application, AppError> {
         let settings = config.settings.clone();
         // Bind first: a taken port fails before anything holds the store.
         let listener = TcpListener::bind(settings.listen)
@@ -115,12 +129,26 @@ impl Application {
         let (stop_pruning, stopped) = tokio::sync::oneshot::channel();
         let pruner = (tokio::spawn(upkeep(intake.clone(), settings.retention_days, stopped)), stop_pruning);
         let (rebind, rebinds) = mpsc::channel(1);
+        let settings = Arc::new(RwLock::new(settings));
+        let console = ConsoleConnection::start(
+            ConnectionParts {
+                store: store.clone(),
+                settings: settings.clone(),
+                notifier: notifier.clone(),
+                events: events.clone(),
+                outbox: worker.kick(),
+            },
+            console,
+        );
+        #[cfg(unix)]
+        let control = open_control_socket(&config.paths.data_dir, console.handle(), store.clone()).await;
         let panel = Panel {
             store,
             intake,
             notifier,
             manager,
-            settings: Arc::new(RwLock::new(settings)),
+            settings,
+            console: console.handle(),
             paths: config.paths,
             addr: Arc::new(RwLock::new(addr)),
             rebind,
@@ -128,7 +156,19 @@ impl Application {
         };
         let (stop_applying, stopped) = tokio::sync::oneshot::channel();
         let applier = (tokio::spawn(apply_notification_actions(panel.clone(), chosen, stopped)), stop_applying);
-        Ok(Application { listener, limits, worker, pruner, applier, watcher, rebinds, panel })
+        Ok(Application {
+            listener,
+            limits,
+            worker,
+            pruner,
+            applier,
+            watcher,
+            rebinds,
+            panel,
+            console,
+            #[cfg(unix)]
+            control,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -166,7 +206,19 @@ impl Application {
     /// its batch and the store is flushed before this returns. A new listen address from the
     /// settings moves the server without dropping the store or the queue.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Application { mut listener, limits, worker, pruner, applier, watcher, mut rebinds, panel } = self;
+        let Application {
+            mut listener,
+            limits,
+            worker,
+            pruner,
+            applier,
+            watcher,
+            mut rebinds,
+            panel,
+            console,
+            #[cfg(unix)]
+            control,
+        } = self;
         let mut shutdown = Box::pin(shutdown);
         let served = loop {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -190,6 +242,11 @@ impl Application {
                 done = &mut server => break done,
             }
         };
+        #[cfg(unix)]
+        if let Some(control) = control {
+            control.stop().await;
+        }
+        console.stop().await;
         // Not an abort: a prune already running on a blocking thread would keep the store open.
         let (pruning, stop_pruning) = pruner;
         let _ = stop_pruning.send(());
@@ -212,6 +269,26 @@ impl Application {
         })
         .await??;
         Ok(served?)
+    }
+}
+
+/// The socket `console reconcile` reaches this receiver through; without it the receiver still
+/// runs (the command then says the store is in use). File work, so off the async threads.
+#[cfg(unix)]
+async fn open_control_socket(
+    dir: &std::path::Path,
+    handle: crate::console::ConsoleHandle,
+    store: Store,
+) -> Option<crate::console::control::ControlSocket> {
+    let dir = dir.to_path_buf();
+    let opened =
+        tokio::task::spawn_blocking(move || crate::console::control::ControlSocket::serve(&dir, handle, store)).await;
+    match opened.map_err(std::io::Error::other).and_then(|r| r) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the control socket; `console reconcile` cannot reach this receiver");
+            None
+        }
     }
 }
 

@@ -106,7 +106,17 @@ pub struct Settings {
     pub secret_overlap_hours: u32,
     /// A secret older than this is reported as due for rotation.
     pub rotation_reminder_days: u32,
+    /// The Console API (e.g. `https://api.zof.ai`); empty: no Console connection.
+    pub console_api_url: String,
+    /// How often the queue is reconciled with the Console, in seconds (at least 30).
+    pub reconcile_interval_secs: u32,
+    /// Where Zof can reach this receiver (a tunnel or reverse proxy), for `console subscribe`;
+    /// empty: none (poll-only: reconciliation alone keeps the queue right).
+    pub public_url: String,
 }
+
+/// The shortest reconciliation interval: the Console is asked at most this often on a timer.
+pub const MIN_RECONCILE_INTERVAL_SECS: u32 = 30;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -125,6 +135,9 @@ impl Default for Settings {
             start_at_login: false,
             secret_overlap_hours: 24,
             rotation_reminder_days: 90,
+            console_api_url: String::new(),
+            reconcile_interval_secs: 300,
+            public_url: String::new(),
         }
     }
 }
@@ -192,6 +205,14 @@ impl Settings {
         }
         if self.notifications.escalation_minutes == 0 {
             return invalid("notifications.escalation_minutes", "must be at least 1 minute");
+        }
+        if self.reconcile_interval_secs < MIN_RECONCILE_INTERVAL_SECS {
+            return invalid("reconcile_interval_secs", "must be at least 30 seconds");
+        }
+        for (field, url) in [("console_api_url", &self.console_api_url), ("public_url", &self.public_url)] {
+            if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
+                return invalid(field, "must be empty or start with https:// or http://");
+            }
         }
         Ok(())
     }
@@ -264,6 +285,10 @@ mod tests {
         assert!(Settings::load(&path).unwrap_err().to_string().contains("quiet_hours.start"));
         std::fs::write(&path, r#"{"notifications":{"coalesce_window_secs":0}}"#).unwrap();
         assert!(Settings::load(&path).unwrap_err().to_string().contains("coalesce_window_secs"));
+        std::fs::write(&path, r#"{"reconcile_interval_secs":10}"#).unwrap();
+        assert!(Settings::load(&path).unwrap_err().to_string().contains("reconcile_interval_secs"));
+        std::fs::write(&path, r#"{"console_api_url":"ftp://x"}"#).unwrap();
+        assert!(Settings::load(&path).unwrap_err().to_string().contains("console_api_url"));
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - [`notify`]: the pure policy (`policy`) and the D-Bus side (`desktop`, the only code that names `notify-rust`);
 //! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver, to stderr and daily files;
 //! - [`about`]: the build, the folders and the diagnostics a user copies (never a secret or a body);
+//! - [`console`]: the optional Console connection (reconciliation, catch-up, subscription); the
+//!   only code that knows the Console API's HTTP shape;
 //! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
 //!
 //! ```
@@ -34,6 +36,7 @@
 pub mod about;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod envelope;
 pub mod events;
 pub mod intake;

@@ -52,6 +52,19 @@ impl From<crate::secrets::SecretsError> for PanelError {
     }
 }
 
+impl From<crate::console::ConsoleError> for PanelError {
+    fn from(e: crate::console::ConsoleError) -> Self {
+        use crate::console::ConnectionState;
+        let code = match e.state() {
+            ConnectionState::Off => "console_off",
+            ConnectionState::NoToken => "console_no_token",
+            ConnectionState::TokenRejected => "console_token_rejected",
+            ConnectionState::Connecting | ConnectionState::Ok | ConnectionState::Unreachable => "console_unreachable",
+        };
+        PanelError::new(code, e)
+    }
+}
+
 impl From<tokio::task::JoinError> for PanelError {
     fn from(e: tokio::task::JoinError) -> Self {
         PanelError::new("internal", e)
@@ -114,6 +127,34 @@ pub struct PlanView {
     pub flags: Vec<PlanFlag>,
     /// The plan in Zof Console, from `console_url_template`: built here, once, for every view.
     pub console_url: String,
+    /// How the plan reached us: a delivery, or reconciliation with the Console.
+    pub source: crate::store::PlanSource,
+    /// The Console's status when last reconciled (as the Console said it), its decider, and when.
+    pub console_status: Option<String>,
+    pub decided_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// "Approved in Console by alice@example.com at 2026-05-20 12:00 UTC", for a resolved plan.
+    pub resolution: Option<String>,
+}
+
+/// The plan detail's line for a plan decided in the Console.
+pub fn resolution_line(p: &PlanRecord) -> Option<String> {
+    if p.state != PlanState::Resolved {
+        return None;
+    }
+    let status = p.console_status.as_deref().unwrap_or("resolved");
+    let mut word: Vec<char> = status.replace('_', " ").chars().collect();
+    if let Some(first) = word.first_mut() {
+        *first = first.to_ascii_uppercase();
+    }
+    let mut line = format!("{} in Console", word.into_iter().collect::<String>());
+    if let Some(by) = &p.decided_by {
+        line.push_str(&format!(" by {by}"));
+    }
+    if let Some(at) = p.resolved_at {
+        line.push_str(&format!(" at {}", at.format("%Y-%m-%d %H:%M UTC")));
+    }
+    Some(line)
 }
 
 impl PlanView {
@@ -131,6 +172,11 @@ impl PlanView {
             age_secs: (now - p.received_at).num_seconds().max(0),
             flags: p.flags.clone(),
             console_url: settings.console_url(&p.plan_id, &p.run_id, &p.organization_id),
+            source: p.source,
+            console_status: p.console_status.clone(),
+            decided_by: p.decided_by.clone(),
+            resolved_at: p.resolved_at,
+            resolution: resolution_line(p),
         }
     }
 }
@@ -234,6 +280,13 @@ pub struct SettingsView {
     pub coalesce_window_secs: u32,
     pub show_panel_on_arrival: bool,
     pub start_at_login: bool,
+    /// The Console connection (`None` from an older panel: unchanged).
+    #[serde(default)]
+    pub console_api_url: Option<String>,
+    #[serde(default)]
+    pub reconcile_interval_secs: Option<u32>,
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl SettingsView {
@@ -249,6 +302,9 @@ impl SettingsView {
             coalesce_window_secs: s.notifications.coalesce_window_secs,
             show_panel_on_arrival: s.notifications.show_panel_on_arrival,
             start_at_login: s.start_at_login,
+            console_api_url: Some(s.console_api_url.clone()),
+            reconcile_interval_secs: Some(s.reconcile_interval_secs),
+            public_url: Some(s.public_url.clone()),
         }
     }
 
@@ -270,6 +326,12 @@ impl SettingsView {
                 show_panel_on_arrival: self.show_panel_on_arrival,
             },
             start_at_login: self.start_at_login,
+            console_api_url: self
+                .console_api_url
+                .as_deref()
+                .map_or(base.console_api_url.clone(), |u| u.trim().to_owned()),
+            reconcile_interval_secs: self.reconcile_interval_secs.unwrap_or(base.reconcile_interval_secs),
+            public_url: self.public_url.as_deref().map_or(base.public_url.clone(), |u| u.trim().to_owned()),
             ..base.clone()
         };
         settings.validate().map_err(|e| PanelError::new("invalid_settings", e))?;
@@ -288,6 +350,7 @@ pub struct Panel {
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) manager: Option<SecretManager>,
     pub(crate) settings: Arc<RwLock<Settings>>,
+    pub(crate) console: crate::console::ConsoleHandle,
     pub(crate) paths: Paths,
     pub(crate) addr: Arc<RwLock<SocketAddr>>,
     pub(crate) rebind: mpsc::Sender<Rebind>,
@@ -362,7 +425,9 @@ impl Panel {
             Some(m) => Some(m.report(now, false)?),
             None => None,
         };
-        let first_run = secrets.as_ref().is_some_and(|r| r.secrets.is_empty());
+        // Poll-only: a working Console connection sets the app up without a webhook secret.
+        let console_ok = self.console.status().state == crate::console::ConnectionState::Ok;
+        let first_run = secrets.as_ref().is_some_and(|r| r.secrets.is_empty()) && !console_ok;
         let notification_status = self.notifier.status();
         let mut next_actions = Vec::new();
         let overdue = queue.iter().filter(|p| p.age_secs >= escalate_secs).count();
@@ -550,16 +615,16 @@ impl Panel {
         // handled: a snooze must never bring it back into the queue.
         let plan = self
             .change_plan(plan_id, move |p, now| {
-                if p.state != PlanState::Handled {
+                if p.is_open() {
                     p.state = PlanState::Snoozed;
                     p.snoozed_until = Some(now + Duration::minutes(i64::from(minutes)));
                 }
             })
             .await?;
-        if plan.state == PlanState::Handled {
+        if !plan.is_open() {
             return Err(PanelError::new(
                 "plan_handled",
-                "this plan was already marked handled; there is nothing to snooze",
+                "this plan was already marked handled (or decided in the Console); there is nothing to snooze",
             ));
         }
         Ok(plan)
@@ -607,6 +672,40 @@ impl Panel {
         Ok(self.settings().console_url(&plan.plan_id, &plan.run_id, &plan.organization_id))
     }
 
+    /// Reconciles the queue with the Console now ("Check with Console").
+    pub async fn check_with_console(&self) -> Result<crate::console::ReconcileReport, PanelError> {
+        Ok(self.console.reconcile_now().await?)
+    }
+
+    pub fn console_status(&self) -> crate::console::ConsoleStatus {
+        self.console.status()
+    }
+
+    /// Keeps a pasted Console API token in the keychain; returns its fingerprint, never the token.
+    pub async fn set_console_token(&self, token: String) -> Result<String, PanelError> {
+        let token = crate::console::ConsoleToken::new(&token).map_err(|e| PanelError::new("invalid_token", e))?;
+        Ok(self.console.set_token(token).await?)
+    }
+
+    /// "Subscribe this app in Zof": creates the Console webhook for `public_url` and makes its
+    /// secret current (the usual overlap); the secret itself is never shown.
+    pub async fn subscribe_console(&self, public_url: String) -> Result<crate::console::Subscription, PanelError> {
+        let manager = self.manager()?;
+        let settings = self.settings();
+        let client = self.console.client(&settings).await?;
+        let overlap = Duration::hours(i64::from(settings.secret_overlap_hours));
+        let subscription = crate::console::subscribe(&client, &manager, &public_url, overlap).await?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.refresh_secrets(&manager)).await?;
+        // Remembered, so Settings shows where Zof now delivers.
+        let public_url = public_url.trim().to_owned();
+        if settings.public_url != public_url {
+            self.save_settings(SettingsView { public_url: Some(public_url), ..self.settings_view() }).await?;
+        }
+        let _ = self.events.send(CoreEvent::StatusChanged);
+        Ok(subscription)
+    }
+
     pub fn settings_view(&self) -> SettingsView {
         SettingsView::of(&self.settings())
     }
@@ -630,7 +729,12 @@ impl Panel {
             .map_err(|e| PanelError::new("invalid_settings", e))?;
         self.intake.set_policy(IntakePolicy::from_settings(&next));
         self.notifier.set_preferences(&next.notifications);
+        let console_changed = (&next.console_api_url, next.reconcile_interval_secs)
+            != (&current.console_api_url, current.reconcile_interval_secs);
         *write(&self.settings) = next;
+        if console_changed {
+            self.console.nudge();
+        }
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(self.settings_view())
     }
@@ -744,6 +848,7 @@ impl Panel {
                 Ok(PlanState::Pending) => store.pending += 1,
                 Ok(PlanState::Snoozed) => store.snoozed += 1,
                 Ok(PlanState::Handled) => store.handled += 1,
+                Ok(PlanState::Resolved) => store.resolved += 1,
                 Err(e) => {
                     problems.push(format!("the plans cannot be read: {e}"));
                     break;
@@ -831,6 +936,38 @@ mod tests {
         let now = Utc::now();
         let plan = PlanRecord::arrived("plan 1", "e", "r", "org_a", now, now);
         assert_eq!(PlanView::of(&plan, now, &settings).console_url, "https://c.example/org_a/plan%201");
+    }
+
+    #[test]
+    fn a_plan_resolved_in_the_console_says_how_by_whom_and_when() {
+        let now = Utc::now();
+        let mut plan = PlanRecord::arrived("p", "e", "r", "o", now, now);
+        assert_eq!(resolution_line(&plan), None);
+        plan.state = PlanState::Resolved;
+        plan.console_status = Some("rejected".into());
+        plan.decided_by = Some("alice@example.com".into());
+        plan.resolved_at = chrono::DateTime::from_timestamp(1_779_278_700, 0);
+        assert_eq!(
+            resolution_line(&plan).as_deref(),
+            Some("Rejected in Console by alice@example.com at 2026-05-20 12:05 UTC")
+        );
+        plan.decided_by = None;
+        plan.console_status = Some("expired".into());
+        assert_eq!(resolution_line(&plan).as_deref(), Some("Expired in Console at 2026-05-20 12:05 UTC"));
+    }
+
+    #[test]
+    fn settings_from_an_older_panel_keep_the_console_connection() {
+        let base = Settings { console_api_url: "https://api.example".into(), ..Settings::default() };
+        let older = SettingsView {
+            console_api_url: None,
+            reconcile_interval_secs: None,
+            public_url: None,
+            ..SettingsView::of(&base)
+        };
+        assert_eq!(older.apply_to(&base).unwrap().console_api_url, "https://api.example");
+        let off = SettingsView { console_api_url: Some(" ".into()), ..SettingsView::of(&base) };
+        assert_eq!(off.apply_to(&base).unwrap().console_api_url, "");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use tauri::{AppHandle, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
 use zof_approvals::about::About;
+use zof_approvals::console::{ConsoleStatus, ReconcileReport, Subscription};
 use zof_approvals::panel::{Overview, PanelError, PlanDetail, PlanView, SettingsView};
 use zof_approvals::secrets::SecretsReport;
 use zof_approvals::store::DeliveryRecord;
@@ -121,4 +122,27 @@ pub async fn open_logs_folder(app: AppHandle, folder: State<'_, LogFolder>) -> A
 pub async fn copy_diagnostics(app: AppHandle, core: State<'_, Core>, folder: State<'_, LogFolder>) -> Answer<()> {
     let text = core.panel().await?.diagnostics(folder.path()?).await?;
     logs::copy_text(app, text, "diagnostics").await
+}
+
+/// "Check with Console": reconciles the queue with the Console now.
+#[tauri::command]
+pub async fn check_with_console(core: State<'_, Core>) -> Answer<ReconcileReport> {
+    core.panel().await?.check_with_console().await
+}
+
+#[tauri::command]
+pub async fn get_console_status(core: State<'_, Core>) -> Answer<ConsoleStatus> {
+    Ok(core.panel().await?.console_status())
+}
+
+/// The pasted token goes to the keychain; only its fingerprint comes back.
+#[tauri::command]
+pub async fn set_console_token(core: State<'_, Core>, token: String) -> Answer<String> {
+    core.panel().await?.set_console_token(token).await
+}
+
+/// "Subscribe this app in Zof": the returned secret goes to the keychain, never to the webview.
+#[tauri::command]
+pub async fn subscribe_console(core: State<'_, Core>, public_url: String) -> Answer<Subscription> {
+    core.panel().await?.subscribe_console(public_url).await
 }

@@ -82,6 +82,10 @@ fn main() -> ExitCode {
             commands::get_about,
             commands::open_logs_folder,
             commands::copy_diagnostics,
+            commands::check_with_console,
+            commands::get_console_status,
+            commands::set_console_token,
+            commands::subscribe_console,
         ])
         .on_window_event(|window, event| {
             // Closing the panel keeps the app in the tray; Quit is in the tray menu.

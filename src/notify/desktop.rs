@@ -46,7 +46,7 @@ impl Shared {
 }
 
 enum Request {
-    Plan { plan: PlanRecord, escalation: bool, answer: std_mpsc::SyncSender<Result<Notice, NotifyError>> },
+    Plan { plan: Box<PlanRecord>, escalation: bool, answer: std_mpsc::SyncSender<Result<Notice, NotifyError>> },
     Held { count: usize, answer: std_mpsc::SyncSender<Result<Notice, NotifyError>> },
     Withdraw(String),
     Responded { id: u32, response: Response },
@@ -118,14 +118,14 @@ impl Notifier for DesktopNotifier {
         if self.shared().quiet_now(Utc::now()) {
             return Ok(Notice::Held);
         }
-        self.ask(|answer| Request::Plan { plan: plan.clone(), escalation: false, answer })
+        self.ask(|answer| Request::Plan { plan: Box::new(plan.clone()), escalation: false, answer })
     }
 
     fn escalate(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
         if self.shared().quiet_now(Utc::now()) {
             return Ok(Notice::Held);
         }
-        self.ask(|answer| Request::Plan { plan: plan.clone(), escalation: true, answer })
+        self.ask(|answer| Request::Plan { plan: Box::new(plan.clone()), escalation: true, answer })
     }
 
     fn summarize_held(&self, count: usize) -> Result<Notice, NotifyError> {

@@ -23,6 +23,17 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug {
     fn get(&self, fingerprint: &Fingerprint) -> Result<Secret, KeychainError>;
     fn set(&self, secret: &Secret) -> Result<(), KeychainError>;
     fn delete(&self, fingerprint: &Fingerprint) -> Result<(), KeychainError>;
+    /// A named entry that is not a webhook secret (the Console token, account `console-token`):
+    /// `None` when there is none. Callers wrap the text in a type that never prints it.
+    fn get_named(&self, _account: &str) -> Result<Option<zeroize::Zeroizing<String>>, KeychainError> {
+        Err(KeychainError::Failed("this secret store keeps no named entries".into()))
+    }
+    fn set_named(&self, _account: &str, _value: &str) -> Result<(), KeychainError> {
+        Err(KeychainError::Failed("this secret store keeps no named entries".into()))
+    }
+    fn delete_named(&self, _account: &str) -> Result<(), KeychainError> {
+        Err(KeychainError::Failed("this secret store keeps no named entries".into()))
+    }
 }
 
 /// The OS keychain (macOS Keychain, Windows Credential Manager, the Secret Service on Linux),
@@ -61,6 +72,21 @@ impl SecretStore for Keychain {
     fn delete(&self, fingerprint: &Fingerprint) -> Result<(), KeychainError> {
         let fp = fingerprint.clone();
         self.worker.call(move |store| store.delete(&fp))
+    }
+
+    fn get_named(&self, account: &str) -> Result<Option<zeroize::Zeroizing<String>>, KeychainError> {
+        let account = account.to_owned();
+        self.worker.call(move |store| store.get_named(&account))
+    }
+
+    fn set_named(&self, account: &str, value: &str) -> Result<(), KeychainError> {
+        let (account, value) = (account.to_owned(), zeroize::Zeroizing::new(value.to_owned()));
+        self.worker.call(move |store| store.set_named(&account, &value))
+    }
+
+    fn delete_named(&self, account: &str) -> Result<(), KeychainError> {
+        let account = account.to_owned();
+        self.worker.call(move |store| store.delete_named(&account))
     }
 }
 
@@ -199,6 +225,28 @@ impl SecretStore for OsKeychain {
             Err(e) => Err(keychain_error(&e)),
         }
     }
+
+    fn get_named(&self, account: &str) -> Result<Option<zeroize::Zeroizing<String>>, KeychainError> {
+        let entry = keyring::Entry::new(&self.service, account).map_err(|e| keychain_error(&e))?;
+        match entry.get_password() {
+            Ok(text) => Ok(Some(zeroize::Zeroizing::new(text))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(keychain_error(&e)),
+        }
+    }
+
+    fn set_named(&self, account: &str, value: &str) -> Result<(), KeychainError> {
+        let entry = keyring::Entry::new(&self.service, account).map_err(|e| keychain_error(&e))?;
+        entry.set_password(value).map_err(|e| keychain_error(&e))
+    }
+
+    fn delete_named(&self, account: &str) -> Result<(), KeychainError> {
+        let entry = keyring::Entry::new(&self.service, account).map_err(|e| keychain_error(&e))?;
+        match entry.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(keychain_error(&e)),
+        }
+    }
 }
 
 /// keyring's errors carry platform messages; none of them contains secret material.
@@ -227,6 +275,7 @@ fn keychain_error(e: &keyring::Error) -> KeychainError {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<Fingerprint, Secret>>,
+    named: Mutex<HashMap<String, zeroize::Zeroizing<String>>>,
     pub fail_writes: AtomicBool,
 }
 
@@ -245,6 +294,23 @@ impl SecretStore for MemoryStore {
 
     fn delete(&self, fingerprint: &Fingerprint) -> Result<(), KeychainError> {
         lock(&self.entries).remove(fingerprint);
+        Ok(())
+    }
+
+    fn get_named(&self, account: &str) -> Result<Option<zeroize::Zeroizing<String>>, KeychainError> {
+        Ok(lock(&self.named).get(account).cloned())
+    }
+
+    fn set_named(&self, account: &str, value: &str) -> Result<(), KeychainError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(KeychainError::Locked);
+        }
+        lock(&self.named).insert(account.to_owned(), zeroize::Zeroizing::new(value.to_owned()));
+        Ok(())
+    }
+
+    fn delete_named(&self, account: &str) -> Result<(), KeychainError> {
+        lock(&self.named).remove(account);
         Ok(())
     }
 }
@@ -326,5 +392,15 @@ mod tests {
         assert_eq!(keychain.get(&secret.fingerprint()).unwrap(), secret);
         keychain.delete(&secret.fingerprint()).unwrap();
         assert_eq!(keychain.get(&secret.fingerprint()), Err(KeychainError::Missing(secret.fingerprint())));
+    }
+
+    #[test]
+    fn named_entries_go_through_the_worker() {
+        let keychain = Keychain::with_backend(Arc::new(MemoryStore::default()), Duration::from_secs(5));
+        assert_eq!(keychain.get_named("console-token").unwrap(), None);
+        keychain.set_named("console-token", "tok").unwrap();
+        assert_eq!(keychain.get_named("console-token").unwrap().as_deref().map(String::as_str), Some("tok"));
+        keychain.delete_named("console-token").unwrap();
+        assert_eq!(keychain.get_named("console-token").unwrap(), None);
     }
 }

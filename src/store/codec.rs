@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use super::records::{
-    DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanState, Work,
+    DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanSource,
+    PlanState, Work,
 };
 use super::StoreError;
 use crate::verify::Fingerprint;
@@ -182,9 +183,10 @@ macro_rules! byte_enum {
 }
 
 byte_enum!(EventVerdict { Accepted = 0, Ignored = 1 });
-byte_enum!(PlanState { Pending = 0, Snoozed = 1, Handled = 2 });
+byte_enum!(PlanState { Pending = 0, Snoozed = 1, Handled = 2, Resolved = 3 });
+byte_enum!(PlanSource { Webhook = 0, Console = 1 });
 byte_enum!(DeliveryVerdict { Accepted = 0, Duplicate = 1, Ignored = 2, Rejected = 3 });
-byte_enum!(PlanFlag { TenantMismatch = 0, NotNotified = 1 });
+byte_enum!(PlanFlag { TenantMismatch = 0, NotNotified = 1, ConsoleDisagrees = 2 });
 byte_enum!(Work { Arrival = 0, Wake = 1 });
 
 impl Record for EventRecord {
@@ -238,10 +240,15 @@ impl Record for PlanRecord {
         for f in &self.flags {
             w.u8(f.to_byte());
         }
+        // Appended in schema 3: absent from older records.
+        w.u8(self.source.to_byte());
+        w.opt(self.console_status.as_deref(), Writer::str);
+        w.opt(self.decided_by.as_deref(), Writer::str);
+        w.opt(self.resolved_at, Writer::time);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
-        Ok(PlanRecord {
+        let mut plan = PlanRecord {
             plan_id: r.str()?,
             event_id: r.str()?,
             run_id: r.str()?,
@@ -260,7 +267,18 @@ impl Record for PlanRecord {
                 let n = r.uint()?;
                 (0..n).map(|_| r.u8().and_then(PlanFlag::from_byte)).collect::<Result<_, _>>()?
             },
-        })
+            source: PlanSource::Webhook,
+            console_status: None,
+            decided_by: None,
+            resolved_at: None,
+        };
+        if !r.at_end() {
+            plan.source = PlanSource::from_byte(r.u8()?)?;
+            plan.console_status = r.opt(Reader::str)?;
+            plan.decided_by = r.opt(Reader::str)?;
+            plan.resolved_at = r.opt(Reader::time)?;
+        }
+        Ok(plan)
     }
 }
 
@@ -332,14 +350,39 @@ mod tests {
             handled_at: None,
             held: true,
             flags: vec![PlanFlag::TenantMismatch],
+            source: PlanSource::Console,
+            console_status: Some("approved".into()),
+            decided_by: Some("alice@example.com".into()),
+            resolved_at: Some(t),
         }
     }
 
     #[test]
-    fn records_written_before_flags_and_work_existed_read_with_none() {
-        let p = PlanRecord { flags: Vec::new(), ..plan() };
+    fn plans_written_before_the_console_fields_read_as_webhook_plans() {
+        let p = PlanRecord {
+            source: PlanSource::Webhook,
+            console_status: None,
+            decided_by: None,
+            resolved_at: None,
+            ..plan()
+        };
         let mut old = encode(&p);
-        old.pop(); // the flag count, appended later
+        old.truncate(old.len() - 4); // source, console_status, decided_by, resolved_at
+        assert_eq!(decode::<PlanRecord>("plans", &old).unwrap(), p);
+    }
+
+    #[test]
+    fn records_written_before_flags_and_work_existed_read_with_none() {
+        let p = PlanRecord {
+            flags: Vec::new(),
+            source: PlanSource::Webhook,
+            console_status: None,
+            decided_by: None,
+            resolved_at: None,
+            ..plan()
+        };
+        let mut old = encode(&p);
+        old.truncate(old.len() - 5); // the console fields, then the flag count, appended later
         assert_eq!(decode::<PlanRecord>("plans", &old).unwrap(), p);
         let e = OutboxEntry {
             seq: 3,

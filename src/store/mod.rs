@@ -30,6 +30,7 @@ use crate::verify::Fingerprint;
 
 mod codec;
 mod commit;
+mod console;
 mod prune;
 mod records;
 mod schema;
@@ -37,9 +38,10 @@ mod timers;
 
 use codec::Record;
 use commit::GroupCommit;
+pub use console::{ConsolePlanFacts, CONSOLE_FINGERPRINT};
 pub use records::{
-    Claim, DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanState,
-    Work,
+    Claim, DeliveryRecord, DeliveryVerdict, EventRecord, EventVerdict, OutboxEntry, PlanFlag, PlanRecord, PlanSource,
+    PlanState, Work, CONSOLE_EVENT_PREFIX,
 };
 pub use schema::SCHEMA_VERSION;
 use timers::timer_keys;
@@ -802,6 +804,10 @@ fn merge_event(previous: Option<PlanRecord>, event: &EventRecord) -> Merged {
     match previous {
         // Already recorded for this very event (a rebuild after a crash): keep it as it is.
         Some(same) if same.event_id == event.id => merged(same),
+        // Decided in the Console: a late or repeated announcement does not bring it back.
+        Some(resolved) if resolved.state == PlanState::Resolved => merged(resolved),
+        // Found in the Console while its delivery was still being settled: the delivery's plan stands.
+        Some(open) if open.is_open() && event.id.starts_with(CONSOLE_EVENT_PREFIX) => merged(open),
         // A plan id belongs to the organization that announced it first.
         Some(mut other) if other.organization_id != event.organization_id => {
             let org = other.organization_id.clone();

@@ -56,7 +56,25 @@ pub enum PlanState {
     Pending,
     Snoozed,
     Handled,
+    /// Decided in the Console (approved, rejected, expired, cancelled): out of the queue, with no
+    /// notification and no escalation left.
+    Resolved,
 }
+
+/// How a plan first reached this app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanSource {
+    /// A verified `remediation.plan_pending` delivery.
+    #[default]
+    Webhook,
+    /// Reconciliation with the Console found it pending there, never delivered here.
+    Console,
+}
+
+/// The prefix of the synthetic event a plan found in the Console is recorded under, so it takes
+/// the same store → outbox path as a delivered one.
+pub const CONSOLE_EVENT_PREFIX: &str = "console:";
 
 /// A remediation plan that awaited (or awaits) approval, keyed by plan id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +101,19 @@ pub struct PlanRecord {
     /// What a person should know about this plan beyond its state (see [`PlanFlag`]).
     #[serde(default)]
     pub flags: Vec<PlanFlag>,
+    /// Where the plan first came from.
+    #[serde(default)]
+    pub source: PlanSource,
+    /// The plan's status in the Console when reconciliation last looked at it, as the Console
+    /// said it (an unknown status is kept as is).
+    #[serde(default)]
+    pub console_status: Option<String>,
+    /// Who decided it in the Console, when the Console says.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// When it was decided in the Console (the Console's `updated`, else when we learned it).
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 /// Something about a plan that needs a person's eye; shown in next actions, the plan and `inbox`.
@@ -93,6 +124,9 @@ pub enum PlanFlag {
     TenantMismatch,
     /// Telling the user failed for longer than the retry limit: the work was given up.
     NotNotified,
+    /// The Console disagrees about this plan (another run or organization, or it does not know
+    /// it); the activity log says what. The plan is kept.
+    ConsoleDisagrees,
 }
 
 impl PlanRecord {
@@ -119,6 +153,10 @@ impl PlanRecord {
             handled_at: None,
             held: false,
             flags: Vec::new(),
+            source: if event_id.starts_with(CONSOLE_EVENT_PREFIX) { PlanSource::Console } else { PlanSource::Webhook },
+            console_status: None,
+            decided_by: None,
+            resolved_at: None,
         }
     }
 
@@ -139,7 +177,7 @@ impl PlanRecord {
     }
 
     pub fn is_open(&self) -> bool {
-        self.state != PlanState::Handled
+        !matches!(self.state, PlanState::Handled | PlanState::Resolved)
     }
 }
 

@@ -10,7 +10,10 @@
 //! Versions:
 //! 1. events, plans, outbox, delivery log (every delivery, refusals included), meta;
 //! 2. the timer index exists; refusals are counted (`refusals`), so the delivery log's refusal
-//!    rows, which a flood could fill it with, are removed.
+//!    rows, which a flood could fill it with, are removed;
+//! 3. plans may be `resolved` (decided in the Console) and carry the Console's view of them
+//!    (source, status, decider): a state byte an older build does not know, so it must refuse
+//!    the store rather than misread it. Nothing to rewrite: older plans read as webhook plans.
 
 use std::path::Path;
 
@@ -18,7 +21,7 @@ use super::records::{DeliveryRecord, DeliveryVerdict};
 use super::{codec, corrupt, Store, StoreError};
 
 /// The version this build writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const VERSION_FILE: &str = "schema-version";
 
 /// Test hook: stop (and wait to be killed) after removing this many rows in a migration, so a
@@ -63,6 +66,8 @@ impl Store {
             self.index_timers_once()?;
             self.remove_logged_refusals()?;
         }
+        // Version 3 adds fields at the end of plan records and a plan state: no step, the stamp
+        // alone keeps older builds from misreading what this one writes.
         if found < SCHEMA_VERSION || !self.dir().join(VERSION_FILE).exists() {
             self.stamp(SCHEMA_VERSION)?;
         }

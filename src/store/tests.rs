@@ -164,6 +164,20 @@ fn a_store_from_before_the_timer_index_gets_it_built_at_open() {
 }
 
 #[test]
+fn a_store_of_schema_2_is_stamped_3_and_its_plans_read_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        accept(&store, &env("e1", "p1"));
+        std::fs::write(dir.path().join("schema-version"), "2\n").unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let plan = store.plan("p1").unwrap().unwrap();
+    assert_eq!((plan.state, plan.source, plan.console_status), (PlanState::Pending, PlanSource::Webhook, None));
+}
+
+#[test]
 fn pruning_forgets_events_past_the_window_and_keeps_plans() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();

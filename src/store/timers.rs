@@ -44,7 +44,7 @@ pub(super) fn timer_keys(plan: &PlanRecord) -> Vec<Vec<u8>> {
         PlanState::Pending if plan.notified_at.is_some() && plan.escalated_at.is_none() => {
             vec![key(TIMER_ESCALATION, Some(plan.received_at))]
         }
-        PlanState::Pending | PlanState::Handled => Vec::new(),
+        PlanState::Pending | PlanState::Handled | PlanState::Resolved => Vec::new(),
     };
     if plan.is_open() && plan.flags.contains(&PlanFlag::NotNotified) {
         keys.push(key(NOT_NOTIFIED, None));

@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings};
+use zof_approvals::console::ConsoleSetup;
 use zof_approvals::envelope::plan_pending_body;
 use zof_approvals::outbox::{Notice, Notifier, NotifyError};
+use zof_approvals::panel::Panel;
 use zof_approvals::store::{PlanRecord, Store};
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
 
@@ -37,6 +39,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: Arc<tempfile::TempDir>,
     pub notified: Arc<SeenPlans>,
+    pub panel: Panel,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,12 +48,14 @@ pub struct Spawn {
     pub settings: Settings,
     pub secrets: SecretSet,
     pub dir: Option<Arc<tempfile::TempDir>>,
+    /// The Console connection's token and retries (none: the default, no token).
+    pub console: Option<ConsoleSetup>,
 }
 
 impl Default for Spawn {
     fn default() -> Self {
         let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), ..Settings::default() };
-        Spawn { settings, secrets: SecretSet::single(secret()), dir: None }
+        Spawn { settings, secrets: SecretSet::single(secret()), dir: None, console: None }
     }
 }
 
@@ -63,7 +68,11 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
     let paths = Paths { data_dir: dir.path().join("data"), config_dir: dir.path().join("config") };
     let config = AppConfig { paths, settings: spawn.settings, secrets: SecretSource::Fixed(spawn.secrets) };
     let notified = Arc::new(SeenPlans::default());
-    let app = Application::build(config, notified.clone()).await.unwrap();
+    let app = match spawn.console {
+        Some(setup) => Application::build_with_console(config, notified.clone(), setup).await.unwrap(),
+        None => Application::build(config, notified.clone()).await.unwrap(),
+    };
+    let panel = app.panel();
     let base = format!("http://{}", app.local_addr());
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -79,6 +88,7 @@ pub async fn spawn_with(spawn: Spawn) -> TestApp {
         client: reqwest::Client::new(),
         dir,
         notified,
+        panel,
         stop: Some(tx),
         task: Some(task),
     }

@@ -4,6 +4,7 @@
 //! real child processes.
 
 mod cli;
+mod console;
 mod hardening;
 mod helpers;
 mod logs;

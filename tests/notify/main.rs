@@ -13,6 +13,7 @@ use chrono::{Local, Timelike, Utc};
 use tokio::sync::{broadcast, Mutex, MutexGuard};
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, QuietHours, Settings};
+use zof_approvals::console::{ConsoleSetup, ConsoleToken, TokenSource};
 use zof_approvals::envelope::plan_pending_body;
 use zof_approvals::events::CoreEvent;
 use zof_approvals::notify::DesktopNotifier;
@@ -60,6 +61,14 @@ struct App {
 }
 
 async fn spawn(dir: Option<Arc<tempfile::TempDir>>, tweak: impl FnOnce(&mut Settings)) -> App {
+    spawn_connected(dir, tweak, None).await
+}
+
+async fn spawn_connected(
+    dir: Option<Arc<tempfile::TempDir>>,
+    tweak: impl FnOnce(&mut Settings),
+    console: Option<ConsoleSetup>,
+) -> App {
     let dir = dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
     let mut settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), ..Settings::default() };
     tweak(&mut settings);
@@ -69,7 +78,10 @@ async fn spawn(dir: Option<Arc<tempfile::TempDir>>, tweak: impl FnOnce(&mut Sett
         secrets: SecretSource::Fixed(SecretSet::single(Secret::new(SECRET).unwrap())),
     };
     let notifier = Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current()));
-    let app = Application::build(config, notifier).await.unwrap();
+    let app = match console {
+        Some(setup) => Application::build_with_console(config, notifier, setup).await.unwrap(),
+        None => Application::build(config, notifier).await.unwrap(),
+    };
     let url = app.webhook_url();
     let panel = app.panel();
     let events = app.subscribe();
@@ -428,6 +440,54 @@ async fn a_handled_plan_has_its_notification_closed() {
     let calls = until(&rec, "a notification", |c| !notifies(c).is_empty()).await;
     let id = notifies(&calls)[0].0;
     app.panel.mark_handled("plan_h".into()).await.unwrap();
+    until(&rec, "the notification is closed", |c| closes(c).contains(&id)).await;
+    assert_eq!(app.panel.overview().await.unwrap().kpis.pending, 0);
+    app.stop().await;
+}
+
+/// A Console that lists nothing as pending and says every plan was approved by alice.
+async fn approving_console() -> String {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/v1/remediation/plans",
+            get(|| async { axum::Json(serde_json::json!({"data": [], "next_cursor": null})) }),
+        )
+        .route(
+            "/v1/remediation/plans/{id}",
+            get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+                axum::Json(serde_json::json!({
+                    "id": id, "status": "approved", "organization_id": "org_abc", "run_id": "run_xyz",
+                    "created": "2026-05-20T12:00:00Z", "updated": "2026-05-20T12:05:00Z",
+                    "decided_by": "alice@example.com",
+                }))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_plan_approved_in_the_console_has_its_notification_closed() {
+    let turn = turn().await;
+    let rec = recorder(&turn).await;
+    let console = approving_console().await;
+    let setup = ConsoleSetup {
+        token: TokenSource::Fixed(ConsoleToken::new("zof_pat_notify").unwrap()),
+        watch_system: false,
+        ..ConsoleSetup::default()
+    };
+    let app = spawn_connected(None, |s| s.console_api_url = console, Some(setup)).await;
+    // The reconciliation at start is done before the plan arrives.
+    while app.panel.console_status().last_attempt_at.is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.deliver("evt_c", "plan_c").await;
+    let calls = until(&rec, "a notification", |c| !notifies(c).is_empty()).await;
+    let id = notifies(&calls)[0].0;
+    assert_eq!(app.panel.check_with_console().await.unwrap().resolved, 1);
     until(&rec, "the notification is closed", |c| closes(c).contains(&id)).await;
     assert_eq!(app.panel.overview().await.unwrap().kpis.pending, 0);
     app.stop().await;

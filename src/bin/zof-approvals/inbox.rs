@@ -91,11 +91,12 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn plan_state_word(state: PlanState) -> &'static str {
+pub(crate) fn plan_state_word(state: PlanState) -> &'static str {
     match state {
         PlanState::Pending => "pending",
         PlanState::Snoozed => "snoozed",
         PlanState::Handled => "handled",
+        PlanState::Resolved => "resolved",
     }
 }
 

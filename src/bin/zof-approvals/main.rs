@@ -1,5 +1,6 @@
 //! The `zof-approvals` command: run the receiver headless, send and sign test deliveries, check a
-//! receiver's conformance, read the inbox, manage the webhook secrets. One module per command;
+//! receiver's conformance, read the inbox and the plans, manage the webhook secrets, and connect
+//! the Console. One module per command;
 //! this file parses the command line and runs the chosen one on a runtime that suits it.
 
 use std::io::Read;
@@ -13,7 +14,9 @@ use zof_approvals::secrets::secret_from_env;
 use zof_approvals::verify::{sign_zof, Scheme};
 
 mod check;
+mod console;
 mod inbox;
+mod plans;
 mod secret;
 mod send;
 mod serve;
@@ -44,6 +47,11 @@ enum Command {
     Check(check::CheckArgs),
     /// List stored events and plan states.
     Inbox(inbox::InboxArgs),
+    /// List plans: state, source, and what the Console said about them.
+    Plans(plans::PlansArgs),
+    /// The optional Console connection: login, status, reconcile, subscribe.
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
     /// Manage the webhook secrets kept in the OS keychain.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
@@ -110,6 +118,8 @@ fn main() -> ExitCode {
             Command::Sign(a) => sign(&a),
             Command::Check(a) => check::check(a).await,
             Command::Inbox(a) => inbox::inbox(a).await,
+            Command::Plans(a) => plans::plans(a).await,
+            Command::Console(c) => console::console_command(c).await,
             Command::Secret(c) => tokio::task::spawn_blocking(move || secret::secret_command(c)).await?,
         }
     });

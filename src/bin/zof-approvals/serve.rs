@@ -11,9 +11,11 @@ use chrono::Utc;
 use zof_approvals::about;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings};
+use zof_approvals::console::{ConsoleSetup, TokenSource};
 use zof_approvals::logging::{self, LogGuard};
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
+use zof_approvals::secrets::Keychain;
 use zof_approvals::verify::Scheme;
 
 use crate::{parse_scheme, LocationArgs};
@@ -39,6 +41,15 @@ pub struct ServeArgs {
     /// plan, no D-Bus at all; plans still reach the queue and `inbox`).
     #[arg(long, value_enum, default_value_t = Notifications::Desktop)]
     notifications: Notifications,
+    /// Reconcile the queue with this Console API (default: `console_api_url` from settings).
+    #[arg(long, value_name = "URL")]
+    console_url: Option<String>,
+    /// Read the Console API token from this environment variable instead of the keychain.
+    #[arg(long, value_name = "VAR")]
+    console_token_env: Option<String>,
+    /// Seconds between reconciliations (at least 30; default: from settings, 300).
+    #[arg(long, value_name = "SECS")]
+    reconcile_interval: Option<u32>,
     /// Folder for the daily log files (the last 7 are kept). Default: `logs` in --data-dir when
     /// that is given, else the OS's state dir (`~/.local/state/zof-approvals/logs` on Linux).
     #[arg(long, value_name = "DIR")]
@@ -77,7 +88,20 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
     if let Some(scheme) = args.scheme {
         settings.scheme = scheme;
     }
+    if let Some(url) = args.console_url {
+        settings.console_api_url = url;
+    }
+    if let Some(secs) = args.reconcile_interval {
+        settings.reconcile_interval_secs = secs;
+    }
     settings.validate()?;
+    let console_url = settings.console_api_url.clone();
+    let interval = settings.reconcile_interval_secs;
+    let token = match args.console_token_env {
+        Some(var) => TokenSource::Env(var),
+        None => TokenSource::Keychain(Arc::new(Keychain::default())),
+    };
+    let console = ConsoleSetup { token, ..ConsoleSetup::default() };
     let secrets = match args.secret_env {
         Some(var) => SecretSource::Env(var),
         None => SecretSource::keychain(),
@@ -87,13 +111,16 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
         Notifications::Desktop => Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())),
         Notifications::Off => Arc::new(LogNotifier),
     };
-    let app = Application::build(config, notifier).await?;
+    let app = Application::build_with_console(config, notifier, console).await?;
     eprintln!("Zof Approvals receiver");
     eprintln!("  webhook URL : {}", app.webhook_url());
     eprintln!("  data        : {}", paths.data_dir.display());
     eprintln!("  settings    : {}", paths.settings_file().display());
     if let Some(dir) = &log_dir {
         eprintln!("  logs        : {}", dir.display());
+    }
+    if !console_url.is_empty() {
+        eprintln!("  console     : {console_url} (reconciled every {interval} s)");
     }
     if args.notifications == Notifications::Off {
         eprintln!("  notify      : off (no D-Bus; each plan is logged once)");

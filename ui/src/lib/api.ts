@@ -14,7 +14,8 @@ import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 // ---------------------------------------------------------------------------
 
 export type OldestState = 'none' | 'ok' | 'warning' | 'overdue';
-export type PlanState = 'pending' | 'snoozed' | 'handled';
+export type PlanState = 'pending' | 'snoozed' | 'handled' | 'resolved';
+export type PlanSource = 'webhook' | 'console';
 export type Verdict = 'accepted' | 'duplicate' | 'ignored' | 'rejected';
 export type Severity = 'info' | 'warning' | 'critical';
 export type Scheme = 'zof' | 'standard_webhooks';
@@ -43,7 +44,7 @@ export interface RefusalSummary {
 }
 
 /** What needs a person's eye about a plan beyond its state. */
-export type PlanFlag = 'tenant_mismatch' | 'not_notified';
+export type PlanFlag = 'tenant_mismatch' | 'not_notified' | 'console_disagrees';
 
 export interface DeliveryHealth {
   accepted: number;
@@ -74,6 +75,14 @@ export interface PlanView {
   flags: PlanFlag[];
   /** The plan in Zof Console, built by the core from the Console URL template. */
   console_url: string;
+  /** How the plan reached this app (optional: older cores do not say). */
+  source?: PlanSource;
+  /** The Console's status when last reconciled, as the Console said it. */
+  console_status?: string | null;
+  decided_by?: string | null;
+  resolved_at?: string | null;
+  /** "Approved in Console by alice@… at …", for a plan resolved in the Console. */
+  resolution?: string | null;
 }
 
 export interface NextAction {
@@ -102,6 +111,8 @@ export interface DeliveryView {
   at: string;
   event_id: string | null;
   verdict: Verdict;
+  /** A stable word for what happened; `console_*` lines come from the Console connection, not a delivery. */
+  code?: string;
   status: number;
   reason: string;
   fingerprint: string | null;
@@ -130,6 +141,41 @@ export interface Settings {
   coalesce_window_secs: number;
   show_panel_on_arrival: boolean;
   start_at_login: boolean;
+  /** The Console connection; absent: unchanged. Empty URL: off. */
+  console_api_url?: string | null;
+  reconcile_interval_secs?: number | null;
+  public_url?: string | null;
+}
+
+export type ConsoleState = 'off' | 'no_token' | 'connecting' | 'ok' | 'token_rejected' | 'unreachable';
+
+export interface ReconcileReport {
+  checked: number;
+  resolved: number;
+  added: number;
+  flagged: number;
+  errors: number;
+}
+
+/** The Console connection. Never the token: only its fingerprint. */
+export interface ConsoleStatus {
+  state: ConsoleState;
+  api_url: string;
+  token_fingerprint: string | null;
+  message: string | null;
+  last_attempt_at: string | null;
+  last_success_at: string | null;
+  last_report: ReconcileReport | null;
+  next_at: string | null;
+  interval_secs: number;
+  requests: number;
+  public_url: string;
+}
+
+export interface Subscription {
+  webhook_id: string;
+  url: string;
+  secret_fingerprint: string;
 }
 
 export interface SecretView {
@@ -239,6 +285,12 @@ export const api = {
   openLogsFolder: () => call<void>('open_logs_folder'),
   /** Copies the diagnostics (built by the core, no secret or body) to the clipboard; the text never reaches the page. */
   copyDiagnostics: () => call<void>('copy_diagnostics'),
+  /** "Check with Console": reconcile the queue with the Console now. */
+  checkWithConsole: () => call<ReconcileReport>('check_with_console'),
+  getConsoleStatus: () => call<ConsoleStatus>('get_console_status'),
+  /** The token goes to the keychain; the answer is its fingerprint. */
+  setConsoleToken: (token: string) => call<string>('set_console_token', { token }),
+  subscribeConsole: (publicUrl: string) => call<Subscription>('subscribe_console', { publicUrl }),
 };
 
 // ---------------------------------------------------------------------------

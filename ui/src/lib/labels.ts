@@ -24,9 +24,15 @@ export function verdictTone(v: string): string {
   return (VERDICT_TONE as Record<string, string>)[v] ?? 'neutral';
 }
 
+/** A line the Console connection wrote in Activity (a plan resolved there, a disagreement), not a delivery. */
+export function isConsoleLine(d: { code?: string }): boolean {
+  return d.code?.startsWith('console_') ?? false;
+}
+
 /** One sentence for a delivery: `Rejected: signature did not match (HTTP 401)`. */
-export function describeDelivery(d: { verdict: string; reason: string; status: number }): string {
+export function describeDelivery(d: { verdict: string; reason: string; status: number; code?: string }): string {
   const reason = d.reason.trim();
+  if (isConsoleLine(d)) return `Console: ${reason}`;
   return `${verdictLabel(d.verdict)}${reason ? `: ${reason}` : ''} (HTTP ${d.status})`;
 }
 
@@ -47,6 +53,7 @@ export const PLAN_STATE_LABEL: Record<PlanState, string> = {
   pending: 'Awaits approval',
   snoozed: 'Snoozed',
   handled: 'Handled',
+  resolved: 'Resolved in Console',
 };
 
 export type ActionTarget = 'settings' | 'activity' | null;
@@ -76,9 +83,32 @@ export function describeRefusals(r: Pick<RefusalSummary, 'code' | 'last_hour' | 
 export const PLAN_FLAG_LABEL: Record<PlanFlag, string> = {
   tenant_mismatch: 'Tenant mismatch',
   not_notified: 'Not notified',
+  console_disagrees: 'Console disagrees',
 };
 
 export const PLAN_FLAG_HINT: Record<PlanFlag, string> = {
   tenant_mismatch: 'A delivery named this plan under another organization; it was not merged (see Activity).',
   not_notified: 'Notifications failed for 24 hours, so telling you about this plan was given up.',
+  console_disagrees: 'The Console names another run or organization for this plan, or does not know it (see Activity).',
+};
+
+/** One sentence for a reconciliation: "Checked 12 plans with the Console: 2 resolved, 1 added." */
+export function describeReconcile(r: { checked: number; resolved: number; added: number; flagged: number; errors: number }): string {
+  const parts = [
+    r.resolved > 0 ? `${r.resolved} resolved there` : null,
+    r.added > 0 ? `${r.added} added` : null,
+    r.flagged > 0 ? `${r.flagged} flagged` : null,
+    r.errors > 0 ? `${r.errors} could not be checked` : null,
+  ].filter((p): p is string => p !== null);
+  const plans = `${r.checked} plan${r.checked === 1 ? '' : 's'}`;
+  return `Checked ${plans} with the Console: ${parts.length > 0 ? parts.join(', ') : 'all in step'}.`;
+}
+
+export const CONSOLE_STATE_LABEL: Record<string, string> = {
+  off: 'Not connected',
+  no_token: 'No API token',
+  connecting: 'Connecting…',
+  ok: 'Connected',
+  token_rejected: 'The Console refused the API token',
+  unreachable: 'The Console cannot be reached',
 };

@@ -1,4 +1,21 @@
-import type { About, DeliveryView, Overview, PlanDetail, PlanView, Secrets, Settings } from '../lib/api';
+import type { About, ConsoleStatus, DeliveryView, Overview, PlanDetail, PlanView, Secrets, Settings } from '../lib/api';
+
+export function makeConsoleStatus(over: Partial<ConsoleStatus> = {}): ConsoleStatus {
+  return {
+    state: 'off',
+    api_url: '',
+    token_fingerprint: null,
+    message: null,
+    last_attempt_at: null,
+    last_success_at: null,
+    last_report: null,
+    next_at: null,
+    interval_secs: 300,
+    requests: 0,
+    public_url: '',
+    ...over,
+  };
+}
 
 export function makePlan(over: Partial<PlanView> = {}): PlanView {
   const plan = {

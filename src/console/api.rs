@@ -1,0 +1,370 @@
+//! The Console's HTTP API, and all that this app knows of its shape (see `docs/console-api.md`):
+//! the pending-plan list (paginated), one plan, and creating a webhook subscription. Every
+//! request carries the bearer token, takes at most [`REQUEST_TIMEOUT`], and is retried here:
+//! 5xx and network errors with exponential backoff and jitter (never more than
+//! [`RetryPolicy::max_delay`] apart), 429 after its `Retry-After`; 401/403 are never retried.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::token::ConsoleToken;
+use super::ConsoleError;
+
+/// Each request's limit, connection included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many plans one page of the pending list asks for.
+pub const PAGE_LIMIT: usize = 100;
+/// A list longer than this many pages is treated as a misbehaving cursor.
+const MAX_PAGES: usize = 1000;
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait before the first retry; each further retry waits twice as long (jittered).
+    pub first_delay: Duration,
+    /// No wait is longer than this (a `Retry-After` included).
+    pub max_delay: Duration,
+    /// Tries per request, the first included.
+    pub attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300), attempts: 4 }
+    }
+}
+
+impl RetryPolicy {
+    /// The jittered wait before retry number `retry` (0 for the first): between half and all of
+    /// `first_delay · 2^retry`, capped at `max_delay`.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let full = self.first_delay.saturating_mul(2u32.saturating_pow(retry.min(20))).min(self.max_delay);
+        let mut b = [0u8; 4];
+        let unit = match getrandom::fill(&mut b) {
+            Ok(()) => f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX),
+            Err(_) => 0.5,
+        };
+        full.mul_f64(0.5 + unit / 2.0)
+    }
+}
+
+/// A plan as the Console reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsolePlan {
+    pub id: String,
+    pub status: String,
+    pub organization_id: String,
+    pub run_id: String,
+    #[serde(default)]
+    pub created: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub decided_by: Option<String>,
+}
+
+/// What a Console status means here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMeaning {
+    Pending,
+    /// Approved, rejected, expired or cancelled: decided, out of the queue.
+    Resolved,
+    /// A status this build does not know: kept and shown as is, not resolved.
+    Unknown,
+}
+
+impl ConsolePlan {
+    pub fn meaning(&self) -> StatusMeaning {
+        match self.status.as_str() {
+            "pending" => StatusMeaning::Pending,
+            "approved" | "rejected" | "expired" | "cancelled" => StatusMeaning::Resolved,
+            _ => StatusMeaning::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    data: Vec<serde_json::Value>,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// The answer to creating a webhook subscription. `secret` goes straight to the keychain; its
+/// `Debug` shows only a fingerprint.
+#[derive(Debug)]
+pub struct CreatedWebhook {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: crate::verify::Secret,
+}
+
+#[derive(Deserialize)]
+struct CreatedWebhookAnswer {
+    id: String,
+    url: String,
+    #[serde(default)]
+    events: Vec<String>,
+    secret: String,
+}
+
+/// A client of one Console API with one token. Cheap to clone; clones share the request count.
+#[derive(Debug, Clone)]
+pub struct ConsoleClient {
+    http: reqwest::Client,
+    base: String,
+    token: ConsoleToken,
+    retry: RetryPolicy,
+    requests: Arc<AtomicU64>,
+}
+
+impl ConsoleClient {
+    pub fn new(api_url: &str, token: ConsoleToken, retry: RetryPolicy) -> Result<ConsoleClient, ConsoleError> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("zof-approvals/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConsoleError::Unreachable(e.without_url().to_string()))?;
+        let base = api_url.trim().trim_end_matches('/').to_owned();
+        Ok(ConsoleClient { http, base, token, retry, requests: Arc::new(AtomicU64::new(0)) })
+    }
+
+    pub fn token(&self) -> &ConsoleToken {
+        &self.token
+    }
+
+    pub fn api_url(&self) -> &str {
+        &self.base
+    }
+
+    /// HTTP requests made so far (retries included).
+    pub fn requests_made(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every plan the Console lists as pending, page after page.
+    pub async fn pending_plans(&self) -> Result<Vec<(ConsolePlan, serde_json::Value)>, ConsoleError> {
+        let mut plans = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let limit = PAGE_LIMIT.to_string();
+            let mut query = vec![("status", "pending"), ("limit", limit.as_str())];
+            if let Some(c) = cursor.as_deref() {
+                query.push(("cursor", c));
+            }
+            let url = format!("{}/v1/remediation/plans", self.base);
+            let (_, body) = self.send(|| self.http.get(&url).query(&query), &[StatusCode::OK]).await?;
+            let page: Page = parse(&body)?;
+            for raw in page.data {
+                let plan: ConsolePlan = serde_json::from_value(raw.clone()).map_err(|e| bad_answer(&e))?;
+                plans.push((plan, raw));
+            }
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(next) => cursor = Some(next),
+                None => return Ok(plans),
+            }
+        }
+        Err(ConsoleError::BadAnswer(format!("the pending list did not end after {MAX_PAGES} pages")))
+    }
+
+    /// One request that says whether the Console answers and accepts the token: the first
+    /// pending plan, if any.
+    pub async fn probe(&self) -> Result<(), ConsoleError> {
+        let url = format!("{}/v1/remediation/plans", self.base);
+        self.send(|| self.http.get(&url).query(&[("status", "pending"), ("limit", "1")]), &[StatusCode::OK]).await?;
+        Ok(())
+    }
+
+    /// One plan; `None` when the Console does not know it (404).
+    pub async fn plan(&self, plan_id: &str) -> Result<Option<(ConsolePlan, serde_json::Value)>, ConsoleError> {
+        let url = format!("{}/v1/remediation/plans/{}", self.base, path_segment(plan_id));
+        let (status, body) = self.send(|| self.http.get(&url), &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let raw: serde_json::Value = parse(&body)?;
+        let plan = serde_json::from_value(raw.clone()).map_err(|e| bad_answer(&e))?;
+        Ok(Some((plan, raw)))
+    }
+
+    /// Subscribes `url` to `remediation.plan_pending`; the answer carries the signing secret.
+    pub async fn create_webhook(&self, url: &str, description: &str) -> Result<CreatedWebhook, ConsoleError> {
+        let body = serde_json::json!({
+            "url": url,
+            "events": [crate::envelope::PLAN_PENDING],
+            "description": description,
+        })
+        .to_string();
+        let endpoint = format!("{}/v1/webhooks", self.base);
+        let (_, answer) = self
+            .send(
+                || self.http.post(&endpoint).header(CONTENT_TYPE, "application/json").body(body.clone()),
+                &[StatusCode::CREATED, StatusCode::OK],
+            )
+            .await?;
+        let answer: CreatedWebhookAnswer = parse(&answer)?;
+        let text = zeroize::Zeroizing::new(answer.secret);
+        let secret = crate::verify::Secret::new(&text).map_err(|e| {
+            ConsoleError::BadAnswer(format!("the webhook secret the Console returned is unusable: {e}"))
+        })?;
+        Ok(CreatedWebhook { id: answer.id, url: answer.url, events: answer.events, secret })
+    }
+
+    /// Sends a request (built afresh for each try) until it gets one of `expected`, retrying
+    /// what is worth retrying. Returns the status and the body.
+    async fn send(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        expected: &[StatusCode],
+    ) -> Result<(StatusCode, Vec<u8>), ConsoleError> {
+        let mut last = ConsoleError::Unreachable("no request was made".into());
+        for attempt in 0..self.retry.attempts.max(1) {
+            if attempt > 0 {
+                let wait = match &last {
+                    ConsoleError::RateLimited { retry_after: Some(after) } => (*after).min(self.retry.max_delay),
+                    _ => self.retry.delay(attempt - 1),
+                };
+                tracing::debug!(?wait, attempt, "retrying a Console request");
+                tokio::time::sleep(wait).await;
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut auth = HeaderValue::from_str(&self.token.bearer()).map_err(|_| ConsoleError::BadToken)?;
+            auth.set_sensitive(true);
+            let response = match build().header(AUTHORIZATION, auth).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = ConsoleError::Unreachable(describe(&e));
+                    continue;
+                }
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(ConsoleError::TokenRejected(status.as_u16()));
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry_after(v, Utc::now()));
+                last = ConsoleError::RateLimited { retry_after };
+                continue;
+            }
+            if status.is_server_error() {
+                last = ConsoleError::Status(status.as_u16());
+                continue;
+            }
+            if !expected.contains(&status) {
+                return Err(ConsoleError::Status(status.as_u16()));
+            }
+            match response.bytes().await {
+                Ok(body) => return Ok((status, body.to_vec())),
+                Err(e) => last = ConsoleError::Unreachable(describe(&e)),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ConsoleError> {
+    serde_json::from_slice(body).map_err(|e| bad_answer(&e))
+}
+
+fn bad_answer(e: &serde_json::Error) -> ConsoleError {
+    ConsoleError::BadAnswer(format!("line {} column {}: {}", e.line(), e.column(), classify(e)))
+}
+
+fn classify(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Eof => "the answer ends early",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "not the expected shape",
+        serde_json::error::Category::Io => "read error",
+    }
+}
+
+/// A network error in words, without the URL's query (which holds nothing secret, but is noise).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        text
+    }
+}
+
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_with_jitter_and_stop_at_the_cap() {
+        let p = RetryPolicy { first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(300), attempts: 9 };
+        for retry in 0..12 {
+            let full = Duration::from_secs(1 << retry.min(9)).min(Duration::from_secs(300));
+            let d = p.delay(retry);
+            assert!(d >= full / 2 && d <= full, "retry {retry}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::from_secs(60)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn statuses_resolve_only_when_decided() {
+        let plan = |status: &str| ConsolePlan {
+            id: "p".into(),
+            status: status.into(),
+            organization_id: "o".into(),
+            run_id: "r".into(),
+            created: None,
+            updated: None,
+            decided_by: None,
+        };
+        for s in ["approved", "rejected", "expired", "cancelled"] {
+            assert_eq!(plan(s).meaning(), StatusMeaning::Resolved, "{s}");
+        }
+        assert_eq!(plan("pending").meaning(), StatusMeaning::Pending);
+        assert_eq!(plan("on_hold").meaning(), StatusMeaning::Unknown);
+    }
+}
