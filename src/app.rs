@@ -72,6 +72,8 @@ pub struct Application {
     watcher: Option<SecretsWatcher>,
     rebinds: mpsc::Receiver<TcpListener>,
     panel: Panel,
+    /// The team relay's consumer: a second intake source beside HTTP (`serve --relay`).
+    relay: Option<crate::relay::ConsumerHandle>,
 }
 
 impl Application {
@@ -128,7 +130,7 @@ impl Application {
         };
         let (stop_applying, stopped) = tokio::sync::oneshot::channel();
         let applier = (tokio::spawn(apply_notification_actions(panel.clone(), chosen, stopped)), stop_applying);
-        Ok(Application { listener, limits, worker, pruner, applier, watcher, rebinds, panel })
+        Ok(Application { listener, limits, worker, pruner, applier, watcher, rebinds, panel, relay: None })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -157,6 +159,14 @@ impl Application {
         self.panel.manager.as_ref()
     }
 
+    /// Also takes deliveries from the team relay (JetStream), through the same intake as HTTP.
+    /// Must be called inside the Tokio runtime; a second call is ignored.
+    pub fn attach_relay(&mut self, link: crate::relay::LaptopLink) {
+        if self.relay.is_none() {
+            self.relay = Some(crate::relay::ConsumerHandle::start(self.panel.intake.clone(), link));
+        }
+    }
+
     /// The handle the desktop shell works through.
     pub fn panel(&self) -> Panel {
         self.panel.clone()
@@ -166,7 +176,7 @@ impl Application {
     /// its batch and the store is flushed before this returns. A new listen address from the
     /// settings moves the server without dropping the store or the queue.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Application { mut listener, limits, worker, pruner, applier, watcher, mut rebinds, panel } = self;
+        let Application { mut listener, limits, worker, pruner, applier, watcher, mut rebinds, panel, relay } = self;
         let mut shutdown = Box::pin(shutdown);
         let served = loop {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -190,6 +200,10 @@ impl Application {
                 done = &mut server => break done,
             }
         };
+        // Messages being judged are stored and acknowledged; the rest stay in the stream.
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
         // Not an abort: a prune already running on a blocking thread would keep the store open.
         let (pruning, stop_pruning) = pruner;
         let _ = stop_pruning.send(());

@@ -17,6 +17,8 @@
 //!   of unreadable records; reopening after a disk failure);
 //! - [`secrets`]: the OS keychain (`keychain`, the only code that names `keyring`), rotation, the watcher;
 //! - [`notify`]: the pure policy (`policy`) and the D-Bus side (`desktop`, the only code that names `notify-rust`);
+//! - [`relay`]: the team relay over NATS JetStream (the only code that names `async-nats`): the
+//!   relay publishes what the [`intake::Judge`] verified; a laptop's consumer is one more intake source;
 //! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver;
 //! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
 //!
@@ -41,6 +43,7 @@ pub mod outbox;
 pub mod panel;
 pub mod receiver;
 pub mod refusals;
+pub mod relay;
 pub mod secrets;
 pub mod store;
 pub mod verify;
