@@ -14,6 +14,7 @@ use zof_approvals::verify::{sign_zof, Scheme};
 
 mod check;
 mod inbox;
+mod relay;
 mod secret;
 mod send;
 mod serve;
@@ -47,6 +48,11 @@ enum Command {
     /// Manage the webhook secrets kept in the OS keychain.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Run the team relay: verify deliveries and put them into NATS JetStream for every laptop.
+    Relay(relay::RelayArgs),
+    /// Publish straight to JetStream (the relay benchmark's baseline).
+    #[command(hide = true)]
+    RelayBench(relay::RelayBenchArgs),
 }
 
 /// Where the store and the settings are, for the commands that read them.
@@ -104,6 +110,8 @@ fn main() -> ExitCode {
             Command::Check(a) => check::check(a).await,
             Command::Inbox(a) => inbox::inbox(a).await,
             Command::Secret(c) => tokio::task::spawn_blocking(move || secret::secret_command(c)).await?,
+            Command::Relay(a) => relay::relay(a).await,
+            Command::RelayBench(a) => relay::relay_bench(a).await,
         }
     });
     match result {

@@ -11,6 +11,7 @@ use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, Settings};
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
+use zof_approvals::relay::{consumer_name, LaptopLink};
 use zof_approvals::verify::Scheme;
 
 use crate::{parse_scheme, LocationArgs};
@@ -36,6 +37,14 @@ pub struct ServeArgs {
     /// plan, no D-Bus at all; plans still reach the queue and `inbox`).
     #[arg(long, value_enum, default_value_t = Notifications::Desktop)]
     notifications: Notifications,
+    /// Also take deliveries from a team relay's NATS JetStream (nats://host:4222, tls://…).
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// This laptop's durable consumer name (default: user@host, made valid for NATS).
+    #[arg(long, value_name = "NAME", requires = "relay")]
+    consumer: Option<String>,
+    #[command(flatten)]
+    nats: crate::relay::NatsArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,7 +75,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Notifications::Desktop => Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())),
         Notifications::Off => Arc::new(LogNotifier),
     };
-    let app = Application::build(config, notifier).await?;
+    let mut app = Application::build(config, notifier).await?;
+    if let Some(url) = &args.relay {
+        let consumer = args.consumer.clone().unwrap_or_else(default_consumer_name);
+        let nats = args.nats.config(url, format!("zof-approvals {consumer}"))?;
+        eprintln!("  relay       : {url}, stream {}, consumer {consumer}", args.nats.stream);
+        app.attach_relay(LaptopLink { nats, stream: args.nats.stream.clone(), consumer });
+    }
     eprintln!("Zof Approvals receiver");
     eprintln!("  webhook URL : {}", app.webhook_url());
     eprintln!("  data        : {}", paths.data_dir.display());
@@ -94,7 +109,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// `user@host`, made a valid durable consumer name.
+fn default_consumer_name() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "user".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    consumer_name(&user, &host)
+}
+
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
