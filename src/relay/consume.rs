@@ -109,7 +109,8 @@ async fn follow(
         .get_stream(&link.stream)
         .await
         .map_err(|e| RelayError::Stream { name: link.stream.clone(), reason: e.to_string() })?;
-    let consumer_error = |e: &dyn std::fmt::Display| RelayError::Consumer { name: link.consumer.clone(), reason: e.to_string() };
+    let consumer_error =
+        |e: &dyn std::fmt::Display| RelayError::Consumer { name: link.consumer.clone(), reason: e.to_string() };
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             &link.consumer,

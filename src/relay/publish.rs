@@ -157,7 +157,9 @@ impl Relay {
 
     /// Why deliveries get 503 right now, if they do.
     pub fn not_ready(&self) -> Option<String> {
-        self.judge.not_ready().or_else(|| (!self.publisher.status.is_connected()).then(|| "NATS is not reachable".into()))
+        self.judge
+            .not_ready()
+            .or_else(|| (!self.publisher.status.is_connected()).then(|| "NATS is not reachable".into()))
     }
 
     pub fn publisher(&self) -> &Publisher {

@@ -87,13 +87,14 @@ impl RelayStatus {
     }
 
     fn set(&self, next: State) {
-        let previous = self.with(|s| std::mem::replace(s, next.clone()));
+        let previous = self.with(|s| std::mem::replace(s, next));
         let kind = |s: &State| match s {
             State::Connecting => 0,
             State::Connected { pending: 0 } => 1,
             State::Connected { .. } => 2,
             State::Disconnected { .. } => 3,
         };
+        let next = self.with(|s| s.clone());
         if kind(&previous) != kind(&next) {
             match &next {
                 State::Disconnected { reason: Some(why), .. } => {

@@ -206,6 +206,9 @@ fn a_laptop_offline_past_the_tolerance_accepts_what_was_valid_when_the_relay_too
     assert!(!plans.contains(&"evt_late".to_string()));
 }
 
+/// Event id, headers, body: a message as a forger with NATS credentials would publish it.
+type Forged<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+
 #[test]
 fn messages_forged_on_the_subject_are_refused_by_the_laptops() {
     let nats = Nats::start();
@@ -223,7 +226,7 @@ fn messages_forged_on_the_subject_are_refused_by_the_laptops() {
     let wrong_secret = sign_zof(&other, &body("evt_wrong_secret"));
     let good = body("evt_good");
     let good_sig = sign_zof(&secret, &good);
-    let messages: Vec<(&str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let messages: Vec<Forged> = vec![
         ("evt_tampered", vec![("x-zof-signature", signed_original.as_str())], tampered),
         ("evt_unsigned", vec![], body("evt_unsigned")),
         ("evt_wrong_secret", vec![("x-zof-signature", wrong_secret.as_str())], body("evt_wrong_secret")),

@@ -136,7 +136,9 @@ impl Proc {
     pub fn healthz(&self) -> (u16, serde_json::Value) {
         runtime().block_on(async {
             match reqwest::get(format!("{}/healthz", self.base)).await {
-                Ok(r) => (r.status().as_u16(), serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default()),
+                Ok(r) => {
+                    (r.status().as_u16(), serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default())
+                }
                 Err(_) => (0, serde_json::Value::Null),
             }
         })
@@ -183,9 +185,9 @@ impl Laptop {
             .arg(self.home.join("config"))
             .args(["--relay", &nats.url(), "--consumer", &self.name]);
         // One log per run, so a restarted laptop's notifications are counted across runs.
-        let runs = std::fs::read_dir(&self.home).unwrap().filter(|e| {
-            e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("serve-"))
-        });
+        let runs = std::fs::read_dir(&self.home)
+            .unwrap()
+            .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("serve-")));
         let n = runs.count();
         Proc::spawn(c, self.home.join(format!("serve-{n}.log")))
     }
@@ -203,10 +205,7 @@ impl Laptop {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-        rows.iter()
-            .filter(|r| r["state"] == "pending")
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
+        rows.iter().filter(|r| r["state"] == "pending").map(|r| r["id"].as_str().unwrap().to_owned()).collect()
     }
 
     /// How many times a plan was announced, across every run of this laptop.
@@ -228,7 +227,8 @@ pub fn send(url: &str, count: u64, extra: &[&str]) -> serde_json::Value {
         .env("ZOF_WEBHOOK_SECRET", SECRET)
         .output()
         .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("send printed {:?}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("send printed {:?}", String::from_utf8_lossy(&out.stdout)))
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {

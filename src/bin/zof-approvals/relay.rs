@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use zeroize::Zeroizing;
 use zof_approvals::config::{Settings, DEFAULT_SECRET_ENV};
 use zof_approvals::intake::{IntakePolicy, Judge};
 use zof_approvals::receiver::Limits;
 use zof_approvals::relay::{self, NatsAuth, NatsConfig, Publisher, Relay, RelayStatus, StreamSettings};
 use zof_approvals::secrets::{secret_from_env, SecretUsage, SecretsHandle, SecretsStatus};
 use zof_approvals::verify::{Scheme, SecretSet};
-use zeroize::Zeroizing;
 
 use crate::parse_scheme;
 
@@ -85,7 +85,11 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
         Ok(secret) => SecretsStatus::Ready(SecretSet::single(secret)),
         Err(e) => SecretsStatus::Unavailable(e.to_string()),
     };
-    let judge = Judge::new(SecretsHandle::new(secrets), Arc::new(SecretUsage::default()), IntakePolicy::from_settings(&settings));
+    let judge = Judge::new(
+        SecretsHandle::new(secrets),
+        Arc::new(SecretUsage::default()),
+        IntakePolicy::from_settings(&settings),
+    );
     let nats = args.nats_args.config(&args.nats, "zof-approvals relay".into())?;
     let status = RelayStatus::new("relay");
     let publisher = Publisher::connect(&nats, status).await?;
@@ -164,7 +168,10 @@ pub async fn relay_bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
                 }
                 let t0 = Instant::now();
                 let id = format!("bench_{tag}_{n}");
-                match publisher.publish(subject.clone(), &id, &[("x-zof-signature", "sha256=bench")], body.clone()).await {
+                match publisher
+                    .publish(subject.clone(), &id, &[("x-zof-signature", "sha256=bench")], body.clone())
+                    .await
+                {
                     Ok(_) => ok += 1,
                     Err(_) => failed += 1,
                 }
