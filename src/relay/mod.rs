@@ -82,11 +82,13 @@ pub struct NatsConfig {
 pub struct StreamSettings {
     pub name: String,
     pub replicas: usize,
+    /// `zof.deliveries.>` for the relay; the benchmark's baseline uses a stream of its own.
+    pub subjects: Vec<String>,
 }
 
 impl Default for StreamSettings {
     fn default() -> Self {
-        StreamSettings { name: DEFAULT_STREAM.into(), replicas: 1 }
+        StreamSettings { name: DEFAULT_STREAM.into(), replicas: 1, subjects: vec![format!("{SUBJECT_PREFIX}.>")] }
     }
 }
 
@@ -168,7 +170,7 @@ pub async fn connect(config: &NatsConfig, status: RelayStatus) -> Result<async_n
 fn stream_config(settings: &StreamSettings) -> jetstream::stream::Config {
     jetstream::stream::Config {
         name: settings.name.clone(),
-        subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+        subjects: settings.subjects.clone(),
         storage: jetstream::stream::StorageType::File,
         num_replicas: settings.replicas.max(1),
         duplicate_window: DUPLICATE_WINDOW,

@@ -106,6 +106,30 @@ impl Publisher {
         }
     }
 
+    /// Each message's `Nats-Msg-Id` and relay received-at time, in stream order, read with an
+    /// ephemeral ordered consumer (the latency benchmark compares them with the laptops' stores).
+    pub async fn received_times(&self, stream: &str) -> Result<Vec<(String, DateTime<Utc>)>, RelayError> {
+        use futures::StreamExt;
+        let failed = |e: &dyn std::fmt::Display| RelayError::Messages(e.to_string());
+        let stream = self.js.get_stream(stream).await.map_err(|e| failed(&e))?;
+        let config = jetstream::consumer::pull::OrderedConfig::default();
+        let consumer = stream.create_consumer(config).await.map_err(|e| failed(&e))?;
+        let mut pending = consumer.cached_info().num_pending;
+        let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
+        let mut times = Vec::new();
+        while pending > 0 {
+            let Some(message) = messages.next().await else { break };
+            let message = message.map_err(|e| failed(&e))?;
+            pending = message.info().map(|i| i.pending).unwrap_or(0);
+            let headers = super::NatsHeaders(message.headers.as_ref());
+            let id = headers.header(MSG_ID_HEADER).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
+            if let (Some(id), Some(at)) = (id, received_at(headers.header(RECEIVED_AT_HEADER))) {
+                times.push((id, at));
+            }
+        }
+        Ok(times)
+    }
+
     /// Sends what is buffered (at shutdown).
     pub async fn flush(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
@@ -132,7 +156,7 @@ impl Relay {
             Err(rejection) => return refused(rejection),
         };
         let envelope = verified.envelope;
-        let received_at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let received_at = now.to_rfc3339_opts(SecondsFormat::Micros, true);
         let mut forwarded: Vec<(&str, &str)> = FORWARDED_HEADERS
             .iter()
             .filter_map(|name| headers.header(name).and_then(|v| std::str::from_utf8(v).ok()).map(|v| (*name, v)))

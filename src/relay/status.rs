@@ -74,6 +74,8 @@ impl RelayStatus {
 
     pub(crate) fn on_event(&self, event: &async_nats::Event) {
         match event {
+            // Until the stream (relay) or the consumer (laptop) answered, "connecting" stays.
+            async_nats::Event::Connected if self.with(|s| *s == State::Connecting) => {}
             async_nats::Event::Connected => {
                 let pending = self.with(|s| match s {
                     State::Connected { pending } => *pending,

@@ -93,7 +93,7 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let nats = args.nats_args.config(&args.nats, "zof-approvals relay".into())?;
     let status = RelayStatus::new("relay");
     let publisher = Publisher::connect(&nats, status).await?;
-    let stream = StreamSettings { name: args.nats_args.stream.clone(), replicas: args.replicas };
+    let stream = StreamSettings { name: args.nats_args.stream.clone(), replicas: args.replicas, ..Default::default() };
     publisher.ensure_stream(&stream, Duration::from_secs(60)).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -137,13 +137,29 @@ pub struct RelayBenchArgs {
     /// Subject to publish to (inside the stream, which is created if missing).
     #[arg(long, default_value = "zof.deliveries.bench")]
     subject: String,
+    /// Publish nothing: print each relayed message's event id and the relay's received-at
+    /// time (RFC 3339), one per line, for the latency benchmark.
+    #[arg(long)]
+    received_times: bool,
 }
 
 pub async fn relay_bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
     let nats = args.nats_args.config(&args.nats, "zof-approvals relay-bench".into())?;
     let publisher = Publisher::connect(&nats, RelayStatus::new("bench")).await?;
-    let stream = StreamSettings { name: args.nats_args.stream.clone(), replicas: 1 };
+    // The baseline's own stream when it publishes outside the relay's subjects.
+    let subjects = match args.subject.starts_with(&format!("{}.", relay::SUBJECT_PREFIX)) {
+        true => vec![format!("{}.>", relay::SUBJECT_PREFIX)],
+        false => vec![args.subject.clone()],
+    };
+    let stream = StreamSettings { name: args.nats_args.stream.clone(), replicas: 1, subjects };
     publisher.ensure_stream(&stream, Duration::from_secs(30)).await?;
+    if args.received_times {
+        let mut out = std::io::stdout().lock();
+        for (id, at) in publisher.received_times(&stream.name).await? {
+            writeln!(out, "{id} {}", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let tag = crate::random_tag()?;
     // A body the size of a real delivery.
     let body = axum::body::Bytes::from(zof_approvals::envelope::plan_pending_body(
