@@ -73,6 +73,8 @@ pub struct NatsConfig {
     /// `nats://host:4222`, `tls://host:4222` (TLS required), or several separated by commas.
     pub url: String,
     pub auth: NatsAuth,
+    /// A CA certificate (PEM) to trust besides the system's, for a server with a private CA.
+    pub ca_file: Option<PathBuf>,
     /// The client name the server shows (`nats server report connections`).
     pub name: String,
 }
@@ -148,6 +150,10 @@ pub async fn connect(config: &NatsConfig, status: RelayStatus) -> Result<async_n
         NatsAuth::UserPassword { user, password } => {
             async_nats::ConnectOptions::with_user_and_password(user.clone(), password.to_string())
         }
+    };
+    let options = match &config.ca_file {
+        Some(ca) => options.add_root_certificates(ca.clone()),
+        None => options,
     };
     let options = options
         .name(&config.name)

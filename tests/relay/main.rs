@@ -17,7 +17,7 @@ use zof_approvals::relay::{delivery_subject, NatsAuth, NatsConfig, Publisher, Re
 use zof_approvals::verify::{sign_standard, sign_zof, Secret};
 
 fn publisher(nats: &Nats, rt: &tokio::runtime::Runtime) -> Publisher {
-    let config = NatsConfig { url: nats.url(), auth: NatsAuth::None, name: "test publisher".into() };
+    let config = NatsConfig { url: nats.url(), auth: NatsAuth::None, ca_file: None, name: "test publisher".into() };
     rt.block_on(async {
         let p = Publisher::connect(&config, RelayStatus::new("test")).await.unwrap();
         p.ensure_stream(&Default::default(), Duration::from_secs(10)).await.unwrap();

@@ -38,6 +38,9 @@ pub struct NatsArgs {
     /// The environment variable that holds the NATS password.
     #[arg(long, value_name = "VAR", requires = "nats_user")]
     pub nats_password_env: Option<String>,
+    /// A CA certificate (PEM) to trust for the NATS server's TLS, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
 }
 
 impl NatsArgs {
@@ -51,7 +54,7 @@ impl NatsArgs {
             }
             _ => NatsAuth::None,
         };
-        Ok(NatsConfig { url: url.to_owned(), auth, name })
+        Ok(NatsConfig { url: url.to_owned(), auth, ca_file: self.nats_ca.clone(), name })
     }
 }
 
