@@ -168,8 +168,13 @@ pub async fn connect(config: &NatsConfig, status: RelayStatus) -> Result<async_n
             let status = status.clone();
             async move { status.on_event(&event) }
         });
+    // A cluster's nodes, comma-separated; the client also learns the others from the server.
+    let servers: Vec<&str> = config.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    if servers.is_empty() {
+        return Err(RelayError::Url(config.url.clone()));
+    }
     // The error's text may quote the URL, never a password (that goes in the CONNECT message).
-    options.connect(config.url.as_str()).await.map_err(|e| RelayError::Connect(e.to_string()))
+    options.connect(servers).await.map_err(|e| RelayError::Connect(e.to_string()))
 }
 
 /// The stream's configuration as the relay creates it.

@@ -25,7 +25,7 @@ fn publisher(nats: &Nats, rt: &tokio::runtime::Runtime) -> Publisher {
     })
 }
 
-fn stop_and_read(nats: &Nats, laptop: &Laptop, proc: Proc) -> Vec<String> {
+fn stop_and_read(nats: &impl NatsUrl, laptop: &Laptop, proc: Proc) -> Vec<String> {
     wait_drained(nats, &laptop.name);
     proc.terminate();
     laptop.plans()
@@ -243,4 +243,35 @@ fn messages_forged_on_the_subject_are_refused_by_the_laptops() {
     for code in ["signature_mismatch", "missing_signature"] {
         assert!(text.contains(code), "the refusal `{code}` is counted:\n{text}");
     }
+}
+
+#[test]
+fn a_three_node_cluster_losing_a_node_mid_burst_keeps_every_acknowledged_delivery() {
+    let mut cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    // The relay waits for the cluster to elect its JetStream leader before it listens.
+    let relay = relay(&cluster, dir.path(), "relay", &["--replicas", "3"]);
+    let a = Laptop::new(dir.path(), "a");
+    let pa = a.start(&cluster);
+    let acked_file = dir.path().join("acked.txt");
+    let burst = std::process::Command::new(bin())
+        .args(["send", "--url", &relay.url(), "--count", "2000", "--concurrency", "32", "--json", "--acked-out"])
+        .arg(&acked_file)
+        .env("ZOF_WEBHOOK_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let acked_lines = || std::fs::read_to_string(&acked_file).map(|t| t.lines().count()).unwrap_or(0);
+    wait_until(30, "300 acknowledged deliveries", || acked_lines() >= 300);
+    cluster.kill(1);
+    let out = burst.wait_with_output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["errors"], 0, "the relay answered every delivery: {summary}");
+    // The two nodes left keep the stream: the relay takes deliveries again.
+    wait_until(30, "the relay to take deliveries again", || send(&relay.url(), 10, &[])["accepted"] == 10);
+    let acked: HashSet<String> = std::fs::read_to_string(&acked_file).unwrap().lines().map(str::to_owned).collect();
+    let plans = distinct(&stop_and_read(&cluster, &a, pa));
+    let missing: Vec<_> = acked.difference(&plans).take(5).collect();
+    assert!(missing.is_empty(), "acknowledged deliveries missing on the laptop, e.g. {missing:?}");
+    assert_eq!(a.notifications(), plans.len());
 }

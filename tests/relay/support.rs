@@ -86,6 +86,73 @@ impl Nats {
     }
 }
 
+/// What the processes are given as `--nats` / `--relay`.
+pub trait NatsUrl {
+    fn nats_url(&self) -> String;
+}
+
+impl NatsUrl for Nats {
+    fn nats_url(&self) -> String {
+        self.url()
+    }
+}
+
+/// A 3-node JetStream cluster on loopback; each node killed on drop.
+pub struct Cluster {
+    ports: Vec<u16>,
+    /// Kept for the nodes' stores and logs, removed on drop.
+    _dir: tempfile::TempDir,
+    children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    pub fn start(nodes: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let mut children = Vec::new();
+        for i in 0..nodes {
+            let others: Vec<String> =
+                (0..nodes).filter(|j| *j != i).map(|j| format!("nats://127.0.0.1:{}", routes[j])).collect();
+            let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
+            let child = Command::new(nats_server_binary())
+                .args(["-js", "-sd"])
+                .arg(dir.path().join(format!("js{i}")))
+                .args(["-p", &ports[i].to_string(), "-a", "127.0.0.1", "-n", &format!("n{i}")])
+                .args(["--cluster_name", "zof", "--cluster", &format!("nats://127.0.0.1:{}", routes[i])])
+                .args(["--routes", &others.join(",")])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            children.push(Some(child));
+        }
+        for port in &ports {
+            wait_until(10, "a cluster node to listen", || std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
+        }
+        Cluster { ports, _dir: dir, children }
+    }
+
+    pub fn kill(&mut self, node: usize) {
+        if let Some(mut c) = self.children[node].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl NatsUrl for Cluster {
+    fn nats_url(&self) -> String {
+        self.ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        (0..self.children.len()).for_each(|i| self.kill(i));
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         self.stop();
@@ -152,9 +219,9 @@ impl Drop for Proc {
     }
 }
 
-pub fn relay(nats: &Nats, dir: &Path, name: &str, extra: &[&str]) -> Proc {
+pub fn relay(nats: &impl NatsUrl, dir: &Path, name: &str, extra: &[&str]) -> Proc {
     let mut c = Command::new(bin());
-    c.args(["relay", "--listen", "127.0.0.1:0", "--nats", &nats.url()]).args(extra);
+    c.args(["relay", "--listen", "127.0.0.1:0", "--nats", &nats.nats_url()]).args(extra);
     Proc::spawn(c, dir.join(format!("{name}.log")))
 }
 
@@ -176,14 +243,14 @@ impl Laptop {
         self
     }
 
-    pub fn start(&self, nats: &Nats) -> Proc {
+    pub fn start(&self, nats: &impl NatsUrl) -> Proc {
         let mut c = Command::new(bin());
         c.args(["serve", "--listen", "127.0.0.1:0", "--secret-env", "ZOF_WEBHOOK_SECRET", "--notifications", "off"])
             .arg("--data-dir")
             .arg(self.home.join("data"))
             .arg("--config-dir")
             .arg(self.home.join("config"))
-            .args(["--relay", &nats.url(), "--consumer", &self.name]);
+            .args(["--relay", &nats.nats_url(), "--consumer", &self.name]);
         // One log per run, so a restarted laptop's notifications are counted across runs.
         let runs = std::fs::read_dir(&self.home)
             .unwrap()
@@ -236,10 +303,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Waits until `consumer` has taken and acknowledged everything in the stream.
-pub fn wait_drained(nats: &Nats, consumer: &str) {
+pub fn wait_drained(nats: &impl NatsUrl, consumer: &str) {
     let rt = runtime();
+    let servers: Vec<String> = nats.nats_url().split(',').map(str::to_owned).collect();
     rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
+        let client = async_nats::connect(servers).await.unwrap();
         let js = jetstream::new(client);
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = String::new();
