@@ -2,7 +2,9 @@
 //! same [`Judge`]), but a verified delivery goes to JetStream instead of a store, and is answered
 //! 200 only once JetStream acknowledged it. The relay keeps no state of its own.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use axum::body::Bytes;
@@ -141,11 +143,37 @@ impl Publisher {
 pub struct Relay {
     judge: Judge,
     publisher: Publisher,
+    unrelayed: Arc<Unrelayed>,
+}
+
+/// Deliveries answered 503 because JetStream did not take them: logged as a count, at most one
+/// line per [`UNRELAYED_LOG_EVERY`], since an outage can mean thousands of them a second.
+#[derive(Debug, Default)]
+struct Unrelayed {
+    count: AtomicU64,
+    logged_at: Mutex<Option<Instant>>,
+}
+
+const UNRELAYED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Unrelayed {
+    fn record(&self, error: &RelayError) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut logged_at = match self.logged_at.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if logged_at.is_none_or(|at| at.elapsed() >= UNRELAYED_LOG_EVERY) {
+            *logged_at = Some(Instant::now());
+            let count = self.count.swap(0, Ordering::Relaxed);
+            tracing::warn!(error = %error, count, "deliveries not relayed (answered 503) since the last line");
+        }
+    }
 }
 
 impl Relay {
     pub fn new(judge: Judge, publisher: Publisher) -> Relay {
-        Relay { judge, publisher }
+        Relay { judge, publisher, unrelayed: Arc::default() }
     }
 
     /// Judges one delivery and, if it verified, publishes it. 200 only for what is in the stream.
@@ -173,7 +201,8 @@ impl Relay {
                 reason: format!("events of type `{}` are recorded but not acted on", envelope.kind),
             },
             Err(e) => {
-                tracing::warn!(error = %e, event = %id, "delivery not relayed; answered 503");
+                tracing::debug!(error = %e, event = %id, "delivery not relayed; answered 503");
+                self.unrelayed.record(&e);
                 Verdict::Rejected(Rejection::Unavailable(format!("the relay cannot store the delivery ({e})")))
             }
         }
