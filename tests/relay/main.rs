@@ -275,3 +275,26 @@ fn a_three_node_cluster_losing_a_node_mid_burst_keeps_every_acknowledged_deliver
     assert!(missing.is_empty(), "acknowledged deliveries missing on the laptop, e.g. {missing:?}");
     assert_eq!(a.notifications(), plans.len());
 }
+
+#[test]
+fn the_relay_answers_like_the_receiver() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&nats, dir.path(), "relay", &[]);
+    let out = std::process::Command::new(bin())
+        .args(["check", "--url", &relay.url()])
+        .env("ZOF_WEBHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the conformance suite passes against the relay:\n{report}");
+    let rt = runtime();
+    let body = plan_pending_body("evt_browser", Utc::now(), "plan_b", "org_abc", "run_xyz");
+    let sig = sign_zof(&Secret::new(SECRET).unwrap(), &body);
+    let request =
+        reqwest::Client::new().post(relay.url()).header("x-zof-signature", sig).header("origin", "https://example.com");
+    let status = rt.block_on(request.body(body).send()).unwrap().status().as_u16();
+    assert_eq!(status, 403, "a browser's request is refused as by the receiver");
+    let (code, health) = relay.healthz();
+    assert_eq!((code, &health["detail"]["relay"]["state"]), (200, &serde_json::json!("connected")));
+}
