@@ -20,8 +20,10 @@ use crate::intake::{Intake, Verdict};
 
 /// Messages judged at once: enough to keep the store's group commit busy.
 const IN_FLIGHT: usize = 64;
-/// A message whose acknowledgment is lost is redelivered after this (and then seen as a duplicate).
-const ACK_WAIT: Duration = Duration::from_secs(30);
+/// A message whose delivery or acknowledgment was lost with a connection (NATS restarted, the
+/// network changed) is redelivered after this, and then answered as a duplicate. Judging one
+/// takes milliseconds, so a redelivery of a message still being judged is rare, and harmless.
+const ACK_WAIT: Duration = Duration::from_secs(10);
 /// A message refused only because this side is not ready (no secret yet) is offered again after this.
 const RETRY_NOT_READY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -79,7 +81,8 @@ async fn run(intake: Intake, link: LaptopLink, status: RelayStatus, mut stop: wa
     let mut backoff = Duration::from_millis(200);
     loop {
         match follow(&intake, &js, &link, &status, &mut stop).await {
-            Ok(()) => break,
+            Ok(Ended::Stopped) => break,
+            Ok(Ended::Reconnected) => backoff = Duration::from_millis(200),
             Err(e) => {
                 status.disconnected(Some(e.to_string()));
                 tokio::select! {
@@ -97,14 +100,23 @@ async fn run(intake: Intake, link: LaptopLink, status: RelayStatus, mut stop: wa
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
-/// One session on the consumer: until stopped (Ok) or the message stream breaks (Err).
+/// Why a session on the consumer ended without an error.
+enum Ended {
+    Stopped,
+    /// The client reconnected: the session's pull request died with the old connection.
+    Reconnected,
+}
+
+/// One session on the consumer: until stopped, reconnected, or the message stream breaks (Err).
 async fn follow(
     intake: &Intake,
     js: &jetstream::Context,
     link: &LaptopLink,
     status: &RelayStatus,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), RelayError> {
+) -> Result<Ended, RelayError> {
+    let mut reconnects = status.reconnects();
+    reconnects.borrow_and_update();
     let stream = js
         .get_stream(&link.stream)
         .await
@@ -130,8 +142,8 @@ async fn follow(
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(256)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
+        .heartbeat(Duration::from_secs(3))
+        .expires(Duration::from_secs(10))
         .messages()
         .await
         .map_err(|e| consumer_error(&e))?;
@@ -139,14 +151,15 @@ async fn follow(
     let mut judging = JoinSet::new();
     let outcome = loop {
         tokio::select! {
-            _ = stop.changed() => break Ok(()),
+            _ = stop.changed() => break Ok(Ended::Stopped),
+            _ = reconnects.changed() => break Ok(Ended::Reconnected),
             Some(_) = judging.join_next(), if !judging.is_empty() => {}
             next = messages.next() => match next {
                 Some(Ok(message)) => {
                     if let Ok(info) = message.info() {
                         status.connected(info.pending);
                     }
-                    let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
+                    let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(Ended::Stopped) };
                     let intake = intake.clone();
                     judging.spawn(async move {
                         take(&intake, message).await;

@@ -34,13 +34,28 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct RelayStatus {
     inner: Arc<Mutex<State>>,
+    /// Counts reconnections: a pull consumer's request did not survive the old connection, so
+    /// the consumer loop starts a new one at once instead of waiting for it to expire.
+    reconnects: Arc<tokio::sync::watch::Sender<u64>>,
     /// Which link this is, in the log lines (`relay` or `laptop`).
     role: &'static str,
+    /// Whether "catching up" was logged: a few messages arriving at once are not a backlog worth
+    /// a line (nor is the "connected" that follows them).
+    backlog_logged: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// A backlog this large is logged as "catching up N".
+const BACKLOG_WORTH_LOGGING: u64 = 100;
 
 impl RelayStatus {
     pub fn new(role: &'static str) -> RelayStatus {
-        RelayStatus { inner: Arc::new(Mutex::new(State::Connecting)), role }
+        let (reconnects, _) = tokio::sync::watch::channel(0);
+        RelayStatus {
+            inner: Arc::new(Mutex::new(State::Connecting)),
+            reconnects: Arc::new(reconnects),
+            role,
+            backlog_logged: Arc::default(),
+        }
     }
 
     pub fn snapshot(&self) -> RelayHealth {
@@ -52,6 +67,11 @@ impl RelayStatus {
             State::Disconnected { since, reason } => ("disconnected", 0, Some(*since), reason.clone()),
         };
         RelayHealth { state: name, pending, since, reason, text: describe(&state) }
+    }
+
+    /// Changes each time the client reconnects after losing its connection.
+    pub fn reconnects(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reconnects.subscribe()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -82,6 +102,7 @@ impl RelayStatus {
                     _ => 0,
                 });
                 self.connected(pending);
+                self.reconnects.send_modify(|n| *n = n.wrapping_add(1));
             }
             async_nats::Event::Disconnected | async_nats::Event::Closed => self.disconnected(None),
             other => tracing::warn!(link = self.role, event = %other, "NATS"),
@@ -89,6 +110,7 @@ impl RelayStatus {
     }
 
     fn set(&self, next: State) {
+        let shown = next.clone();
         let previous = self.with(|s| std::mem::replace(s, next));
         let kind = |s: &State| match s {
             State::Connecting => 0,
@@ -96,14 +118,25 @@ impl RelayStatus {
             State::Connected { .. } => 2,
             State::Disconnected { .. } => 3,
         };
-        let next = self.with(|s| s.clone());
-        if kind(&previous) != kind(&next) {
-            match &next {
-                State::Disconnected { reason: Some(why), .. } => {
-                    tracing::warn!(link = self.role, reason = %why, "relay: {}", describe(&next));
-                }
-                _ => tracing::info!(link = self.role, "relay: {}", describe(&next)),
+        if kind(&previous) == kind(&shown) {
+            return;
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let quiet = match (&previous, &shown) {
+            // Live traffic: a few messages at once from "connected" are not a backlog.
+            (State::Connected { pending: 0 }, State::Connected { pending }) => *pending < BACKLOG_WORTH_LOGGING,
+            (State::Connected { .. }, State::Connected { pending: 0 }) => !self.backlog_logged.load(Relaxed),
+            _ => false,
+        };
+        if quiet {
+            return;
+        }
+        self.backlog_logged.store(kind(&shown) == 2, Relaxed);
+        match &shown {
+            State::Disconnected { reason: Some(why), .. } => {
+                tracing::warn!(link = self.role, reason = %why, "relay: {}", describe(&shown));
             }
+            _ => tracing::info!(link = self.role, "relay: {}", describe(&shown)),
         }
     }
 
