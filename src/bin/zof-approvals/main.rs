@@ -1,5 +1,5 @@
 //! The `zof-approvals` command: run the receiver headless, send and sign test deliveries, check a
-//! receiver's conformance, read the inbox, manage the webhook secrets. One module per command;
+//! receiver's conformance, read the inbox, manage the webhook secrets, run the team relay. One module per command;
 //! this file parses the command line and runs the chosen one on a runtime that suits it.
 
 use std::io::Read;
