@@ -76,16 +76,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Notifications::Off => Arc::new(LogNotifier),
     };
     let mut app = Application::build(config, notifier).await?;
+    let mut relay_line = None;
     if let Some(url) = &args.relay {
-        let consumer = args.consumer.clone().unwrap_or_else(default_consumer_name);
+        let consumer = match args.consumer.clone() {
+            Some(name) => name,
+            None => default_consumer_name().await,
+        };
         let nats = args.nats.config(url, format!("zof-approvals {consumer}"))?;
-        eprintln!("  relay       : {url}, stream {}, consumer {consumer}", args.nats.stream);
+        relay_line = Some(format!("{url}, stream {}, consumer {consumer}", args.nats.stream));
         app.attach_relay(LaptopLink { nats, stream: args.nats.stream.clone(), consumer });
     }
     eprintln!("Zof Approvals receiver");
     eprintln!("  webhook URL : {}", app.webhook_url());
     eprintln!("  data        : {}", paths.data_dir.display());
     eprintln!("  settings    : {}", paths.settings_file().display());
+    if let Some(line) = relay_line {
+        eprintln!("  relay       : {line}");
+    }
     if args.notifications == Notifications::Off {
         eprintln!("  notify      : off (no D-Bus; each plan is logged once)");
     }
@@ -110,9 +117,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `user@host`, made a valid durable consumer name.
-fn default_consumer_name() -> String {
+async fn default_consumer_name() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "user".into());
-    let host = std::fs::read_to_string("/etc/hostname")
+    let host = tokio::fs::read_to_string("/etc/hostname")
+        .await
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
