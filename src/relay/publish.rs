@@ -288,3 +288,19 @@ pub(crate) fn received_at(value: Option<&[u8]>) -> Option<DateTime<Utc>> {
     let text = std::str::from_utf8(value?).ok()?;
     DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.with_timezone(&Utc))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Timelike;
+
+    #[test]
+    fn the_received_at_header_is_read_as_rfc3339_or_not_at_all() {
+        let at = received_at(Some(b"2026-12-01T21:24:50.140383Z")).unwrap();
+        assert_eq!(at.to_rfc3339_opts(SecondsFormat::Micros, true), "2026-12-01T21:24:50.140383Z");
+        assert_eq!(received_at(Some(b"2026-12-01T22:24:50+01:00")), Some(at.with_nanosecond(0).unwrap()));
+        assert_eq!(received_at(Some(b"yesterday")), None);
+        assert_eq!(received_at(Some(&[0xff, 0xfe])), None);
+        assert_eq!(received_at(None), None);
+    }
+}
