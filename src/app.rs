@@ -76,6 +76,8 @@ pub struct Application {
     console: ConsoleConnection,
     #[cfg(unix)]
     control: Option<crate::console::control::ControlSocket>,
+    /// The team relay's consumer: a second intake source beside HTTP (`serve --relay`).
+    relay: Option<crate::relay::ConsumerHandle>,
 }
 
 impl Application {
@@ -168,6 +170,7 @@ impl Application {
             console,
             #[cfg(unix)]
             control,
+            relay: None,
         })
     }
 
@@ -197,6 +200,14 @@ impl Application {
         self.panel.manager.as_ref()
     }
 
+    /// Also takes deliveries from the team relay (JetStream), through the same intake as HTTP.
+    /// Must be called inside the Tokio runtime; a second call is ignored.
+    pub fn attach_relay(&mut self, link: crate::relay::LaptopLink) {
+        if self.relay.is_none() {
+            self.relay = Some(crate::relay::ConsumerHandle::start(self.panel.intake.clone(), link));
+        }
+    }
+
     /// The handle the desktop shell works through.
     pub fn panel(&self) -> Panel {
         self.panel.clone()
@@ -218,6 +229,7 @@ impl Application {
             console,
             #[cfg(unix)]
             control,
+            relay,
         } = self;
         let mut shutdown = Box::pin(shutdown);
         let served = loop {
@@ -242,6 +254,10 @@ impl Application {
                 done = &mut server => break done,
             }
         };
+        // Messages being judged are stored and acknowledged; the rest stay in the stream.
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
         #[cfg(unix)]
         if let Some(control) = control {
             control.stop().await;

@@ -81,7 +81,7 @@ impl Verdict {
 }
 
 /// Counts `/healthz` reports beside its status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthDetail {
     /// Records set aside because they could not be read.
     pub quarantined: usize,
@@ -89,6 +89,9 @@ pub struct HealthDetail {
     pub not_notified: usize,
     /// Work acknowledged but not finished yet.
     pub outbox: usize,
+    /// The team relay link (`serve --relay`): connected, catching up, or disconnected since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<crate::relay::RelayHealth>,
 }
 
 /// The intake's share of the settings.
@@ -112,6 +115,94 @@ impl IntakePolicy {
     }
 }
 
+/// A delivery that verified, parsed and passed the policy: what may be stored or forwarded.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub envelope: Envelope,
+    pub fingerprint: Fingerprint,
+}
+
+/// The judging half of the pipeline: signature, envelope, policy; no store. The [`Intake`] runs
+/// it before storing, and the team relay (`relay`) runs it before publishing, so both answer the
+/// same deliveries the same way.
+#[derive(Debug, Clone)]
+pub struct Judge {
+    inner: Arc<JudgeParts>,
+}
+
+#[derive(Debug)]
+struct JudgeParts {
+    secrets: SecretsHandle,
+    usage: Arc<SecretUsage>,
+    /// Replaced whole when settings change (scheme, allow-list), like the secret set.
+    policy: std::sync::RwLock<Arc<IntakePolicy>>,
+}
+
+impl Judge {
+    pub fn new(secrets: SecretsHandle, usage: Arc<SecretUsage>, policy: IntakePolicy) -> Judge {
+        let policy = std::sync::RwLock::new(Arc::new(policy));
+        Judge { inner: Arc::new(JudgeParts { secrets, usage, policy }) }
+    }
+
+    /// Applies new settings to every delivery judged after this call.
+    pub fn set_policy(&self, policy: IntakePolicy) {
+        match self.inner.policy.write() {
+            Ok(mut g) => *g = Arc::new(policy),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
+        }
+    }
+
+    fn policy(&self) -> Arc<IntakePolicy> {
+        match self.inner.policy.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Why no delivery can verify right now, if none can.
+    pub fn not_ready(&self) -> Option<String> {
+        match &*self.inner.secrets.current() {
+            SecretsStatus::Unavailable(why) => Some(why.clone()),
+            SecretsStatus::Ready(set) if set.is_empty() => Some(VerifyError::NoSecret.to_string()),
+            SecretsStatus::Ready(_) => None,
+        }
+    }
+
+    /// Verifies the signature over the raw body, parses the envelope and applies the policy.
+    ///
+    /// `as_of` is when the delivery was received: the signature's timestamp tolerance and the
+    /// secrets' expiry are judged at that time (a delivery relayed hours ago is judged as of its
+    /// arrival at the relay). The replay window is always judged at `now`: an old delivery
+    /// replayed with a forged arrival time is still refused there, or by its event id.
+    pub fn judge(
+        &self,
+        headers: &dyn HeaderSource,
+        body: &[u8],
+        as_of: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, Rejection> {
+        let secrets = self.inner.secrets.current();
+        let set = match &*secrets {
+            SecretsStatus::Ready(set) => set,
+            SecretsStatus::Unavailable(why) => return Err(Rejection::Unavailable(why.clone())),
+        };
+        let policy = self.policy();
+        // Never later than now: a time from the future would widen nothing, but is not believed.
+        let as_of = as_of.min(now);
+        let fingerprint = policy.verifier.verify(set, headers, body, as_of)?;
+        self.inner.usage.record(&fingerprint, now);
+        let envelope = Envelope::parse(body)?;
+        if envelope.created < now - Duration::days(i64::from(policy.retention_days)) {
+            return Err(Rejection::TooOld(policy.retention_days));
+        }
+        let org = &envelope.data.object.organization_id;
+        if !policy.allow_orgs.is_empty() && !policy.allow_orgs.contains(org) {
+            return Err(Rejection::OrganizationNotAllowed(org.clone()));
+        }
+        Ok(Verified { envelope, fingerprint })
+    }
+}
+
 /// The pipeline, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -122,13 +213,13 @@ pub struct Intake {
 struct Parts {
     store: Store,
     secrets: SecretsHandle,
-    usage: Arc<SecretUsage>,
-    /// Replaced whole when settings change (scheme, allow-list), like the secret set.
-    policy: std::sync::RwLock<Arc<IntakePolicy>>,
+    judge: Judge,
     events: broadcast::Sender<CoreEvent>,
     outbox: OutboxKick,
     /// Refusals are counted, not logged one by one (see `refusals`).
     refusals: Mutex<RefusalBook>,
+    /// The team relay link, when deliveries also come from JetStream.
+    relay: std::sync::OnceLock<crate::relay::RelayStatus>,
 }
 
 /// The store key of the refusal counters.
@@ -143,25 +234,26 @@ impl Intake {
         events: broadcast::Sender<CoreEvent>,
         outbox: OutboxKick,
     ) -> Intake {
-        let policy = std::sync::RwLock::new(Arc::new(policy));
+        let judge = Judge::new(secrets.clone(), usage, policy);
         // Blocking, but brief: one small record, read once while the application is built.
         let refusals = Mutex::new(load_refusals(&store));
-        Intake { inner: Arc::new(Parts { store, secrets, usage, policy, events, outbox, refusals }) }
+        let relay = std::sync::OnceLock::new();
+        Intake { inner: Arc::new(Parts { store, secrets, judge, events, outbox, refusals, relay }) }
     }
 
     /// Applies new settings to every delivery that starts after this call.
     pub fn set_policy(&self, policy: IntakePolicy) {
-        match self.inner.policy.write() {
-            Ok(mut g) => *g = Arc::new(policy),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
-        }
+        self.inner.judge.set_policy(policy);
     }
 
-    fn policy(&self) -> Arc<IntakePolicy> {
-        match self.inner.policy.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    /// The judging half, for a source that must judge before it stores (the team relay's consumer).
+    pub fn judge(&self) -> &Judge {
+        &self.inner.judge
+    }
+
+    /// Makes `/healthz` report this relay link's state (once; later calls are ignored).
+    pub fn attach_relay_status(&self, status: crate::relay::RelayStatus) {
+        let _ = self.inner.relay.set(status);
     }
 
     /// Why deliveries cannot be accepted right now, if they cannot.
@@ -184,6 +276,7 @@ impl Intake {
             quarantined: store.quarantined_count(),
             not_notified: store.not_notified_count(),
             outbox: store.outbox_len(),
+            relay: self.inner.relay.get().map(crate::relay::RelayStatus::snapshot),
         }
     }
 
@@ -219,8 +312,14 @@ impl Intake {
 
     /// Judges one delivery. Returns only once an accepted event is durable.
     pub async fn receive(&self, headers: &dyn HeaderSource, body: &[u8]) -> Verdict {
+        self.receive_as_of(headers, body, Utc::now()).await
+    }
+
+    /// Like [`Intake::receive`], for a delivery that reached us through a relay: the signature
+    /// is judged as of `received_at`, when the relay took it (see [`Judge::judge`]).
+    pub async fn receive_as_of(&self, headers: &dyn HeaderSource, body: &[u8], received_at: DateTime<Utc>) -> Verdict {
         let now = Utc::now();
-        let (verdict, fingerprint) = match self.judge(headers, body, now).await {
+        let (verdict, fingerprint) = match self.judge_and_store(headers, body, received_at, now).await {
             Ok((verdict, fp)) => (verdict, Some(fp)),
             Err(rejection) => (Verdict::Rejected(rejection), None),
         };
@@ -235,29 +334,15 @@ impl Intake {
         verdict
     }
 
-    async fn judge(
+    async fn judge_and_store(
         &self,
         headers: &dyn HeaderSource,
         body: &[u8],
+        as_of: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(Verdict, Fingerprint), Rejection> {
         let p = &self.inner;
-        let secrets = p.secrets.current();
-        let set = match &*secrets {
-            SecretsStatus::Ready(set) => set,
-            SecretsStatus::Unavailable(why) => return Err(Rejection::Unavailable(why.clone())),
-        };
-        let policy = self.policy();
-        let fingerprint = policy.verifier.verify(set, headers, body, now)?;
-        p.usage.record(&fingerprint, now);
-        let envelope = Envelope::parse(body)?;
-        if envelope.created < now - Duration::days(i64::from(policy.retention_days)) {
-            return Err(Rejection::TooOld(policy.retention_days));
-        }
-        let org = &envelope.data.object.organization_id;
-        if !policy.allow_orgs.is_empty() && !policy.allow_orgs.contains(org) {
-            return Err(Rejection::OrganizationNotAllowed(org.clone()));
-        }
+        let Verified { envelope, fingerprint } = p.judge.judge(headers, body, as_of, now)?;
         let claim = p.store.record_event(&envelope, body, now, &fingerprint).map_err(|e| unavailable(&e))?;
         // A duplicate waits too: the first delivery's write may not be on disk yet.
         p.store.durable().await.map_err(|e| unavailable(&e))?;
@@ -355,4 +440,71 @@ fn load_refusals(store: &Store) -> RefusalBook {
 fn unavailable(e: &crate::store::StoreError) -> Rejection {
     tracing::error!(error = %e, "store unavailable");
     Rejection::Unavailable(format!("the event store is unavailable ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::plan_pending_body;
+    use crate::verify::{sign_standard, sign_zof, Scheme, Secret, SecretSet};
+
+    fn judge(set: SecretSet, scheme: Scheme, tolerance_secs: i64) -> Judge {
+        let verifier = Verifier { scheme, tolerance: Duration::seconds(tolerance_secs) };
+        let policy = IntakePolicy { verifier, allow_orgs: vec![], retention_days: 30 };
+        Judge::new(SecretsHandle::new(SecretsStatus::Ready(set)), Arc::new(SecretUsage::default()), policy)
+    }
+
+    fn standard_delivery(secret: &Secret, signed_at: DateTime<Utc>) -> (Vec<u8>, String, String) {
+        let body = plan_pending_body("evt_1", signed_at, "plan_1", "org_abc", "run_xyz");
+        let ts = signed_at.timestamp();
+        let sig = sign_standard(secret, "evt_1", ts, &body);
+        (body, ts.to_string(), sig)
+    }
+
+    #[test]
+    fn the_tolerance_is_judged_as_of_when_the_delivery_was_received() {
+        let s = Secret::generate().unwrap();
+        let j = judge(SecretSet::single(s.clone()), Scheme::StandardWebhooks, 2);
+        let received = Utc::now() - Duration::hours(1);
+        let (body, ts, sig) = standard_delivery(&s, received);
+        let headers =
+            [("webhook-id", "evt_1"), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
+        let now = Utc::now();
+        assert!(j.judge(&headers, &body, received, now).is_ok());
+        assert_eq!(
+            j.judge(&headers, &body, now, now).map(|v| v.envelope.id),
+            Err(Rejection::Signature(VerifyError::TimestampOutOfTolerance(2)))
+        );
+    }
+
+    #[test]
+    fn an_arrival_time_in_the_future_is_not_believed() {
+        let s = Secret::generate().unwrap();
+        let j = judge(SecretSet::single(s.clone()), Scheme::StandardWebhooks, 2);
+        let later = Utc::now() + Duration::hours(1);
+        let (body, ts, sig) = standard_delivery(&s, later);
+        let headers =
+            [("webhook-id", "evt_1"), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
+        assert!(matches!(
+            j.judge(&headers, &body, later, Utc::now()),
+            Err(Rejection::Signature(VerifyError::TimestampOutOfTolerance(2)))
+        ));
+    }
+
+    #[test]
+    fn a_rotated_out_secret_is_judged_as_of_arrival_and_the_replay_window_as_of_now() {
+        let (old, new) = (Secret::new("previous-secret-0123456789").unwrap(), Secret::generate().unwrap());
+        let now = Utc::now();
+        let expired_at = now - Duration::minutes(10);
+        let j = judge(SecretSet::new([(new, None), (old.clone(), Some(expired_at))]), Scheme::Zof, 300);
+        let body = plan_pending_body("evt_1", now - Duration::minutes(20), "plan_1", "org_abc", "run_xyz");
+        let headers = [("x-zof-signature", sign_zof(&old, &body))];
+        let received = now - Duration::minutes(15);
+        assert_eq!(j.judge(&headers, &body, received, now).map(|v| v.fingerprint), Ok(old.fingerprint()));
+        assert!(matches!(j.judge(&headers, &body, now, now), Err(Rejection::Signature(VerifyError::ExpiredSecret(_)))));
+        let ancient = plan_pending_body("evt_2", now - Duration::days(31), "plan_1", "org_abc", "run_xyz");
+        let headers = [("x-zof-signature", sign_zof(&old, &ancient))];
+        let long_ago = now - Duration::days(31);
+        assert_eq!(j.judge(&headers, &ancient, long_ago, now).map(|v| v.fingerprint), Err(Rejection::TooOld(30)));
+    }
 }

@@ -21,6 +21,8 @@
 //! - [`about`]: the build, the folders and the diagnostics a user copies (never a secret or a body);
 //! - [`console`]: the optional Console connection (reconciliation, catch-up, subscription); the
 //!   only code that knows the Console API's HTTP shape;
+//! - [`relay`]: the team relay over NATS JetStream (the only code that names `async-nats`): the
+//!   relay publishes what the [`intake::Judge`] verified; a laptop's consumer is one more intake source;
 //! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
 //!
 //! ```
@@ -46,6 +48,7 @@ pub mod outbox;
 pub mod panel;
 pub mod receiver;
 pub mod refusals;
+pub mod relay;
 pub mod secrets;
 pub mod store;
 pub mod verify;

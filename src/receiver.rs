@@ -102,7 +102,7 @@ pub fn router(intake: Intake, limits: Limits) -> Router {
 /// Headers only a web browser sends. A page the user visits can POST to a loopback address
 /// (`fetch(..., {mode: "no-cors"})`); such a request is never a webhook delivery, so it is
 /// refused before its body is read.
-const BROWSER_HEADERS: [&str; 3] = ["origin", "sec-fetch-mode", "sec-fetch-site"];
+pub const BROWSER_HEADERS: [&str; 3] = ["origin", "sec-fetch-mode", "sec-fetch-site"];
 
 async fn refuse_browsers(State(s): State<ReceiverState>, request: Request, next: Next) -> Response {
     if BROWSER_HEADERS.iter().any(|h| request.headers().contains_key(*h)) {

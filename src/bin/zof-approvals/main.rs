@@ -1,6 +1,6 @@
 //! The `zof-approvals` command: run the receiver headless, send and sign test deliveries, check a
-//! receiver's conformance, read the inbox and the plans, manage the webhook secrets, and connect
-//! the Console. One module per command;
+//! receiver's conformance, read the inbox and the plans, manage the webhook secrets, connect
+//! the Console and run the team relay. One module per command;
 //! this file parses the command line and runs the chosen one on a runtime that suits it.
 
 use std::io::Read;
@@ -17,6 +17,7 @@ mod check;
 mod console;
 mod inbox;
 mod plans;
+mod relay;
 mod secret;
 mod send;
 mod serve;
@@ -55,6 +56,11 @@ enum Command {
     /// Manage the webhook secrets kept in the OS keychain.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Run the team relay: verify deliveries and put them into NATS JetStream for every laptop.
+    Relay(relay::RelayArgs),
+    /// Publish straight to JetStream (the relay benchmark's baseline).
+    #[command(hide = true)]
+    RelayBench(relay::RelayBenchArgs),
 }
 
 /// Where the store and the settings are, for the commands that read them.
@@ -121,6 +127,8 @@ fn main() -> ExitCode {
             Command::Plans(a) => plans::plans(a).await,
             Command::Console(c) => console::console_command(c).await,
             Command::Secret(c) => tokio::task::spawn_blocking(move || secret::secret_command(c)).await?,
+            Command::Relay(a) => relay::relay(a).await,
+            Command::RelayBench(a) => relay::relay_bench(a).await,
         }
     });
     match result {

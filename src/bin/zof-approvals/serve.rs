@@ -15,6 +15,7 @@ use zof_approvals::console::{ConsoleSetup, TokenSource};
 use zof_approvals::logging::{self, LogGuard};
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
+use zof_approvals::relay::{consumer_name, LaptopLink};
 use zof_approvals::secrets::Keychain;
 use zof_approvals::verify::Scheme;
 
@@ -41,6 +42,14 @@ pub struct ServeArgs {
     /// plan, no D-Bus at all; plans still reach the queue and `inbox`).
     #[arg(long, value_enum, default_value_t = Notifications::Desktop)]
     notifications: Notifications,
+    /// Also take deliveries from a team relay's NATS JetStream (nats://host:4222, tls://…).
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// This laptop's durable consumer name (default: user@host, made valid for NATS).
+    #[arg(long, value_name = "NAME", requires = "relay")]
+    consumer: Option<String>,
+    #[command(flatten)]
+    nats: crate::relay::NatsArgs,
     /// Reconcile the queue with this Console API (default: `console_api_url` from settings).
     #[arg(long, value_name = "URL")]
     console_url: Option<String>,
@@ -111,7 +120,17 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
         Notifications::Desktop => Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())),
         Notifications::Off => Arc::new(LogNotifier),
     };
-    let app = Application::build_with_console(config, notifier, console).await?;
+    let mut app = Application::build_with_console(config, notifier, console).await?;
+    let mut relay_line = None;
+    if let Some(url) = &args.relay {
+        let consumer = match args.consumer.clone() {
+            Some(name) => name,
+            None => default_consumer_name().await,
+        };
+        let nats = args.nats.config(url, format!("zof-approvals {consumer}"))?;
+        relay_line = Some(format!("{url}, stream {}, consumer {consumer}", args.nats.stream));
+        app.attach_relay(LaptopLink { nats, stream: args.nats.stream.clone(), consumer });
+    }
     eprintln!("Zof Approvals receiver");
     eprintln!("  webhook URL : {}", app.webhook_url());
     eprintln!("  data        : {}", paths.data_dir.display());
@@ -121,6 +140,9 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
     }
     if !console_url.is_empty() {
         eprintln!("  console     : {console_url} (reconciled every {interval} s)");
+    }
+    if let Some(line) = relay_line {
+        eprintln!("  relay       : {line}");
     }
     if args.notifications == Notifications::Off {
         eprintln!("  notify      : off (no D-Bus; each plan is logged once)");
@@ -147,9 +169,23 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// `user@host`, made a valid durable consumer name.
+async fn default_consumer_name() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "user".into());
+    let host = tokio::fs::read_to_string("/etc/hostname")
+        .await
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    consumer_name(&user, &host)
+}
+
 /// SIGINT or SIGTERM. The handlers are installed now, not when the future is first polled, so a
 /// signal sent right after the `listening on` line stops the receiver cleanly instead of killing it.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

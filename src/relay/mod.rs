@@ -1,0 +1,240 @@
+//! The team relay: deliveries travel from an always-on, reachable relay to every laptop through
+//! NATS JetStream. This module is the only code that names `async-nats`.
+//!
+//! - [`publish`]: `zof-approvals relay`, the HTTP side. It judges each delivery with the same
+//!   [`Judge`](crate::intake::Judge) as the local receiver, publishes what verified to
+//!   `zof.deliveries.<org>` (the raw body unchanged, the signature headers, `Nats-Msg-Id: <event
+//!   id>`, `Zof-Received-At`), and answers 200 only once JetStream acknowledged it.
+//! - [`consume`]: `serve --relay`, the laptop side. A durable pull consumer per laptop feeds every
+//!   message through the laptop's own [`Intake`](crate::intake::Intake) (verified again with its
+//!   own secrets, as of the relay's received-at time) and acknowledges it only once it is durable
+//!   locally; what fails verification is terminated, never redelivered.
+//! - [`status`]: what `/healthz` and the logs say about the link.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use zeroize::Zeroizing;
+
+pub mod consume;
+pub mod publish;
+pub mod status;
+
+pub use consume::{ConsumerHandle, LaptopLink};
+pub use publish::{Publisher, Relay};
+pub use status::{RelayHealth, RelayStatus};
+
+/// The stream's subjects: one per organization below this prefix.
+pub const SUBJECT_PREFIX: &str = "zof.deliveries";
+/// The relay's default stream name.
+pub const DEFAULT_STREAM: &str = "ZOF";
+/// When the relay received the delivery (RFC 3339): laptops judge the signature as of this time.
+pub const RECEIVED_AT_HEADER: &str = "Zof-Received-At";
+/// JetStream's de-duplication key: the event id, so a retried delivery is stored once.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+/// Covers a sender's retries: the same event id within this window is stored once.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long the stream keeps a delivery for laptops that are offline.
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest the relay waits for JetStream's acknowledgment before answering 503.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The delivery headers carried from HTTP to the message, as the verifiers read them.
+pub const FORWARDED_HEADERS: [&str; 5] =
+    ["x-zof-signature", "webhook-id", "webhook-timestamp", "webhook-signature", "content-type"];
+
+/// How to authenticate to NATS. The password never appears in `Debug`, logs or errors.
+#[derive(Clone, Default)]
+pub enum NatsAuth {
+    #[default]
+    None,
+    /// A `.creds` file (JWT + NKey seed), as `nsc` writes them.
+    CredsFile(PathBuf),
+    UserPassword {
+        user: String,
+        password: Zeroizing<String>,
+    },
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NatsAuth::None => f.write_str("None"),
+            NatsAuth::CredsFile(p) => write!(f, "CredsFile({})", p.display()),
+            NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, <redacted>)"),
+        }
+    }
+}
+
+/// Where NATS is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// `nats://host:4222`, `tls://host:4222` (TLS required), or several separated by commas.
+    pub url: String,
+    pub auth: NatsAuth,
+    /// A CA certificate (PEM) to trust besides the system's, for a server with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// The client name the server shows (`nats server report connections`).
+    pub name: String,
+}
+
+/// The stream the relay creates when it is missing.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub name: String,
+    pub replicas: usize,
+    /// `zof.deliveries.>` for the relay; the benchmark's baseline uses a stream of its own.
+    pub subjects: Vec<String>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings { name: DEFAULT_STREAM.into(), replicas: 1, subjects: vec![format!("{SUBJECT_PREFIX}.>")] }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("invalid NATS address `{0}`")]
+    Url(String),
+    #[error("cannot read the NATS credentials file {path}: {source}")]
+    Creds { path: PathBuf, source: std::io::Error },
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    #[error("JetStream stream `{name}`: {reason}")]
+    Stream { name: String, reason: String },
+    #[error("JetStream consumer `{name}`: {reason}")]
+    Consumer { name: String, reason: String },
+    #[error("NATS is not reachable")]
+    Disconnected,
+    #[error("publishing to JetStream failed: {0}")]
+    Publish(String),
+    #[error("no acknowledgment from JetStream within {} s", PUBLISH_TIMEOUT.as_secs())]
+    AckTimeout,
+    #[error("the message stream ended: {0}")]
+    Messages(String),
+}
+
+/// The subject a delivery of `org` is published to. NATS subject tokens cannot hold `.`, `*`,
+/// `>` or whitespace: those become `_`.
+pub fn delivery_subject(org: &str) -> String {
+    format!("{SUBJECT_PREFIX}.{}", subject_token(org))
+}
+
+fn subject_token(text: &str) -> String {
+    let token: String =
+        text.chars().map(|c| if matches!(c, '.' | '*' | '>') || c.is_whitespace() { '_' } else { c }).collect();
+    if token.is_empty() {
+        "_".into()
+    } else {
+        token
+    }
+}
+
+/// A durable consumer name from `user@host`: durable names cannot hold `.`, `*`, `>`, spaces,
+/// or path separators, so everything but letters, digits, `-` and `_` becomes `_`.
+pub fn consumer_name(user: &str, host: &str) -> String {
+    let raw = format!("{user}@{host}");
+    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Connects to NATS; returns at once and keeps (re)connecting in the background, forever, so a
+/// laptop that sleeps or changes networks comes back by itself. `status` hears every change.
+pub async fn connect(config: &NatsConfig, status: RelayStatus) -> Result<async_nats::Client, RelayError> {
+    let options = match &config.auth {
+        NatsAuth::None => async_nats::ConnectOptions::new(),
+        NatsAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|source| RelayError::Creds { path: path.clone(), source })?,
+        NatsAuth::UserPassword { user, password } => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.to_string())
+        }
+    };
+    let options = match &config.ca_file {
+        Some(ca) => options.add_root_certificates(ca.clone()),
+        None => options,
+    };
+    let options = options
+        .name(&config.name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(|attempts| {
+            // 0, 100 ms, 200 ms, … up to 2 s: back quickly after a blip, gently when down for long.
+            Duration::from_millis((attempts.min(20) as u64) * 100)
+        })
+        .event_callback(move |event| {
+            let status = status.clone();
+            async move { status.on_event(&event) }
+        });
+    // A cluster's nodes, comma-separated; the client also learns the others from the server.
+    let servers: Vec<&str> = config.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    if servers.is_empty() {
+        return Err(RelayError::Url(config.url.clone()));
+    }
+    // The error's text may quote the URL, never a password (that goes in the CONNECT message).
+    options.connect(servers).await.map_err(|e| RelayError::Connect(e.to_string()))
+}
+
+/// The stream's configuration as the relay creates it.
+fn stream_config(settings: &StreamSettings) -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: settings.name.clone(),
+        subjects: settings.subjects.clone(),
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: settings.replicas.max(1),
+        duplicate_window: DUPLICATE_WINDOW,
+        max_age: MAX_AGE,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream if it is missing; an existing one is used as it is.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<jetstream::stream::Stream, RelayError> {
+    js.get_or_create_stream(stream_config(settings))
+        .await
+        .map_err(|e| RelayError::Stream { name: settings.name.clone(), reason: e.to_string() })
+}
+
+/// JetStream's view of a NATS client.
+pub(crate) fn jetstream(client: async_nats::Client) -> jetstream::Context {
+    jetstream::new(client)
+}
+
+/// Case-insensitive header lookup over a NATS message's headers.
+struct NatsHeaders<'a>(Option<&'a async_nats::HeaderMap>);
+
+impl crate::verify::HeaderSource for NatsHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        let headers = self.0?;
+        headers
+            .iter()
+            .find(|(k, _)| AsRef::<str>::as_ref(*k).eq_ignore_ascii_case(name))
+            .and_then(|(_, values)| values.first())
+            .map(|v| v.as_str().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_consumer_names_are_valid_nats_tokens() {
+        assert_eq!(delivery_subject("org_abc"), "zof.deliveries.org_abc");
+        assert_eq!(delivery_subject("a.b *>c"), "zof.deliveries.a_b___c");
+        assert_eq!(consumer_name("alice", "laptop.local"), "alice_laptop_local");
+        assert_eq!(consumer_name("bob smith", "x>y*z"), "bob_smith_x_y_z");
+    }
+
+    #[test]
+    fn debug_never_shows_the_nats_password() {
+        let auth = NatsAuth::UserPassword { user: "alice".into(), password: Zeroizing::new("hunter2-secret".into()) };
+        let shown = format!("{auth:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("alice"), "{shown}");
+    }
+}
