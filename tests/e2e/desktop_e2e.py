@@ -1062,6 +1062,87 @@ def measure_hello(binary, prefix, env_extra=None):
         stop(driver_proc)
 
 
+CONSOLE_TOKEN = "e2e-console-token-5f0c2a9d41"
+
+
+def fake_console(plans):
+    """A Console on loopback serving the documented contract (docs/console-api.md): `plans` maps
+    plan ids to their status, and may be changed while it runs."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.headers.get("Authorization") != f"Bearer {CONSOLE_TOKEN}":
+                return self.answer(401, {"error": "unauthorized"})
+            def plan(pid):
+                return {"id": pid, "status": plans[pid], "organization_id": "org_abc", "run_id": "run_xyz",
+                        "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z",
+                        "decided_by": None if plans[pid] == "pending" else "alice@example.com"}
+            path = self.path.split("?")[0]
+            if path == "/v1/remediation/plans":
+                return self.answer(200, {"data": [plan(p) for p in plans if plans[p] == "pending"], "next_cursor": None})
+            pid = path.rsplit("/", 1)[-1]
+            if path.startswith("/v1/remediation/plans/") and pid in plans:
+                return self.answer(200, plan(pid))
+            return self.answer(404, {"error": "not_found"})
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def check_with_console_clears_a_plan_resolved_there():
+    """Its own data and config: a plan delivered here, approved in the (fake) Console, and
+    "Check with Console" in the window takes it out of the queue."""
+    plans = {}
+    console = fake_console(plans)
+    base = os.path.join(TMP, "console-story")
+    env = {"XDG_CONFIG_HOME": os.path.join(base, "config"), "XDG_DATA_HOME": os.path.join(base, "data")}
+    config_dir = os.path.join(env["XDG_CONFIG_HOME"], "zof-approvals")
+    os.makedirs(config_dir, exist_ok=True)
+    port = free_port()
+    with open(os.path.join(config_dir, "settings.json"), "w") as f:
+        json.dump({"listen": f"127.0.0.1:{port}", "reconcile_interval_secs": 3600,
+                   "console_api_url": f"http://127.0.0.1:{console.server_address[1]}"}, f)
+    run_env = dict(os.environ, **env)
+    for args, given in ((["secret", "set"], SECRET_1), (["console", "login"], CONSOLE_TOKEN)):
+        subprocess.run([CLI, *args], input=given, text=True, check=True, capture_output=True, env=run_env, timeout=60)
+    driver_proc, wd = start_driver("tauri-driver-console.log", env)
+    try:
+        wd.start(APP)
+        wait_until("receiver ready (200)", lambda: healthz_answered(port) == 200, timeout=20)
+        plans["plan_console_1"] = "pending"
+        sent = send(f"http://127.0.0.1:{port}/webhooks/zof", SECRET_1, plan="plan_console_1")
+        check("a delivery for a plan the Console knows is accepted", sent.get("accepted") == 1, sent)
+        wd.wait_for('[data-testid="queue-row"][data-plan-id="plan_console_1"]', timeout=15)
+        plans["plan_console_1"] = "approved"
+        wd.click(wd.wait_for('[data-testid="check-with-console"]', timeout=15))
+        try:
+            wait_until("the approved plan leaves the queue",
+                       lambda: wd.find('[data-testid="queue-row"][data-plan-id="plan_console_1"]') is None, timeout=15)
+            check("\"Check with Console\" clears a plan approved in the Console", True)
+        except TimeoutError as e:
+            check("\"Check with Console\" clears a plan approved in the Console", False, e)
+        app_pids = pids_of(APP)
+        if app_pids:
+            quit_app(app_pids[0])
+    finally:
+        wd.end()
+        stop(driver_proc)
+        console.shutdown()
+
+
 def logs_hold_no_secret():
     """After the whole story: the app's log files exist, and hold no secret and no raw body."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.environ["HOME"], ".local", "state")
@@ -1090,6 +1171,7 @@ def main():
         else:
             story()
             logs_hold_no_secret()
+            check_with_console_clears_a_plan_resolved_there()
     except (TimeoutError, WebDriverError, OSError, KeyError, subprocess.SubprocessError) as e:
         check("the story ran to the end", False, repr(e))
     hello = os.environ.get("ZOF_E2E_HELLO_BIN")
