@@ -244,8 +244,12 @@ impl Store {
             return;
         }
         tracing::error!(error = %e, "the event store failed; reopening it");
+        // Taken out now, not by the recovery thread: from here on every call fails fast with
+        // `Down` instead of meeting a database that failed (sled can spin reading one).
+        let failed = self.shared.live.write().ok().and_then(|mut live| live.take());
         let weak = Arc::downgrade(&self.shared);
-        let spawned = std::thread::Builder::new().name("zof-store-recovery".into()).spawn(move || recover(&weak));
+        let spawned =
+            std::thread::Builder::new().name("zof-store-recovery".into()).spawn(move || recover(&weak, failed));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the store's recovery thread");
             self.shared.recovering.store(false, Ordering::SeqCst);
@@ -734,8 +738,7 @@ impl Store {
 
 /// Releases the failed database once its last user lets go, then opens it again with backoff
 /// until a write and a flush succeed. Ends when the store is dropped.
-fn recover(shared: &Weak<Shared>) {
-    let failed = shared.upgrade().and_then(|s| s.live.write().ok().and_then(|mut live| live.take()));
+fn recover(shared: &Weak<Shared>, failed: Option<Arc<Inner>>) {
     if let Some(failed) = failed {
         // Requests and waiters in flight hold it for a moment; they fail and drop it.
         let patience = std::time::Instant::now() + Duration::from_secs(10);

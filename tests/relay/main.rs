@@ -75,15 +75,7 @@ fn every_delivery_the_relay_acknowledged_before_it_was_killed_reaches_every_lapt
     let (a, b) = (Laptop::new(dir.path(), "a"), Laptop::new(dir.path(), "b"));
     let (pa, pb) = (a.start(&nats), b.start(&nats));
     let acked_file = dir.path().join("acked.txt");
-    let burst = std::process::Command::new(bin())
-        .args(["send", "--url", &relay.url(), "--count", "5000", "--concurrency", "32", "--json", "--acked-out"])
-        .arg(&acked_file)
-        .env("ZOF_WEBHOOK_SECRET", SECRET)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let acked_lines = || std::fs::read_to_string(&acked_file).map(|t| t.lines().count()).unwrap_or(0);
-    wait_until(30, "300 acknowledged deliveries", || acked_lines() >= 300);
+    let burst = burst_recording_acks(&relay.url(), 5000, &acked_file);
     relay.kill9();
     let out = burst.wait_with_output().unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -254,15 +246,7 @@ fn a_three_node_cluster_losing_a_node_mid_burst_keeps_every_acknowledged_deliver
     let a = Laptop::new(dir.path(), "a");
     let pa = a.start(&cluster);
     let acked_file = dir.path().join("acked.txt");
-    let burst = std::process::Command::new(bin())
-        .args(["send", "--url", &relay.url(), "--count", "2000", "--concurrency", "32", "--json", "--acked-out"])
-        .arg(&acked_file)
-        .env("ZOF_WEBHOOK_SECRET", SECRET)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let acked_lines = || std::fs::read_to_string(&acked_file).map(|t| t.lines().count()).unwrap_or(0);
-    wait_until(30, "300 acknowledged deliveries", || acked_lines() >= 300);
+    let burst = burst_recording_acks(&relay.url(), 2000, &acked_file);
     cluster.kill(1);
     let out = burst.wait_with_output().unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -297,4 +281,19 @@ fn the_relay_answers_like_the_receiver() {
     assert_eq!(status, 403, "a browser's request is refused as by the receiver");
     let (code, health) = relay.healthz();
     assert_eq!((code, &health["detail"]["relay"]["state"]), (200, &serde_json::json!("connected")));
+}
+
+/// `send` of `count` deliveries at concurrency 32 to `url`, each acknowledged id appended to
+/// `acked_file`; returns once 300 are acknowledged, with the burst still going.
+fn burst_recording_acks(url: &str, count: u32, acked_file: &std::path::Path) -> std::process::Child {
+    let burst = std::process::Command::new(bin())
+        .args(["send", "--url", url, "--count", &count.to_string(), "--concurrency", "32", "--json", "--acked-out"])
+        .arg(acked_file)
+        .env("ZOF_WEBHOOK_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let acked_lines = || std::fs::read_to_string(acked_file).map(|t| t.lines().count()).unwrap_or(0);
+    wait_until(30, "300 acknowledged deliveries", || acked_lines() >= 300);
+    burst
 }
