@@ -100,6 +100,8 @@ impl Application {
         let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: settings.listen, source })?;
         let data_dir = config.paths.data_dir.clone();
         let (store, muted) = tokio::task::spawn_blocking(move || {
+            // Read once here, off the async threads: the name actions are recorded under.
+            crate::audit::local_name("");
             Store::open(&data_dir).map(|store| {
                 let muted = stored_mute(&store);
                 (store, muted)

@@ -113,6 +113,9 @@ pub struct Settings {
     /// Where Zof can reach this receiver (a tunnel or reverse proxy), for `console subscribe`;
     /// empty: none (poll-only: reconciliation alone keeps the queue right).
     pub public_url: String,
+    /// The name this machine's actions are recorded under in the audit log and shown to
+    /// teammates ("Handled by alice"); empty: the OS user and host (`alice@laptop-7`).
+    pub display_name: String,
 }
 
 /// The shortest reconciliation interval: the Console is asked at most this often on a timer.
@@ -138,6 +141,7 @@ impl Default for Settings {
             console_api_url: String::new(),
             reconcile_interval_secs: 300,
             public_url: String::new(),
+            display_name: String::new(),
         }
     }
 }
@@ -213,6 +217,9 @@ impl Settings {
             if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
                 return invalid(field, "must be empty or start with https:// or http://");
             }
+        }
+        if self.display_name.len() > 128 || self.display_name.chars().any(char::is_control) {
+            return invalid("display_name", "must be at most 128 characters, without control characters");
         }
         Ok(())
     }

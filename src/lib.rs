@@ -18,6 +18,7 @@
 //! - [`secrets`]: the OS keychain (`keychain`, the only code that names `keyring`), rotation, the watcher;
 //! - [`notify`]: the pure policy (`policy`) and the D-Bus side (`desktop`, the only code that names `notify-rust`);
 //! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver, to stderr and daily files;
+//! - [`audit`]: who did what, when and from where (the rows live in [`store`], append-only);
 //! - [`about`]: the build, the folders and the diagnostics a user copies (never a secret or a body);
 //! - [`console`]: the optional Console connection (reconciliation, catch-up, subscription); the
 //!   only code that knows the Console API's HTTP shape;
@@ -37,6 +38,7 @@
 
 pub mod about;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod console;
 pub mod envelope;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::audit::{Actor, AuditAction, AuditEntry, AuditFilter, Source};
 use crate::config::{NotificationSettings, Paths, QuietHours, Settings};
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
@@ -16,6 +17,25 @@ use crate::refusals::RefusalSummary;
 use crate::secrets::{SecretManager, SecretsReport};
 use crate::store::{DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, Store};
 use crate::verify::{Scheme, Secret};
+
+/// What "mark handled" did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Handled {
+    pub plan: PlanRecord,
+    /// The plan was already handled (or decided in the Console): nothing changed.
+    pub already: bool,
+}
+
+/// A new action id (`act_` and 16 random hex digits): how a team action is recognised when it
+/// comes back over the relay, and how two laptops agree on which of two decisions stands.
+pub fn new_action_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: the time still makes ids of one machine distinct.
+        bytes = Utc::now().timestamp_nanos_opt().unwrap_or_default().to_be_bytes();
+    }
+    format!("act_{}", hex::encode(bytes))
+}
 
 /// An error for the UI: a stable code and a sentence to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -133,14 +153,27 @@ pub struct PlanView {
     pub console_status: Option<String>,
     pub decided_by: Option<String>,
     pub resolved_at: Option<DateTime<Utc>>,
-    /// "Approved in Console by alice@example.com at 2026-05-20 12:00 UTC", for a resolved plan.
+    /// "Approved in Console by alice@example.com at 2026-05-20 12:00 UTC" for a resolved plan,
+    /// "Handled by alice@laptop-7 at …" for a handled one, "Snoozed by … until …" for a snoozed one.
     pub resolution: Option<String>,
+    pub handled_at: Option<DateTime<Utc>>,
+    pub snoozed_by: Option<String>,
 }
 
 /// The plan detail's line for a plan decided in the Console.
 pub fn resolution_line(p: &PlanRecord) -> Option<String> {
-    if p.state != PlanState::Resolved {
-        return None;
+    let when = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    match (p.state, &p.decided_by, &p.snoozed_by) {
+        (PlanState::Handled, Some(by), _) => {
+            let at = p.handled_at.map(|t| format!(" at {}", when(t))).unwrap_or_default();
+            return Some(format!("Handled by {by}{at}"));
+        }
+        (PlanState::Snoozed, _, Some(by)) => {
+            let until = p.snoozed_until.map(|t| format!(" until {}", when(t))).unwrap_or_default();
+            return Some(format!("Snoozed by {by}{until}"));
+        }
+        (PlanState::Resolved, _, _) => {}
+        _ => return None,
     }
     let status = p.console_status.as_deref().unwrap_or("resolved");
     let mut word: Vec<char> = status.replace('_', " ").chars().collect();
@@ -177,6 +210,8 @@ impl PlanView {
             decided_by: p.decided_by.clone(),
             resolved_at: p.resolved_at,
             resolution: resolution_line(p),
+            handled_at: p.handled_at,
+            snoozed_by: p.snoozed_by.clone(),
         }
     }
 }
@@ -287,6 +322,12 @@ pub struct SettingsView {
     pub reconcile_interval_secs: Option<u32>,
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The name actions are recorded under (`None` from an older panel: unchanged; empty: `user@host`).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// What an empty `display_name` stands for on this machine (shown, never saved).
+    #[serde(default)]
+    pub default_display_name: String,
 }
 
 impl SettingsView {
@@ -305,6 +346,8 @@ impl SettingsView {
             console_api_url: Some(s.console_api_url.clone()),
             reconcile_interval_secs: Some(s.reconcile_interval_secs),
             public_url: Some(s.public_url.clone()),
+            display_name: Some(s.display_name.clone()),
+            default_display_name: crate::audit::local_name(""),
         }
     }
 
@@ -332,6 +375,7 @@ impl SettingsView {
                 .map_or(base.console_api_url.clone(), |u| u.trim().to_owned()),
             reconcile_interval_secs: self.reconcile_interval_secs.unwrap_or(base.reconcile_interval_secs),
             public_url: self.public_url.as_deref().map_or(base.public_url.clone(), |u| u.trim().to_owned()),
+            display_name: self.display_name.as_deref().map_or(base.display_name.clone(), |n| n.trim().to_owned()),
             ..base.clone()
         };
         settings.validate().map_err(|e| PanelError::new("invalid_settings", e))?;
@@ -593,32 +637,66 @@ impl Panel {
         tokio::task::spawn_blocking(move || Ok(me.store.deliveries(limit.min(1000))?)).await?
     }
 
+    /// "Mark handled" in the panel.
     pub async fn mark_handled(&self, plan_id: String) -> Result<(), PanelError> {
-        self.change_plan(plan_id, |p, now| {
-            p.state = PlanState::Handled;
-            p.handled_at = Some(now);
-            p.snoozed_until = None;
-        })
-        .await
-        .map(drop)
+        self.handle(plan_id, Source::Panel).await.map(drop)
     }
 
+    /// Marks a plan handled by this machine's person, from `source`, and records it in the audit
+    /// log. The first decision stands: a plan already handled (or decided in the Console) is
+    /// left as it is, and the answer says so ([`Handled::already`]).
+    pub async fn handle(&self, plan_id: String, source: Source) -> Result<Handled, PanelError> {
+        let actor = self.actor(source);
+        let decision_id = new_action_id();
+        let applied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (who, flag) = (actor.who.clone(), applied.clone());
+        let plan = self
+            .change_plan_audited(plan_id, &actor, move |p, now| {
+                flag.store(p.is_open(), std::sync::atomic::Ordering::SeqCst);
+                if !p.is_open() {
+                    return None;
+                }
+                p.state = PlanState::Handled;
+                p.handled_at = Some(now);
+                p.snoozed_until = None;
+                p.decided_by = Some(who.clone());
+                p.decision_id = Some(decision_id.clone());
+                Some((AuditAction::Handled, String::new()))
+            })
+            .await?;
+        let already = !applied.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(Handled { plan, already })
+    }
+
+    /// "Snooze" in the panel.
     pub async fn snooze(&self, plan_id: String, minutes: u32) -> Result<(), PanelError> {
-        self.snooze_plan(plan_id, minutes).await.map(drop)
+        self.snooze_as(plan_id, minutes, Source::Panel).await.map(drop)
     }
 
-    async fn snooze_plan(&self, plan_id: String, minutes: u32) -> Result<PlanRecord, PanelError> {
+    /// Snoozes a plan for `minutes`, by this machine's person, from `source`, recorded in the
+    /// audit log. A plan already handled (or decided in the Console) is not snoozed: the
+    /// answer is the error `plan_handled`.
+    pub async fn snooze_as(&self, plan_id: String, minutes: u32, source: Source) -> Result<PlanRecord, PanelError> {
         if minutes == 0 || minutes > 7 * 24 * 60 {
             return Err(PanelError::new("invalid_snooze", "snooze between 1 minute and 7 days"));
         }
+        let actor = self.actor(source);
+        let who = actor.who.clone();
         // A plan handled in the meantime (in the panel, or from another notification) stays
         // handled: a snooze must never bring it back into the queue.
         let plan = self
-            .change_plan(plan_id, move |p, now| {
-                if p.is_open() {
-                    p.state = PlanState::Snoozed;
-                    p.snoozed_until = Some(now + Duration::minutes(i64::from(minutes)));
+            .change_plan_audited(plan_id, &actor, move |p, now| {
+                if !p.is_open() {
+                    return None;
                 }
+                let until = now + Duration::minutes(i64::from(minutes));
+                p.state = PlanState::Snoozed;
+                p.snoozed_until = Some(until);
+                p.snoozed_by = Some(who.clone());
+                Some((
+                    AuditAction::Snoozed,
+                    format!("until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                ))
             })
             .await?;
         if !plan.is_open() {
@@ -630,11 +708,33 @@ impl Panel {
         Ok(plan)
     }
 
+    /// Who acts on this machine, from `source`: the configured display name, else `user@host`.
+    pub fn actor(&self, source: Source) -> Actor {
+        Actor::new(crate::audit::local_name(&read(&self.settings).display_name), source)
+    }
+
+    /// The audit log, newest first.
+    pub async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, PanelError> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.audit(&filter)).await??)
+    }
+
+    /// Appends one audit row now and waits until it is on disk.
+    async fn record(&self, entry: AuditEntry) -> Result<(), PanelError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.append_audit(&entry)).await??;
+        self.store.durable().await?;
+        Ok(())
+    }
+
     /// Applies what the user chose on a notification, through the same calls as the panel's
     /// buttons (the notifier itself writes nothing).
     pub(crate) async fn apply(&self, action: NotificationAction) {
         match action {
-            NotificationAction::Snooze { plan_id, minutes } => match self.snooze_plan(plan_id.clone(), minutes).await {
+            NotificationAction::Snooze { plan_id, minutes } => match self
+                .snooze_as(plan_id.clone(), minutes, Source::Notification)
+                .await
+            {
                 Ok(plan) => {
                     if let Some(until) = plan.snoozed_until {
                         let _ = self.events.send(CoreEvent::Snooze { plan_id, until });
@@ -646,16 +746,33 @@ impl Panel {
         }
     }
 
-    async fn change_plan(
+    /// Changes one plan as `actor`: `change` returns the audit row's action and detail when it
+    /// changed the plan, `None` to leave it as it is. The plan and its audit row are written
+    /// together and are on disk before this returns.
+    async fn change_plan_audited(
         &self,
         plan_id: String,
-        change: impl Fn(&mut PlanRecord, DateTime<Utc>) + Send + 'static,
+        actor: &Actor,
+        change: impl Fn(&mut PlanRecord, DateTime<Utc>) -> Option<(AuditAction, String)> + Send + 'static,
     ) -> Result<PlanRecord, PanelError> {
         let store = self.store.clone();
         let id = plan_id.clone();
+        let actor = actor.clone();
         let plan = tokio::task::spawn_blocking(move || {
             let now = Utc::now();
-            store.update_plan(&id, |p| change(p, now))
+            let row = std::sync::Mutex::new(None);
+            let plan = store.update_plan(&id, |p| {
+                let done = change(p, now);
+                if let Ok(mut row) = row.lock() {
+                    *row = done;
+                }
+            })?;
+            if let Some((action, detail)) = row.into_inner().ok().flatten() {
+                let mut entry = AuditEntry::new(&actor, action, Some(&id), detail);
+                entry.at = now;
+                store.append_audit(&entry)?;
+            }
+            Ok::<_, crate::store::StoreError>(plan)
         })
         .await??;
         self.store.durable().await?;
@@ -727,6 +844,7 @@ impl Panel {
         tokio::task::spawn_blocking(move || to_save.save(&path))
             .await?
             .map_err(|e| PanelError::new("invalid_settings", e))?;
+        self.record_settings_change(&current, &next).await?;
         self.intake.set_policy(IntakePolicy::from_settings(&next));
         self.notifier.set_preferences(&next.notifications);
         let console_changed = (&next.console_api_url, next.reconcile_interval_secs)
@@ -737,6 +855,28 @@ impl Panel {
         }
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(self.settings_view())
+    }
+
+    /// Settings saved: which keys changed (quiet hours get a row of their own), never values
+    /// beyond the quiet hours' times.
+    async fn record_settings_change(&self, before: &Settings, after: &Settings) -> Result<(), PanelError> {
+        let as_json = |s: &Settings| serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
+        let mut keys = crate::audit::changed_keys(&as_json(before), &as_json(after));
+        let quiet = "notifications.quiet_hours";
+        let quiet_changed = keys.iter().any(|k| k.starts_with(quiet));
+        keys.retain(|k| !k.starts_with(quiet));
+        let actor = self.actor(Source::Panel);
+        if quiet_changed {
+            let detail = match &after.notifications.quiet_hours {
+                Some(q) => format!("{}–{}", q.start, q.end),
+                None => "off".to_owned(),
+            };
+            self.record(AuditEntry::new(&actor, AuditAction::QuietHoursChanged, None, detail)).await?;
+        }
+        if !keys.is_empty() {
+            self.record(AuditEntry::new(&actor, AuditAction::SettingsChanged, None, keys.join(", "))).await?;
+        }
+        Ok(())
     }
 
     /// Puts the rotated set in force now (the watcher would within a quarter second), so a
@@ -764,6 +904,7 @@ impl Panel {
     /// Makes a pasted secret current. The secret goes to the keychain; nothing returns it.
     pub async fn set_secret(&self, secret: String, overlap_hours: u32) -> Result<SecretsReport, PanelError> {
         let secret = Secret::new(&secret).map_err(|e| PanelError::new("invalid_secret", e))?;
+        let fingerprint = secret.fingerprint();
         let m = self.manager()?;
         let me = self.clone();
         let report = tokio::task::spawn_blocking(move || {
@@ -772,6 +913,7 @@ impl Panel {
             m.report(Utc::now(), false)
         })
         .await??;
+        self.record_secret_change(AuditAction::SecretSet, &fingerprint, overlap_hours).await?;
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(report)
     }
@@ -787,6 +929,7 @@ impl Panel {
             Ok::<_, crate::secrets::SecretsError>((secret, m.report(Utc::now(), false)?))
         })
         .await??;
+        self.record_secret_change(AuditAction::SecretGenerated, &out.0.fingerprint(), overlap_hours).await?;
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(out)
     }
@@ -794,22 +937,46 @@ impl Panel {
     pub async fn revoke_previous_secret(&self) -> Result<SecretsReport, PanelError> {
         let m = self.manager()?;
         let me = self.clone();
-        let report = tokio::task::spawn_blocking(move || {
-            m.revoke_previous()?;
+        let (revoked, report) = tokio::task::spawn_blocking(move || {
+            let revoked = m.revoke_previous()?;
             me.refresh_secrets(&m);
-            m.report(Utc::now(), false)
+            Ok::<_, crate::secrets::SecretsError>((revoked, m.report(Utc::now(), false)?))
         })
         .await??;
+        let fingerprints: Vec<String> = revoked.iter().map(|f| f.0.clone()).collect();
+        let detail = format!("fingerprint {}", fingerprints.join(", "));
+        self.record(AuditEntry::new(&self.actor(Source::Panel), AuditAction::SecretRevoked, None, detail)).await?;
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(report)
+    }
+
+    /// A secret set or generated: only its fingerprint is recorded.
+    async fn record_secret_change(
+        &self,
+        action: AuditAction,
+        fingerprint: &crate::verify::Fingerprint,
+        overlap_hours: u32,
+    ) -> Result<(), PanelError> {
+        let detail = format!("fingerprint {fingerprint}; the previous secret keeps verifying for {overlap_hours} h");
+        self.record(AuditEntry::new(&self.actor(Source::Panel), action, None, detail)).await
     }
 
     /// Pauses notifications for `minutes` (0 resumes them); the pause is kept in the store, so
     /// it survives a restart ([`stored_mute`] reads it back at start).
     pub async fn mute(&self, minutes: u32) -> Result<(), PanelError> {
         let until = (minutes > 0).then(|| Utc::now() + Duration::minutes(i64::from(minutes)));
+        let detail = match until {
+            Some(t) => format!("paused until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            None => "resumed".to_owned(),
+        };
+        let row = AuditEntry::new(&self.actor(Source::Panel), AuditAction::MuteChanged, None, detail);
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.set_meta(MUTE_KEY, &until)).await??;
+        tokio::task::spawn_blocking(move || {
+            store.set_meta(MUTE_KEY, &until)?;
+            store.append_audit(&row)
+        })
+        .await??;
+        self.store.durable().await?;
         self.notifier.mute_until(until);
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(())

@@ -394,8 +394,37 @@ impl Runner {
                 Err(e) if now != ConnectionState::Off => tracing::warn!(error = %e, "the Console connection failed"),
                 _ => tracing::info!(state = ?now, "the Console connection changed state"),
             }
+            self.audit_transition(was, now, result, &settings.console_api_url, &settings.display_name);
         }
         let _ = self.parts.events.send(CoreEvent::StatusChanged);
+    }
+
+    /// The audit log hears when the connection came up, and when one that was up went down
+    /// (the error says why; it never holds the token).
+    fn audit_transition(
+        &self,
+        was: ConnectionState,
+        now: ConnectionState,
+        result: &Result<ReconcileReport, ConsoleError>,
+        url: &str,
+        display_name: &str,
+    ) {
+        use crate::audit::{Actor, AuditAction, AuditEntry, Source};
+        let (action, detail) = match (was, now, result) {
+            (_, ConnectionState::Ok, _) => (AuditAction::ConsoleConnected, url.to_owned()),
+            (ConnectionState::Ok, _, Err(e)) => (AuditAction::ConsoleDisconnected, format!("{url}: {e}")),
+            _ => return,
+        };
+        let entry =
+            AuditEntry::new(&Actor::new(crate::audit::local_name(display_name), Source::Console), action, None, detail);
+        let store = self.parts.store.clone();
+        // A sled write: off the async threads, and not waited for (it joins the next group commit).
+        drop(tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.append_audit(&entry) {
+                tracing::warn!(error = %e, "could not record a Console connection change in the audit log");
+            }
+            store.flush_soon();
+        }));
     }
 
     fn set_status(&self, f: impl FnOnce(&mut ConsoleStatus)) {

@@ -13,6 +13,7 @@ use super::records::{
     PlanState, Work,
 };
 use super::StoreError;
+use crate::audit::{AuditAction, AuditEntry, Source};
 use crate::verify::Fingerprint;
 
 /// The first byte of a record in this format (never `{`, the first byte of a JSON record).
@@ -188,6 +189,23 @@ byte_enum!(PlanSource { Webhook = 0, Console = 1 });
 byte_enum!(DeliveryVerdict { Accepted = 0, Duplicate = 1, Ignored = 2, Rejected = 3 });
 byte_enum!(PlanFlag { TenantMismatch = 0, NotNotified = 1, ConsoleDisagrees = 2 });
 byte_enum!(Work { Arrival = 0, Wake = 1 });
+byte_enum!(AuditAction {
+    Handled = 0,
+    Snoozed = 1,
+    Unsnoozed = 2,
+    Resolved = 3,
+    SecretSet = 4,
+    SecretGenerated = 5,
+    SecretRevoked = 6,
+    SettingsChanged = 7,
+    MuteChanged = 8,
+    QuietHoursChanged = 9,
+    RelayConnected = 10,
+    RelayDisconnected = 11,
+    ConsoleConnected = 12,
+    ConsoleDisconnected = 13,
+    Ignored = 14,
+});
 
 impl Record for EventRecord {
     fn write(&self, w: &mut Writer) {
@@ -245,6 +263,9 @@ impl Record for PlanRecord {
         w.opt(self.console_status.as_deref(), Writer::str);
         w.opt(self.decided_by.as_deref(), Writer::str);
         w.opt(self.resolved_at, Writer::time);
+        // Appended in schema 4: absent from older records.
+        w.opt(self.snoozed_by.as_deref(), Writer::str);
+        w.opt(self.decision_id.as_deref(), Writer::str);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
@@ -271,6 +292,8 @@ impl Record for PlanRecord {
             console_status: None,
             decided_by: None,
             resolved_at: None,
+            snoozed_by: None,
+            decision_id: None,
         };
         if !r.at_end() {
             plan.source = PlanSource::from_byte(r.u8()?)?;
@@ -278,7 +301,36 @@ impl Record for PlanRecord {
             plan.decided_by = r.opt(Reader::str)?;
             plan.resolved_at = r.opt(Reader::time)?;
         }
+        if !r.at_end() {
+            plan.snoozed_by = r.opt(Reader::str)?;
+            plan.decision_id = r.opt(Reader::str)?;
+        }
         Ok(plan)
+    }
+}
+
+impl Record for AuditEntry {
+    fn write(&self, w: &mut Writer) {
+        w.time(self.at);
+        w.str(&self.who);
+        w.u8(self.action.to_byte());
+        w.opt(self.plan_id.as_deref(), Writer::str);
+        w.str(&self.detail);
+        w.str(&self.source.to_string());
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, String> {
+        Ok(AuditEntry {
+            at: r.time()?,
+            who: r.str()?,
+            action: AuditAction::from_byte(r.u8()?)?,
+            plan_id: r.opt(Reader::str)?,
+            detail: r.str()?,
+            source: {
+                let text = r.str()?;
+                Source::parse(&text).ok_or_else(|| format!("unknown audit source `{text}`"))?
+            },
+        })
     }
 }
 
@@ -354,36 +406,36 @@ mod tests {
             console_status: Some("approved".into()),
             decided_by: Some("alice@example.com".into()),
             resolved_at: Some(t),
+            snoozed_by: Some("bob@laptop-2".into()),
+            decision_id: Some("act_0123456789abcdef".into()),
         }
     }
 
+    /// Each later schema appended fields to a plan record; a record cut where an older version
+    /// ended reads back with those fields at their defaults.
     #[test]
-    fn plans_written_before_the_console_fields_read_as_webhook_plans() {
-        let p = PlanRecord {
-            source: PlanSource::Webhook,
-            console_status: None,
-            decided_by: None,
-            resolved_at: None,
-            ..plan()
-        };
-        let mut old = encode(&p);
-        old.truncate(old.len() - 4); // source, console_status, decided_by, resolved_at
-        assert_eq!(decode::<PlanRecord>("plans", &old).unwrap(), p);
-    }
-
-    #[test]
-    fn records_written_before_flags_and_work_existed_read_with_none() {
-        let p = PlanRecord {
+    fn plans_written_by_older_versions_read_with_the_appended_fields_absent() {
+        let none = PlanRecord {
             flags: Vec::new(),
             source: PlanSource::Webhook,
             console_status: None,
             decided_by: None,
             resolved_at: None,
+            snoozed_by: None,
+            decision_id: None,
             ..plan()
         };
-        let mut old = encode(&p);
-        old.truncate(old.len() - 5); // the console fields, then the flag count, appended later
-        assert_eq!(decode::<PlanRecord>("plans", &old).unwrap(), p);
+        // (bytes cut from the end, what they held)
+        for (cut, held) in [
+            (2, "snoozed_by, decision_id (schema 4)"),
+            (6, "and source, console_status, decided_by, resolved_at (schema 3)"),
+            (7, "and the flag count"),
+        ] {
+            let mut old = encode(&none);
+            old.truncate(old.len() - cut);
+            assert_eq!(decode::<PlanRecord>("plans", &old).unwrap(), none, "without {held}");
+        }
+        let p = none.clone();
         let e = OutboxEntry {
             seq: 3,
             event_id: "e".into(),
@@ -412,6 +464,20 @@ mod tests {
             fingerprint: Some(Fingerprint("0123456789ab".into())),
         };
         assert_eq!(decode::<DeliveryRecord>("deliveries", &encode(&d)).unwrap(), d);
+        let snoozed =
+            PlanRecord { snoozed_by: Some("alice@l7".into()), decision_id: Some("act_1".into()), ..p.clone() };
+        assert_eq!(decode::<PlanRecord>("plans", &encode(&snoozed)).unwrap(), snoozed);
+        for source in [crate::audit::Source::Team("bob_l2".into()), crate::audit::Source::Notification] {
+            let a = AuditEntry {
+                at: p.created,
+                who: "alice@laptop-7".into(),
+                action: AuditAction::Snoozed,
+                plan_id: Some("plan_1".into()),
+                detail: "until 15:00".into(),
+                source,
+            };
+            assert_eq!(decode::<AuditEntry>("audit", &encode(&a)).unwrap(), a);
+        }
     }
 
     #[test]
@@ -426,6 +492,9 @@ mod tests {
         let mut bytes = encode(&plan());
         bytes.truncate(bytes.len() - 3);
         let err = decode::<PlanRecord>("plans", &bytes).unwrap_err().to_string();
+        assert!(err.contains("`plans`") && err.contains("runs past the end of the record"), "{err}");
+        // Only the format byte: the first field is missing.
+        let err = decode::<PlanRecord>("plans", &encode(&plan())[..1]).unwrap_err().to_string();
         assert!(err.contains("`plans`") && err.contains("ends early"), "{err}");
         let err = decode::<PlanRecord>("plans", &[0x07, 1, 2]).unwrap_err().to_string();
         assert!(err.contains("unknown record format 0x07"), "{err}");

@@ -74,6 +74,11 @@ impl Store {
             return Ok(None);
         };
         let by = decided_by.map(|b| format!(" by {b}")).unwrap_or_default();
+        let console = crate::audit::Actor::new(decided_by.unwrap_or("the Zof Console"), crate::audit::Source::Console);
+        let mut row =
+            crate::audit::AuditEntry::new(&console, crate::audit::AuditAction::Resolved, Some(plan_id), status);
+        row.at = at;
+        self.append_audit(&row)?;
         self.record_delivery(&DeliveryRecord {
             at: Utc::now(),
             event_id: Some(plan.event_id.clone()),

@@ -6,7 +6,8 @@
 //! - `commit`: group commit (concurrent deliveries share one `fsync`);
 //! - `timers`: the index of plans with time-based work;
 //! - `prune`: forgetting what is past the retention window;
-//! - `schema`: the schema version, migrations, and refusing stores of a newer version.
+//! - `schema`: the schema version, migrations, and refusing stores of a newer version;
+//! - `audit`: the audit log, append-only through this API.
 //!
 //! A record that cannot be decoded (damaged, or written by a newer version) never stops a
 //! subsystem: it is moved to the `quarantine` tree with the error and skipped.
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::Envelope;
 use crate::verify::Fingerprint;
 
+mod audit;
 mod codec;
 mod commit;
 mod console;
@@ -135,6 +137,8 @@ struct Inner {
     /// An index of the plans with time-based work (see `timers`), so upkeep reads only those.
     timers: sled::Tree,
     quarantine: sled::Tree,
+    /// The audit log (see `audit`): who did what, when and from where.
+    audit: sled::Tree,
     /// Serializes changes of a plan with its timers against upkeep's removal of stale timers.
     timers_lock: Mutex<()>,
     commit: GroupCommit,
@@ -158,6 +162,7 @@ impl Inner {
             meta: db.open_tree("meta")?,
             timers: db.open_tree("timers")?,
             quarantine: db.open_tree("quarantine")?,
+            audit: db.open_tree("audit")?,
             timers_lock: Mutex::new(()),
             commit: GroupCommit::start(db.clone()),
             db,
@@ -172,6 +177,7 @@ impl Inner {
             "deliveries" => &self.deliveries,
             "meta" => &self.meta,
             "timers" => &self.timers,
+            "audit" => &self.audit,
             _ => return None,
         })
     }
@@ -436,7 +442,26 @@ impl Store {
             i.outbox.insert(seq.to_be_bytes(), codec::encode(&entry))?;
             Ok(())
         })?;
-        self.update_plan(&plan.plan_id, |p| p.wake(now))
+        let woken = self.update_plan(&plan.plan_id, |p| p.wake(now))?;
+        if plan.state == PlanState::Snoozed && woken.state == PlanState::Pending {
+            self.record_unsnooze(&woken, now)?;
+        }
+        Ok(woken)
+    }
+
+    /// The audit row of a snooze that ended, under the name and source of the snooze itself.
+    fn record_unsnooze(&self, plan: &PlanRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
+        use crate::audit::{Actor, AuditAction, AuditEntry, AuditFilter, Source};
+        let filter = AuditFilter { plan_id: Some(plan.plan_id.clone()), ..AuditFilter::default() };
+        let snoozed = self.audit(&filter)?.into_iter().find(|row| row.action == AuditAction::Snoozed);
+        let actor = match (snoozed, &plan.snoozed_by) {
+            (Some(row), _) => Actor::new(row.who, row.source),
+            (None, Some(who)) => Actor::new(who.clone(), Source::Panel),
+            (None, None) => Actor::new(crate::audit::local_name(""), Source::Panel),
+        };
+        let mut row = AuditEntry::new(&actor, AuditAction::Unsnoozed, Some(&plan.plan_id), "the snooze ended");
+        row.at = now;
+        self.append_audit(&row)
     }
 
     /// Resolves once everything written before this call is on disk (group commit).

@@ -1,5 +1,6 @@
 //! Forgetting what is past the retention window: events (their ids can no longer be replayed,
-//! because the intake refuses events that old) and the delivery log beyond its cap. Plans are kept.
+//! because the intake refuses events that old), audit rows, and the delivery log beyond its cap.
+//! Plans are kept.
 
 use chrono::{DateTime, Utc};
 
@@ -7,10 +8,14 @@ use super::records::EventRecord;
 use super::{Store, StoreError, DELIVERY_LOG_CAP};
 
 impl Store {
-    /// Forgets events created before `cutoff` and trims the delivery log to
-    /// [`DELIVERY_LOG_CAP`]. Returns how many events were removed. An unreadable event record is
+    /// Forgets events created before `cutoff` and audit rows written before it, and trims the
+    /// delivery log to [`DELIVERY_LOG_CAP`]. Returns how many events were removed. An unreadable event record is
     /// quarantined on the way, so it can never stop pruning.
     pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let audit = self.prune_audit(cutoff)?;
+        if audit > 0 {
+            tracing::info!(removed = audit, "pruned audit rows past the retention window");
+        }
         self.with(|i| {
             let mut removed = 0;
             for kv in i.events.iter() {

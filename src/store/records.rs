@@ -114,6 +114,13 @@ pub struct PlanRecord {
     /// When it was decided in the Console (the Console's `updated`, else when we learned it).
     #[serde(default)]
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Who snoozed it, while it is snoozed (or last snoozed it).
+    #[serde(default)]
+    pub snoozed_by: Option<String>,
+    /// The id of the action that marked it handled (a team action's id), so every laptop keeps
+    /// the same decision when two teammates handle it at once: the earliest, then the lowest id.
+    #[serde(default)]
+    pub decision_id: Option<String>,
 }
 
 /// Something about a plan that needs a person's eye; shown in next actions, the plan and `inbox`.
@@ -157,6 +164,8 @@ impl PlanRecord {
             console_status: None,
             decided_by: None,
             resolved_at: None,
+            snoozed_by: None,
+            decision_id: None,
         }
     }
 

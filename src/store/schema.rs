@@ -13,7 +13,9 @@
 //!    rows, which a flood could fill it with, are removed;
 //! 3. plans may be `resolved` (decided in the Console) and carry the Console's view of them
 //!    (source, status, decider): a state byte an older build does not know, so it must refuse
-//!    the store rather than misread it. Nothing to rewrite: older plans read as webhook plans.
+//!    the store rather than misread it. Nothing to rewrite: older plans read as webhook plans;
+//! 4. the audit log (`audit`), and plans say who snoozed them and which action handled them:
+//!    fields an older build would find unexpected, so it must refuse the store. Nothing to rewrite.
 
 use std::path::Path;
 
@@ -21,7 +23,7 @@ use super::records::{DeliveryRecord, DeliveryVerdict};
 use super::{codec, corrupt, Store, StoreError};
 
 /// The version this build writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 const VERSION_FILE: &str = "schema-version";
 
 /// Test hook: stop (and wait to be killed) after removing this many rows in a migration, so a
@@ -66,8 +68,8 @@ impl Store {
             self.index_timers_once()?;
             self.remove_logged_refusals()?;
         }
-        // Version 3 adds fields at the end of plan records and a plan state: no step, the stamp
-        // alone keeps older builds from misreading what this one writes.
+        // Versions 3 and 4 add fields at the end of plan records, a plan state and a tree: no
+        // step, the stamp alone keeps older builds from misreading what this one writes.
         if found < SCHEMA_VERSION || !self.dir().join(VERSION_FILE).exists() {
             self.stamp(SCHEMA_VERSION)?;
         }

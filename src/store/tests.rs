@@ -164,7 +164,7 @@ fn a_store_from_before_the_timer_index_gets_it_built_at_open() {
 }
 
 #[test]
-fn a_store_of_schema_2_is_stamped_3_and_its_plans_read_unchanged() {
+fn a_store_of_schema_2_is_stamped_current_and_its_plans_read_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
@@ -172,9 +172,10 @@ fn a_store_of_schema_2_is_stamped_3_and_its_plans_read_unchanged() {
         std::fs::write(dir.path().join("schema-version"), "2\n").unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), crate::store::SCHEMA_VERSION);
     let plan = store.plan("p1").unwrap().unwrap();
     assert_eq!((plan.state, plan.source, plan.console_status), (PlanState::Pending, PlanSource::Webhook, None));
+    assert_eq!((plan.snoozed_by, plan.decision_id), (None, None));
 }
 
 #[test]

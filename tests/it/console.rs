@@ -266,6 +266,8 @@ async fn a_plan_missed_while_away_is_added_and_notified_once_and_its_webhook_add
     first_run(&app, ConnectionState::Ok).await;
     assert_eq!(app.panel.console_status().last_report.map(|r| r.added), Some(1));
     assert_eq!(app.wait_notified(1).await, vec!["plan_m"]);
+    // The notifier is called before the outbox writes the plan: wait for the record.
+    plan_until(&app, "plan_m", |_| true).await;
     let detail = app.panel.plan("plan_m".into()).await.unwrap();
     assert_eq!((detail.plan.source, detail.plan.state), (PlanSource::Console, PlanState::Pending));
 
