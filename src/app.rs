@@ -206,7 +206,7 @@ impl Application {
     /// Must be called inside the Tokio runtime; a second call is ignored.
     pub fn attach_relay(&mut self, link: crate::relay::LaptopLink) {
         if self.relay.is_none() {
-            self.relay = Some(crate::relay::ConsumerHandle::start(self.panel.intake.clone(), link));
+            self.relay = Some(crate::relay::ConsumerHandle::start(&self.panel, link));
         }
     }
 

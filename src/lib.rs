@@ -24,6 +24,7 @@
 //!   only code that knows the Console API's HTTP shape;
 //! - [`relay`]: the team relay over NATS JetStream (the only code that names `async-nats`): the
 //!   relay publishes what the [`intake::Judge`] verified; a laptop's consumer is one more intake source;
+//! - [`team`]: teammates' actions ("handled by alice") carried over the relay and applied once each;
 //! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
 //!
 //! ```
@@ -53,4 +54,5 @@ pub mod refusals;
 pub mod relay;
 pub mod secrets;
 pub mod store;
+pub mod team;
 pub mod verify;

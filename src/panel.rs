@@ -16,6 +16,7 @@ use crate::outbox::{NotificationAction, Notifier};
 use crate::refusals::RefusalSummary;
 use crate::secrets::{SecretManager, SecretsReport};
 use crate::store::{DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, Store};
+use crate::team::{TeamAction, TeamVerb};
 use crate::verify::{Scheme, Secret};
 
 /// What "mark handled" did.
@@ -24,17 +25,6 @@ pub struct Handled {
     pub plan: PlanRecord,
     /// The plan was already handled (or decided in the Console): nothing changed.
     pub already: bool,
-}
-
-/// A new action id (`act_` and 16 random hex digits): how a team action is recognised when it
-/// comes back over the relay, and how two laptops agree on which of two decisions stands.
-pub fn new_action_id() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No entropy source: the time still makes ids of one machine distinct.
-        bytes = Utc::now().timestamp_nanos_opt().unwrap_or_default().to_be_bytes();
-    }
-    format!("act_{}", hex::encode(bytes))
 }
 
 /// An error for the UI: a stable code and a sentence to show.
@@ -647,11 +637,11 @@ impl Panel {
     /// left as it is, and the answer says so ([`Handled::already`]).
     pub async fn handle(&self, plan_id: String, source: Source) -> Result<Handled, PanelError> {
         let actor = self.actor(source);
-        let decision_id = new_action_id();
+        let decision_id = crate::team::new_action_id();
         let applied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (who, flag) = (actor.who.clone(), applied.clone());
         let plan = self
-            .change_plan_audited(plan_id, &actor, move |p, now| {
+            .change_plan_audited(plan_id, &actor, Some(TeamVerb::Handled), move |p, now| {
                 flag.store(p.is_open(), std::sync::atomic::Ordering::SeqCst);
                 if !p.is_open() {
                     return None;
@@ -682,10 +672,11 @@ impl Panel {
         }
         let actor = self.actor(source);
         let who = actor.who.clone();
+        let decision_id = crate::team::new_action_id();
         // A plan handled in the meantime (in the panel, or from another notification) stays
         // handled: a snooze must never bring it back into the queue.
         let plan = self
-            .change_plan_audited(plan_id, &actor, move |p, now| {
+            .change_plan_audited(plan_id, &actor, Some(TeamVerb::Snoozed), move |p, now| {
                 if !p.is_open() {
                     return None;
                 }
@@ -693,6 +684,8 @@ impl Panel {
                 p.state = PlanState::Snoozed;
                 p.snoozed_until = Some(until);
                 p.snoozed_by = Some(who.clone());
+                p.snoozed_at = Some(now);
+                p.decision_id = Some(decision_id.clone());
                 Some((
                     AuditAction::Snoozed,
                     format!("until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
@@ -753,6 +746,7 @@ impl Panel {
         &self,
         plan_id: String,
         actor: &Actor,
+        team: Option<TeamVerb>,
         change: impl Fn(&mut PlanRecord, DateTime<Utc>) -> Option<(AuditAction, String)> + Send + 'static,
     ) -> Result<PlanRecord, PanelError> {
         let store = self.store.clone();
@@ -771,6 +765,19 @@ impl Panel {
                 let mut entry = AuditEntry::new(&actor, action, Some(&id), detail);
                 entry.at = now;
                 store.append_audit(&entry)?;
+                // Teammates hear of it over the relay (when one is attached), under the same id.
+                if let (Some(verb), Some(decision)) = (team, plan.decision_id.clone()) {
+                    store.share_with_team(&TeamAction {
+                        id: decision,
+                        plan_id: id.clone(),
+                        organization_id: plan.organization_id.clone(),
+                        action: verb,
+                        by: actor.who.clone(),
+                        at: now,
+                        until: plan.snoozed_until.filter(|_| verb == TeamVerb::Snoozed),
+                        status: None,
+                    })?;
+                }
             }
             Ok::<_, crate::store::StoreError>(plan)
         })

@@ -161,6 +161,11 @@ impl SecretSet {
         &self.secrets
     }
 
+    /// The secret this side signs with: the one without an expiry (the newest rotation).
+    pub fn current(&self) -> Option<&ActiveSecret> {
+        self.secrets.iter().find(|s| s.expires_at.is_none()).or_else(|| self.secrets.first())
+    }
+
     fn unexpired(&self, now: DateTime<Utc>) -> impl Iterator<Item = &ActiveSecret> {
         self.secrets.iter().filter(move |s| s.expires_at.is_none_or(|t| now < t))
     }
@@ -363,6 +368,25 @@ pub fn parse_standard_signatures(value: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// The `X-Zof-Signature` value for a body.
 pub fn sign_zof(secret: &Secret, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac(secret.zof_key(), &[body]).finalize().into_bytes()))
+}
+
+/// The signature headers of `scheme` for `body` (message id `id`, signed at `at`): what a
+/// delivery carries, and what a team action carries, so one verifier reads both.
+pub fn signature_headers(
+    scheme: Scheme,
+    secret: &Secret,
+    id: &str,
+    at: DateTime<Utc>,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    match scheme {
+        Scheme::Zof => vec![(ZOF_SIGNATURE_HEADER, sign_zof(secret, body))],
+        Scheme::StandardWebhooks => vec![
+            (WEBHOOK_ID_HEADER, id.to_owned()),
+            (WEBHOOK_TIMESTAMP_HEADER, at.timestamp().to_string()),
+            (WEBHOOK_SIGNATURE_HEADER, sign_standard(secret, id, at.timestamp(), body)),
+        ],
+    }
 }
 
 /// The `webhook-signature` value for a Standard Webhooks delivery.

@@ -17,6 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::{NatsConfig, NatsHeaders, RelayError, RelayStatus, RECEIVED_AT_HEADER, SUBJECT_PREFIX};
 use crate::intake::{Intake, Verdict};
+use crate::panel::Panel;
 
 /// Messages judged at once: enough to keep the store's group commit busy.
 const IN_FLIGHT: usize = 64;
@@ -46,12 +47,17 @@ pub struct ConsumerHandle {
 }
 
 impl ConsumerHandle {
-    /// Starts following the relay; deliveries go through `intake` like HTTP ones.
-    pub fn start(intake: Intake, link: LaptopLink) -> ConsumerHandle {
+    /// Starts following the relay: deliveries go through the panel's intake like HTTP ones, and
+    /// the team's actions are applied ([`super::actions`]); this laptop's own actions are
+    /// published from now on.
+    pub fn start(panel: &Panel, link: LaptopLink) -> ConsumerHandle {
+        let intake = panel.intake.clone();
         let status = RelayStatus::new("laptop");
         intake.attach_relay_status(status.clone());
+        audit_link_changes(panel, &status, &link.consumer);
+        panel.store.set_team_publishing(true);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(intake, link, status.clone(), stopped));
+        let task = tokio::spawn(run(panel.clone(), link, status.clone(), stopped));
         ConsumerHandle { stop, task, status }
     }
 
@@ -68,16 +74,54 @@ impl ConsumerHandle {
     }
 }
 
-async fn run(intake: Intake, link: LaptopLink, status: RelayStatus, mut stop: watch::Receiver<bool>) {
+/// The audit log hears when the link came up and when it went down.
+fn audit_link_changes(panel: &Panel, status: &RelayStatus, consumer: &str) {
+    let store = panel.store.clone();
+    let who = panel.actor(crate::audit::Source::Team(consumer.to_owned()));
+    status.on_link_change(move |connected, reason| {
+        use crate::audit::{AuditAction, AuditEntry};
+        let (action, detail) = match (connected, reason) {
+            (true, _) => (AuditAction::RelayConnected, String::new()),
+            (false, Some(why)) => (AuditAction::RelayDisconnected, why),
+            (false, None) => (AuditAction::RelayDisconnected, String::new()),
+        };
+        let row = AuditEntry::new(&who, action, None, detail);
+        let store = store.clone();
+        // Called from NATS's event callback: the write goes to a blocking thread.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            drop(handle.spawn_blocking(move || {
+                if let Err(e) = store.append_audit(&row) {
+                    tracing::warn!(error = %e, "could not record a relay link change in the audit log");
+                }
+                store.flush_soon();
+            }));
+        }
+    });
+}
+
+/// How long deliveries wait at start for the team's actions to be applied first.
+const ACTIONS_FIRST: Duration = Duration::from_secs(10);
+
+async fn run(panel: Panel, link: LaptopLink, status: RelayStatus, mut stop: watch::Receiver<bool>) {
+    let intake = panel.intake.clone();
     let client = match super::connect(&link.nats, status.clone()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "relay: cannot start; deliveries come over HTTP only");
             status.disconnected(Some(e.to_string()));
+            panel.store.set_team_publishing(false);
             return;
         }
     };
     let js = super::jetstream(client.clone());
+    let (caught_up, mut actions_applied) = watch::channel(false);
+    let team = (
+        tokio::spawn(super::actions::follow_actions(panel.clone(), js.clone(), link.clone(), caught_up, stop.clone())),
+        tokio::spawn(super::actions::publish_queued(panel.clone(), js.clone(), stop.clone())),
+    );
+    // A teammate's "handled" that waited in the stream is applied before any delivery is
+    // announced; the wait is bounded, and a decision that comes later still applies on arrival.
+    let _ = tokio::time::timeout(ACTIONS_FIRST, actions_applied.wait_for(|done| *done)).await;
     let mut backoff = Duration::from_millis(200);
     loop {
         match follow(&intake, &js, &link, &status, &mut stop).await {
@@ -96,6 +140,12 @@ async fn run(intake: Intake, link: LaptopLink, status: RelayStatus, mut stop: wa
             break;
         }
     }
+    for task in [team.0, team.1] {
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "a team action task stopped with an error");
+        }
+    }
+    panel.store.set_team_publishing(false);
     // The last acknowledgments leave before the connection closes.
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use zeroize::Zeroizing;
 
+pub mod actions;
 pub mod consume;
 pub mod publish;
 pub mod status;
@@ -90,7 +91,11 @@ pub struct StreamSettings {
 
 impl Default for StreamSettings {
     fn default() -> Self {
-        StreamSettings { name: DEFAULT_STREAM.into(), replicas: 1, subjects: vec![format!("{SUBJECT_PREFIX}.>")] }
+        StreamSettings {
+            name: DEFAULT_STREAM.into(),
+            replicas: 1,
+            subjects: vec![format!("{SUBJECT_PREFIX}.>"), format!("{}.>", actions::ACTIONS_PREFIX)],
+        }
     }
 }
 
@@ -122,7 +127,7 @@ pub fn delivery_subject(org: &str) -> String {
     format!("{SUBJECT_PREFIX}.{}", subject_token(org))
 }
 
-fn subject_token(text: &str) -> String {
+pub(crate) fn subject_token(text: &str) -> String {
     let token: String =
         text.chars().map(|c| if matches!(c, '.' | '*' | '>') || c.is_whitespace() { '_' } else { c }).collect();
     if token.is_empty() {
@@ -190,14 +195,23 @@ fn stream_config(settings: &StreamSettings) -> jetstream::stream::Config {
     }
 }
 
-/// Creates the stream if it is missing; an existing one is used as it is.
+/// Creates the stream if it is missing. An existing one is used as it is, except that subjects
+/// it lacks are added (a stream made by an older relay gains the team actions' subjects).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<jetstream::stream::Stream, RelayError> {
-    js.get_or_create_stream(stream_config(settings))
-        .await
-        .map_err(|e| RelayError::Stream { name: settings.name.clone(), reason: e.to_string() })
+    let failed = |e: &dyn std::fmt::Display| RelayError::Stream { name: settings.name.clone(), reason: e.to_string() };
+    let mut stream = js.get_or_create_stream(stream_config(settings)).await.map_err(|e| failed(&e))?;
+    let mut config = stream.cached_info().config.clone();
+    let missing: Vec<String> = settings.subjects.iter().filter(|s| !config.subjects.contains(s)).cloned().collect();
+    if !missing.is_empty() {
+        tracing::info!(stream = %settings.name, subjects = ?missing, "adding subjects to the stream");
+        config.subjects.extend(missing);
+        js.update_stream(config).await.map_err(|e| failed(&e))?;
+        stream = js.get_stream(&settings.name).await.map_err(|e| failed(&e))?;
+    }
+    Ok(stream)
 }
 
 /// JetStream's view of a NATS client.

@@ -42,6 +42,17 @@ pub struct RelayStatus {
     /// Whether "catching up" was logged: a few messages arriving at once are not a backlog worth
     /// a line (nor is the "connected" that follows them).
     backlog_logged: Arc<std::sync::atomic::AtomicBool>,
+    /// Told when the link comes up (`true`) or goes down (`false`, with why when known).
+    on_change: Arc<std::sync::OnceLock<LinkHook>>,
+}
+
+/// What [`RelayStatus::on_link_change`] calls.
+struct LinkHook(Box<dyn Fn(bool, Option<String>) + Send + Sync>);
+
+impl std::fmt::Debug for LinkHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkHook")
+    }
 }
 
 /// A backlog this large is logged as "catching up N".
@@ -55,6 +66,7 @@ impl RelayStatus {
             reconnects: Arc::new(reconnects),
             role,
             backlog_logged: Arc::default(),
+            on_change: Arc::default(),
         }
     }
 
@@ -109,9 +121,27 @@ impl RelayStatus {
         }
     }
 
+    /// Calls `hook` each time the link comes up or goes down (set once; later calls are ignored).
+    pub fn on_link_change(&self, hook: impl Fn(bool, Option<String>) + Send + Sync + 'static) {
+        let _ = self.on_change.set(LinkHook(Box::new(hook)));
+    }
+
     fn set(&self, next: State) {
         let shown = next.clone();
         let previous = self.with(|s| std::mem::replace(s, next));
+        let up = |s: &State| matches!(s, State::Connected { .. });
+        let down = |s: &State| matches!(s, State::Disconnected { .. });
+        if let Some(hook) = self.on_change.get() {
+            if up(&shown) && !up(&previous) {
+                (hook.0)(true, None);
+            } else if down(&shown) && up(&previous) {
+                let reason = match &shown {
+                    State::Disconnected { reason, .. } => reason.clone(),
+                    _ => None,
+                };
+                (hook.0)(false, reason);
+            }
+        }
         let kind = |s: &State| match s {
             State::Connecting => 0,
             State::Connected { pending: 0 } => 1,

@@ -29,10 +29,8 @@ impl Store {
                 let Some(entry) = self.decode_entry::<AuditEntry>(i, "audit", kv)? else {
                     continue;
                 };
-                // Rows are in the order they were appended, so the first one too old ends the walk.
-                if filter.since.is_some_and(|since| entry.at < since) {
-                    break;
-                }
+                // Not a stop at the first older row: a teammate's action caught up after a night
+                // away is appended now under the time it was taken.
                 if filter.matches(&entry) {
                     out.push(entry);
                 }
@@ -41,7 +39,8 @@ impl Store {
         })
     }
 
-    /// Forgets rows older than `cutoff` (the retention window). Returns how many.
+    /// Forgets rows older than `cutoff` (the retention window), from the oldest appended; a row
+    /// appended late with an older time goes on the pass after. Returns how many.
     pub(super) fn prune_audit(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         self.with(|i| {
             let mut removed = 0;

@@ -266,6 +266,7 @@ impl Record for PlanRecord {
         // Appended in schema 4: absent from older records.
         w.opt(self.snoozed_by.as_deref(), Writer::str);
         w.opt(self.decision_id.as_deref(), Writer::str);
+        w.opt(self.snoozed_at, Writer::time);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
@@ -294,6 +295,7 @@ impl Record for PlanRecord {
             resolved_at: None,
             snoozed_by: None,
             decision_id: None,
+            snoozed_at: None,
         };
         if !r.at_end() {
             plan.source = PlanSource::from_byte(r.u8()?)?;
@@ -304,6 +306,7 @@ impl Record for PlanRecord {
         if !r.at_end() {
             plan.snoozed_by = r.opt(Reader::str)?;
             plan.decision_id = r.opt(Reader::str)?;
+            plan.snoozed_at = r.opt(Reader::time)?;
         }
         Ok(plan)
     }
@@ -408,6 +411,7 @@ mod tests {
             resolved_at: Some(t),
             snoozed_by: Some("bob@laptop-2".into()),
             decision_id: Some("act_0123456789abcdef".into()),
+            snoozed_at: Some(t),
         }
     }
 
@@ -423,13 +427,14 @@ mod tests {
             resolved_at: None,
             snoozed_by: None,
             decision_id: None,
+            snoozed_at: None,
             ..plan()
         };
         // (bytes cut from the end, what they held)
         for (cut, held) in [
-            (2, "snoozed_by, decision_id (schema 4)"),
-            (6, "and source, console_status, decided_by, resolved_at (schema 3)"),
-            (7, "and the flag count"),
+            (3, "snoozed_by, decision_id, snoozed_at (schema 4)"),
+            (7, "and source, console_status, decided_by, resolved_at (schema 3)"),
+            (8, "and the flag count"),
         ] {
             let mut old = encode(&none);
             old.truncate(old.len() - cut);

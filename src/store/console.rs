@@ -55,6 +55,20 @@ impl Store {
         decided_by: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<PlanRecord>, StoreError> {
+        let console = crate::audit::Actor::new(decided_by.unwrap_or("the Zof Console"), crate::audit::Source::Console);
+        self.resolve_as(plan_id, status, decided_by, at, &console)
+    }
+
+    /// [`Store::resolve_in_console`], recorded in the audit log as `actor`'s (a teammate's
+    /// reconciliation, read over the relay).
+    pub(super) fn resolve_as(
+        &self,
+        plan_id: &str,
+        status: &str,
+        decided_by: Option<&str>,
+        at: DateTime<Utc>,
+        actor: &crate::audit::Actor,
+    ) -> Result<Option<PlanRecord>, StoreError> {
         let resolved_now = std::cell::Cell::new(false);
         let written = self.write_plan(plan_id, |old| {
             let mut plan = old?;
@@ -74,11 +88,23 @@ impl Store {
             return Ok(None);
         };
         let by = decided_by.map(|b| format!(" by {b}")).unwrap_or_default();
-        let console = crate::audit::Actor::new(decided_by.unwrap_or("the Zof Console"), crate::audit::Source::Console);
-        let mut row =
-            crate::audit::AuditEntry::new(&console, crate::audit::AuditAction::Resolved, Some(plan_id), status);
+        let mut row = crate::audit::AuditEntry::new(actor, crate::audit::AuditAction::Resolved, Some(plan_id), status);
         row.at = at;
         self.append_audit(&row)?;
+        // What the Console said reaches teammates without a Console connection of their own;
+        // a teammate's resolution read over the relay is not sent on again.
+        if actor.source == crate::audit::Source::Console {
+            self.share_with_team(&crate::team::TeamAction {
+                id: crate::team::new_action_id(),
+                plan_id: plan_id.to_owned(),
+                organization_id: plan.organization_id.clone(),
+                action: crate::team::TeamVerb::Resolved,
+                by: actor.who.clone(),
+                at,
+                until: None,
+                status: Some(status.to_owned()),
+            })?;
+        }
         self.record_delivery(&DeliveryRecord {
             at: Utc::now(),
             event_id: Some(plan.event_id.clone()),

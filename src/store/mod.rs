@@ -7,7 +7,8 @@
 //! - `timers`: the index of plans with time-based work;
 //! - `prune`: forgetting what is past the retention window;
 //! - `schema`: the schema version, migrations, and refusing stores of a newer version;
-//! - `audit`: the audit log, append-only through this API.
+//! - `audit`: the audit log, append-only through this API;
+//! - `team`: teammates' actions over the relay, applied once each, and this laptop's own to publish.
 //!
 //! A record that cannot be decoded (damaged, or written by a newer version) never stops a
 //! subsystem: it is moved to the `quarantine` tree with the error and skipped.
@@ -36,6 +37,7 @@ mod console;
 mod prune;
 mod records;
 mod schema;
+mod team;
 mod timers;
 
 use codec::Record;
@@ -124,6 +126,10 @@ struct Shared {
     /// Why the store is down, while it is.
     down: Mutex<Option<String>>,
     recovering: AtomicBool,
+    /// Whether this laptop's actions are queued for the team (a relay is attached), and the
+    /// signal its publisher waits on (see `team`).
+    team_publishing: AtomicBool,
+    team_queued: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
@@ -139,6 +145,10 @@ struct Inner {
     quarantine: sled::Tree,
     /// The audit log (see `audit`): who did what, when and from where.
     audit: sled::Tree,
+    /// Team actions (see `team`): ids applied, own actions to publish, decisions waiting for their plan.
+    team_seen: sled::Tree,
+    team_out: sled::Tree,
+    team_early: sled::Tree,
     /// Serializes changes of a plan with its timers against upkeep's removal of stale timers.
     timers_lock: Mutex<()>,
     commit: GroupCommit,
@@ -163,6 +173,9 @@ impl Inner {
             timers: db.open_tree("timers")?,
             quarantine: db.open_tree("quarantine")?,
             audit: db.open_tree("audit")?,
+            team_seen: db.open_tree("team_seen")?,
+            team_out: db.open_tree("team_out")?,
+            team_early: db.open_tree("team_early")?,
             timers_lock: Mutex::new(()),
             commit: GroupCommit::start(db.clone()),
             db,
@@ -178,6 +191,7 @@ impl Inner {
             "meta" => &self.meta,
             "timers" => &self.timers,
             "audit" => &self.audit,
+            "team_out" => &self.team_out,
             _ => return None,
         })
     }
@@ -201,6 +215,8 @@ impl Store {
             live: RwLock::new(Some(Arc::new(inner))),
             down: Mutex::new(None),
             recovering: AtomicBool::new(false),
+            team_publishing: AtomicBool::new(false),
+            team_queued: Arc::new(tokio::sync::Notify::new()),
         };
         let store = Store { shared: Arc::new(shared) };
         store.prepare()?;
@@ -324,7 +340,13 @@ impl Store {
 
     /// The plan `event` makes pending, as [`Store::settle_event`] would write it now.
     pub fn pending_plan_for(&self, event: &EventRecord) -> Result<PlanRecord, StoreError> {
-        Ok(merge_event(self.plan(&event.plan_id)?, event).plan)
+        let previous = self.plan(&event.plan_id)?;
+        let fresh = previous.is_none();
+        let plan = merge_event(previous, event).plan;
+        if fresh {
+            return Ok(team::with_early_decision(plan, self.early_decision(&event.plan_id)?.as_ref()));
+        }
+        Ok(plan)
     }
 
     /// The worker's share of an accepted event: makes its plan pending (creating it, or
@@ -339,13 +361,24 @@ impl Store {
         change: impl Fn(&mut PlanRecord),
     ) -> Result<(PlanRecord, bool), StoreError> {
         let mismatch = std::cell::Cell::new(None);
+        let early = std::cell::Cell::new(false);
+        let waiting = self.early_decision(&event.plan_id)?;
         let plan = self.write_plan(&event.plan_id, |previous| {
+            let fresh = previous.is_none();
             let merged = merge_event(previous, event);
             mismatch.set(merged.mismatch);
             let mut plan = merged.plan;
+            // A teammate decided it before it arrived here: it arrives decided, never announced.
+            if fresh && waiting.is_some() {
+                plan = team::with_early_decision(plan, waiting.as_ref());
+                early.set(true);
+            }
             change(&mut plan);
             Some(plan)
         })?;
+        if early.get() {
+            self.drop_early_decision(&event.plan_id)?;
+        }
         if let Some(seq) = event.outbox_seq {
             let line = match mismatch.take() {
                 None => DeliveryRecord::accepted(&event.id, event.received_at, Some(event.fingerprint.clone())),

@@ -13,6 +13,7 @@ impl Store {
     /// quarantined on the way, so it can never stop pruning.
     pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         let audit = self.prune_audit(cutoff)?;
+        self.prune_team(cutoff)?;
         if audit > 0 {
             tracing::info!(removed = audit, "pruned audit rows past the retention window");
         }

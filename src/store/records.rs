@@ -121,6 +121,9 @@ pub struct PlanRecord {
     /// the same decision when two teammates handle it at once: the earliest, then the lowest id.
     #[serde(default)]
     pub decision_id: Option<String>,
+    /// When the snooze in force was asked for: of two teammates' snoozes, the later stands.
+    #[serde(default)]
+    pub snoozed_at: Option<DateTime<Utc>>,
 }
 
 /// Something about a plan that needs a person's eye; shown in next actions, the plan and `inbox`.
@@ -166,6 +169,7 @@ impl PlanRecord {
             resolved_at: None,
             snoozed_by: None,
             decision_id: None,
+            snoozed_at: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! Nothing is mocked; each test has its own server and directories.
 
 mod support;
+mod team;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,0 +1,280 @@
+//! Team actions over JetStream ([`crate::team`]): this laptop's own go out on
+//! `zof.actions.<org>`, signed with its current webhook secret, and every teammate's come in
+//! through a durable consumer of its own, so a laptop that slept applies what it missed.
+//!
+//! Incoming, like a delivery: verify (as of when the stream took it) → apply in the store with
+//! its audit row → durable → acknowledge. A message that fails verification is terminated and
+//! applies nothing; Activity's audit view shows it was ignored.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, AckKind};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::{LaptopLink, NatsHeaders, RelayError, MSG_ID_HEADER, PUBLISH_TIMEOUT};
+use crate::audit::{Actor, AuditAction, AuditEntry, Source};
+use crate::events::CoreEvent;
+use crate::panel::Panel;
+use crate::store::PlanState;
+use crate::team::{TeamAction, TeamOutcome};
+
+/// The subjects team actions travel on: one per organization below this prefix.
+pub const ACTIONS_PREFIX: &str = "zof.actions";
+/// How often queued actions are tried again while NATS or the stream is not there.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+const ACK_WAIT: Duration = Duration::from_secs(10);
+const RETRY_NOT_READY: Duration = Duration::from_secs(5);
+
+/// The subject an action of `org` is published to.
+pub fn action_subject(org: &str) -> String {
+    format!("{ACTIONS_PREFIX}.{}", super::subject_token(org))
+}
+
+/// The durable consumer a laptop reads team actions with (beside its deliveries consumer).
+pub fn actions_consumer(consumer: &str) -> String {
+    format!("{consumer}_actions")
+}
+
+/// Publishes the queued actions until stopped: each is removed from the queue only once
+/// JetStream acknowledged it, so an action taken offline goes once the relay is back.
+pub(super) async fn publish_queued(panel: Panel, js: jetstream::Context, mut stop: watch::Receiver<bool>) {
+    let store = panel.store.clone();
+    let queued = store.team_queued();
+    loop {
+        match publish_pass(&panel, &js).await {
+            Ok(()) => {}
+            Err(e) => tracing::debug!(error = %e, "relay: team actions wait to be published"),
+        }
+        tokio::select! {
+            () = queued.notified() => {}
+            () = tokio::time::sleep(RETRY_EVERY) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    // What was queued in the last moment goes before the connection closes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), publish_pass(&panel, &js)).await;
+}
+
+async fn publish_pass(panel: &Panel, js: &jetstream::Context) -> Result<(), RelayError> {
+    let store = panel.store.clone();
+    let queued = tokio::task::spawn_blocking(move || store.outgoing_team_actions(256))
+        .await
+        .map_err(|e| RelayError::Publish(e.to_string()))?
+        .map_err(|e| RelayError::Publish(e.to_string()))?;
+    for (seq, action) in queued {
+        let body = action.to_body();
+        let Some(signed) = panel.intake.judge().sign(&action.id, action.at, &body) else {
+            return Err(RelayError::Publish("no webhook secret to sign team actions with yet".into()));
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in &signed {
+            headers.insert(*name, value.as_str());
+        }
+        headers.insert(MSG_ID_HEADER, action.id.as_str());
+        let sent = async {
+            let ack = js
+                .publish_with_headers(action_subject(&action.organization_id), headers, body.into())
+                .await
+                .map_err(|e| RelayError::Publish(e.to_string()))?;
+            ack.await.map_err(|e| RelayError::Publish(e.to_string()))
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, sent).await {
+            Ok(Ok(_)) => {
+                let store = panel.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.sent_team_action(seq)).await;
+                tracing::debug!(action = %action.id, plan = %action.plan_id, "relay: team action published");
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(RelayError::AckTimeout),
+        }
+    }
+    Ok(())
+}
+
+/// Follows the team's actions until stopped. `caught_up` turns true once every action that
+/// was waiting at the start is applied (or there were none), so deliveries that arrive next
+/// are never announced for a plan a teammate already handled.
+pub(super) async fn follow_actions(
+    panel: Panel,
+    js: jetstream::Context,
+    link: LaptopLink,
+    caught_up: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match follow_once(&panel, &js, &link, &caught_up, &mut stop).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: team actions unavailable; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}
+
+async fn follow_once(
+    panel: &Panel,
+    js: &jetstream::Context,
+    link: &LaptopLink,
+    caught_up: &watch::Sender<bool>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), RelayError> {
+    let name = actions_consumer(&link.consumer);
+    let failed = |e: &dyn std::fmt::Display| RelayError::Consumer { name: name.clone(), reason: e.to_string() };
+    let stream = js
+        .get_stream(&link.stream)
+        .await
+        .map_err(|e| RelayError::Stream { name: link.stream.clone(), reason: e.to_string() })?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: format!("{ACTIONS_PREFIX}.>"),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    if consumer.cached_info().num_pending == 0 && consumer.cached_info().num_ack_pending == 0 {
+        caught_up.send_replace(true);
+    }
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(64)
+        .heartbeat(Duration::from_secs(3))
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .map_err(|e| failed(&e))?;
+    loop {
+        let next = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            next = messages.next() => next,
+        };
+        match next {
+            Some(Ok(message)) => {
+                let pending = message.info().map(|i| i.pending).unwrap_or(0);
+                take(panel, &link.consumer, message).await;
+                if pending == 0 {
+                    caught_up.send_replace(true);
+                }
+            }
+            Some(Err(e)) => return Err(RelayError::Messages(e.to_string())),
+            None => return Err(RelayError::Messages("closed by the server".into())),
+        }
+    }
+}
+
+/// Judges and applies one action, then tells JetStream the outcome.
+async fn take(panel: &Panel, consumer: &str, message: jetstream::Message) {
+    let headers = NatsHeaders(message.headers.as_ref());
+    // When the stream stored it (set by the server, not by whoever published it).
+    let as_of = message
+        .info()
+        .ok()
+        .and_then(|i| DateTime::from_timestamp(i.published.unix_timestamp(), i.published.nanosecond()))
+        .unwrap_or_else(Utc::now);
+    let subject_org = message.subject.as_str().strip_prefix(ACTIONS_PREFIX).unwrap_or("").trim_start_matches('.');
+    let judged = panel.intake.judge().judge_team_action(&headers, &message.payload, subject_org, as_of, Utc::now());
+    let ack = match judged {
+        Ok(action) => match apply(panel, consumer, action).await {
+            Ok(()) => AckKind::Ack,
+            // The store is not taking writes right now: offered again.
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: a team action could not be stored; it is offered again");
+                AckKind::Nak(Some(RETRY_NOT_READY))
+            }
+        },
+        Err(refusal) if refusal.is_retryable() => AckKind::Nak(Some(RETRY_NOT_READY)),
+        Err(refusal) => {
+            ignored(panel, consumer, &refusal.to_string(), subject_org).await;
+            AckKind::Term
+        }
+    };
+    if let Err(e) = message.ack_with(ack).await {
+        tracing::debug!(error = %e, "relay: acknowledgment of a team action not sent");
+    }
+}
+
+async fn apply(panel: &Panel, consumer: &str, action: TeamAction) -> Result<(), crate::store::StoreError> {
+    let store = panel.store.clone();
+    let consumer = consumer.to_owned();
+    let plan_id = action.plan_id.clone();
+    let outcome = tokio::task::spawn_blocking(move || store.apply_team_action(&action, &consumer))
+        .await
+        .map_err(|_| crate::store::StoreError::Closed)??;
+    panel.store.durable().await?;
+    match outcome {
+        TeamOutcome::Applied(plan) => {
+            if plan.state != PlanState::Pending {
+                panel.notifier.withdraw(&plan_id);
+            }
+            let _ = panel.events.send(CoreEvent::PlanChanged { plan_id });
+        }
+        TeamOutcome::NotApplied(why) => {
+            tracing::info!(plan = %plan_id, reason = %why, "relay: a team action was not applied");
+            let _ = panel.events.send(CoreEvent::PlanChanged { plan_id });
+        }
+        TeamOutcome::Early | TeamOutcome::Seen => {}
+    }
+    Ok(())
+}
+
+/// At most this many refused actions a second are written to the audit log, so a flood of
+/// forged messages cannot flood it (each is still logged and terminated).
+const IGNORED_ROWS_PER_SECOND: u32 = 10;
+static IGNORED_ROWS: std::sync::Mutex<(i64, u32)> = std::sync::Mutex::new((i64::MIN, 0));
+
+fn may_write_ignored_row(now: DateTime<Utc>) -> bool {
+    let mut rows = IGNORED_ROWS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if rows.0 != now.timestamp() {
+        *rows = (now.timestamp(), 0);
+    }
+    rows.1 += 1;
+    rows.1 <= IGNORED_ROWS_PER_SECOND
+}
+
+async fn ignored(panel: &Panel, consumer: &str, why: &str, subject_org: &str) {
+    tracing::warn!(reason = %why, organization = %subject_org, "relay: a team action was ignored");
+    if !may_write_ignored_row(Utc::now()) {
+        return;
+    }
+    // Nothing in an unverified message is believed: the row names neither its author nor its plan.
+    let actor = Actor::new("unverified", Source::Team(consumer.to_owned()));
+    let detail = format!("a team action for organization `{subject_org}` was ignored: {why}");
+    let row = AuditEntry::new(&actor, AuditAction::Ignored, None, detail);
+    let store = panel.store.clone();
+    let written = tokio::task::spawn_blocking(move || store.append_audit(&row)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::warn!("could not record an ignored team action in the audit log");
+    }
+    panel.store.flush_soon();
+    let _ = panel.events.send(CoreEvent::StatusChanged);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_subjects_and_consumers_are_valid_nats_names() {
+        assert_eq!(action_subject("org_abc"), "zof.actions.org_abc");
+        assert_eq!(action_subject("a.b"), "zof.actions.a_b");
+        assert_eq!(actions_consumer("alice_l7"), "alice_l7_actions");
+    }
+}

@@ -1,0 +1,319 @@
+//! Team actions in the store ([`crate::team`]): the ids already applied (`team_seen`), this
+//! laptop's own actions waiting to be published (`team_out`, kept until JetStream acknowledged
+//! them), and teammates' actions on plans that have not arrived here yet (`team_early`, applied
+//! as the plan arrives, so it is never announced).
+
+use chrono::{DateTime, Utc};
+
+use super::records::{PlanRecord, PlanState};
+use super::{corrupt, Inner, Store, StoreError};
+use crate::audit::{Actor, AuditAction, AuditEntry, Source};
+use crate::team::{TeamAction, TeamOutcome, TeamVerb};
+
+/// Orders decisions the same way on every laptop: the earlier one, then the lower id.
+fn earlier(a: (Option<DateTime<Utc>>, Option<&str>), b: (DateTime<Utc>, &str)) -> bool {
+    match a {
+        (Some(at), id) => (at, id.unwrap_or("")) < b,
+        (None, _) => false,
+    }
+}
+
+impl Store {
+    /// From now on, this laptop's actions (and what reconciliation resolves) are queued for the
+    /// team; `false` stops queueing (what is queued stays, and goes once a relay is back).
+    pub fn set_team_publishing(&self, on: bool) {
+        self.shared.team_publishing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn team_publishing(&self) -> bool {
+        self.shared.team_publishing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Woken whenever an action is queued for the team.
+    pub fn team_queued(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.shared.team_queued.clone()
+    }
+
+    /// Queues `action` for the team when a relay is attached; a no-op otherwise.
+    pub fn share_with_team(&self, action: &TeamAction) -> Result<(), StoreError> {
+        if !self.team_publishing() {
+            return Ok(());
+        }
+        self.queue_team_action(action)?;
+        self.shared.team_queued.notify_one();
+        Ok(())
+    }
+
+    /// Forgets what is past the retention window: ids applied, and decisions whose plan never came.
+    pub(super) fn prune_team(&self, cutoff: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with(|i| {
+            for kv in i.team_seen.iter() {
+                let (key, value) = kv?;
+                let at = value.as_ref().try_into().map(i64::from_be_bytes).unwrap_or(i64::MIN);
+                if at < cutoff.timestamp() {
+                    i.team_seen.remove(key)?;
+                }
+            }
+            for kv in i.team_early.iter() {
+                let (key, value) = kv?;
+                if TeamAction::parse(&value).map_or(true, |a| a.at < cutoff) {
+                    i.team_early.remove(key)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Claims an action id: `true` the first time it is seen here, `false` after.
+    fn claim_team_action(&self, i: &Inner, id: &str) -> Result<bool, StoreError> {
+        let now = Utc::now().timestamp().to_be_bytes();
+        Ok(i.team_seen.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(&now[..]))?.is_ok())
+    }
+
+    /// Queues this laptop's own action for the team, and marks its id seen, so it is not
+    /// applied again when it comes back over the relay.
+    pub fn queue_team_action(&self, action: &TeamAction) -> Result<(), StoreError> {
+        self.with(|i| {
+            self.claim_team_action(i, &action.id)?;
+            let seq = i.db.generate_id()?;
+            i.team_out.insert(seq.to_be_bytes(), action.to_body())?;
+            Ok(())
+        })
+    }
+
+    /// The actions still to publish, oldest first, with their queue keys.
+    pub fn outgoing_team_actions(&self, limit: usize) -> Result<Vec<(u64, TeamAction)>, StoreError> {
+        self.with(|i| {
+            let mut out = Vec::new();
+            for kv in i.team_out.iter().take(limit) {
+                let (key, value) = kv?;
+                let seq =
+                    key.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| corrupt("team_out", "bad key"))?;
+                match TeamAction::parse(&value) {
+                    Ok(action) => out.push((seq, action)),
+                    Err(e) => {
+                        self.quarantine(i, "team_out", &key, &value, &corrupt("team_out", e))?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// JetStream acknowledged the action: it leaves the queue.
+    pub fn sent_team_action(&self, seq: u64) -> Result<(), StoreError> {
+        self.with(|i| {
+            i.team_out.remove(seq.to_be_bytes())?;
+            Ok(())
+        })
+    }
+
+    pub fn outgoing_team_count(&self) -> usize {
+        self.with(|i| Ok(i.team_out.len())).unwrap_or(0)
+    }
+
+    /// Applies a teammate's action read by this laptop's `consumer`, once per action id, and
+    /// records it (or why it was not applied) in the audit log with source `team:<consumer>`.
+    pub fn apply_team_action(&self, action: &TeamAction, consumer: &str) -> Result<TeamOutcome, StoreError> {
+        let fresh = self.with(|i| self.claim_team_action(i, &action.id))?;
+        if !fresh {
+            return Ok(TeamOutcome::Seen);
+        }
+        let actor = Actor::new(action.by.clone(), Source::Team(consumer.to_owned()));
+        let Some(plan) = self.plan(&action.plan_id)? else {
+            return self.keep_early(action, &actor);
+        };
+        let outcome = match action.action {
+            TeamVerb::Resolved => {
+                let status = action.status.as_deref().unwrap_or("resolved");
+                match self.resolve_as(&action.plan_id, status, Some(&action.by), action.at, &actor)? {
+                    Some(plan) => TeamOutcome::Applied(Box::new(plan)),
+                    None => TeamOutcome::NotApplied("it was already decided here".into()),
+                }
+            }
+            TeamVerb::Handled | TeamVerb::Snoozed => self.decide(&plan, action, &actor)?,
+        };
+        if let TeamOutcome::NotApplied(why) = &outcome {
+            let detail = format!("{} by {}: not applied, {why}", verb(action.action), action.by);
+            self.append_audit(&row(&actor, AuditAction::Ignored, action, detail))?;
+        }
+        Ok(outcome)
+    }
+
+    /// A handled or snoozed action on a plan this laptop knows.
+    fn decide(&self, plan: &PlanRecord, action: &TeamAction, actor: &Actor) -> Result<TeamOutcome, StoreError> {
+        let why_not = std::cell::RefCell::new(None);
+        let changed = self.write_plan(&plan.plan_id, |old| {
+            let mut p = old?;
+            match decision(&mut p, action) {
+                Ok(()) => Some(p),
+                Err(why) => {
+                    *why_not.borrow_mut() = Some(why);
+                    None
+                }
+            }
+        })?;
+        if let Some(why) = why_not.into_inner() {
+            return Ok(TeamOutcome::NotApplied(why));
+        }
+        let Some((plan, _)) = changed else {
+            return Ok(TeamOutcome::NotApplied("the plan cannot be read".into()));
+        };
+        let (kind, detail) = match action.action {
+            TeamVerb::Snoozed => (AuditAction::Snoozed, until_detail(action)),
+            _ => (AuditAction::Handled, String::new()),
+        };
+        self.append_audit(&row(actor, kind, action, detail))?;
+        Ok(TeamOutcome::Applied(Box::new(plan)))
+    }
+
+    /// An action for a plan not here yet: kept, and applied when the plan arrives. Of two
+    /// kept for one plan, a "handled" outranks a snooze.
+    fn keep_early(&self, action: &TeamAction, actor: &Actor) -> Result<TeamOutcome, StoreError> {
+        let kept = self.with(|i| {
+            if let Some(bytes) = i.team_early.get(action.plan_id.as_bytes())? {
+                if let Ok(other) = TeamAction::parse(&bytes) {
+                    let outranks = match (other.action, action.action) {
+                        (TeamVerb::Snoozed, TeamVerb::Snoozed) => (other.at, &other.id) > (action.at, &action.id),
+                        (TeamVerb::Snoozed, _) => false,
+                        (_, TeamVerb::Snoozed) => true,
+                        _ => (other.at, &other.id) < (action.at, &action.id),
+                    };
+                    if outranks {
+                        return Ok(false);
+                    }
+                }
+            }
+            i.team_early.insert(action.plan_id.as_bytes(), action.to_body())?;
+            Ok(true)
+        })?;
+        if !kept {
+            let detail = format!(
+                "{} by {}: not applied, an earlier decision waits for this plan",
+                verb(action.action),
+                action.by
+            );
+            self.append_audit(&row(actor, AuditAction::Ignored, action, detail))?;
+            return Ok(TeamOutcome::NotApplied("an earlier decision waits for this plan".into()));
+        }
+        let (kind, detail) = match action.action {
+            TeamVerb::Snoozed => (AuditAction::Snoozed, until_detail(action)),
+            TeamVerb::Handled => (AuditAction::Handled, String::new()),
+            TeamVerb::Resolved => (AuditAction::Resolved, action.status.clone().unwrap_or_default()),
+        };
+        let detail = if detail.is_empty() {
+            "before the plan arrived here".to_owned()
+        } else {
+            format!("{detail}; before the plan arrived here")
+        };
+        self.append_audit(&row(actor, kind, action, detail))?;
+        Ok(TeamOutcome::Early)
+    }
+
+    /// The teammate's decision waiting for `plan_id` to arrive, if one is.
+    pub(super) fn early_decision(&self, plan_id: &str) -> Result<Option<TeamAction>, StoreError> {
+        self.with(|i| Ok(i.team_early.get(plan_id.as_bytes())?.and_then(|bytes| TeamAction::parse(&bytes).ok())))
+    }
+
+    /// Forgets a waiting decision once its plan is written.
+    pub(super) fn drop_early_decision(&self, plan_id: &str) -> Result<(), StoreError> {
+        self.with(|i| {
+            i.team_early.remove(plan_id.as_bytes())?;
+            Ok(())
+        })
+    }
+}
+
+/// A new plan with the teammate's decision that waited for it (see [`Store::keep_early`]).
+pub(super) fn with_early_decision(mut plan: PlanRecord, action: Option<&TeamAction>) -> PlanRecord {
+    let Some(action) = action.filter(|a| a.organization_id == plan.organization_id) else {
+        return plan;
+    };
+    match action.action {
+        TeamVerb::Resolved => {
+            plan.state = PlanState::Resolved;
+            plan.console_status = action.status.clone();
+            plan.decided_by = Some(action.by.clone());
+            plan.resolved_at = Some(action.at);
+        }
+        TeamVerb::Handled | TeamVerb::Snoozed => {
+            // Not applicable (a snooze that has ended): the plan arrives as it is.
+            let _ = decision(&mut plan, action);
+        }
+    }
+    plan
+}
+
+/// Applies a handled or snoozed action to a plan, or says why not.
+fn decision(p: &mut PlanRecord, action: &TeamAction) -> Result<(), String> {
+    match action.action {
+        TeamVerb::Handled => match p.state {
+            PlanState::Resolved => Err("it was already decided in the Console".into()),
+            PlanState::Handled => {
+                // The earliest decision stands on every laptop, whichever arrived first.
+                if earlier((p.handled_at, p.decision_id.as_deref()), (action.at, &action.id)) {
+                    let by = p.decided_by.clone().unwrap_or_default();
+                    Err(format!("it was already handled by {by}"))
+                } else {
+                    handled(p, action);
+                    Ok(())
+                }
+            }
+            PlanState::Pending | PlanState::Snoozed => {
+                handled(p, action);
+                Ok(())
+            }
+        },
+        TeamVerb::Snoozed => {
+            if !p.is_open() {
+                let by = p.decided_by.clone().unwrap_or_else(|| "someone".into());
+                return Err(format!("a snooze of a plan already handled (by {by}) does nothing"));
+            }
+            let until = action.until.ok_or_else(|| "a snooze without an end time".to_owned())?;
+            if until <= Utc::now() {
+                return Err("the snooze had ended before it arrived".into());
+            }
+            // Of two snoozes, the later one stands on every laptop.
+            if p.state == PlanState::Snoozed
+                && p.snoozed_at.is_some_and(|at| (at, p.decision_id.as_deref().unwrap_or("")) > (action.at, &action.id))
+            {
+                let by = p.snoozed_by.clone().unwrap_or_default();
+                return Err(format!("a later snooze by {by} stands"));
+            }
+            p.state = PlanState::Snoozed;
+            p.snoozed_until = Some(until);
+            p.snoozed_by = Some(action.by.clone());
+            p.snoozed_at = Some(action.at);
+            p.decision_id = Some(action.id.clone());
+            Ok(())
+        }
+        TeamVerb::Resolved => Err("not a plan decision".into()),
+    }
+}
+
+fn handled(p: &mut PlanRecord, action: &TeamAction) {
+    p.state = PlanState::Handled;
+    p.handled_at = Some(action.at);
+    p.snoozed_until = None;
+    p.held = false;
+    p.decided_by = Some(action.by.clone());
+    p.decision_id = Some(action.id.clone());
+}
+
+fn verb(v: TeamVerb) -> &'static str {
+    match v {
+        TeamVerb::Handled => "handled",
+        TeamVerb::Snoozed => "snoozed",
+        TeamVerb::Resolved => "resolved",
+    }
+}
+
+fn until_detail(action: &TeamAction) -> String {
+    action.until.map(|t| format!("until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))).unwrap_or_default()
+}
+
+fn row(actor: &Actor, kind: AuditAction, action: &TeamAction, detail: String) -> AuditEntry {
+    let mut entry = AuditEntry::new(actor, kind, Some(&action.plan_id), detail);
+    entry.at = action.at.min(Utc::now());
+    entry
+}

@@ -1,0 +1,320 @@
+//! Team actions over the relay: laptops in this process (each its own `Application`, store and
+//! consumer) on a real nats-server; the laptop under watch notifies through the real notify-rust
+//! client to a recording notification server on a private session bus.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use chrono::Utc;
+use tokio::sync::{Mutex, MutexGuard};
+use zof_approvals::app::{AppConfig, Application, SecretSource};
+use zof_approvals::audit::{AuditAction, AuditFilter, Source};
+use zof_approvals::config::{Paths, Settings};
+use zof_approvals::envelope::plan_pending_body;
+use zof_approvals::notify::DesktopNotifier;
+use zof_approvals::outbox::{LogNotifier, Notifier};
+use zof_approvals::panel::Panel;
+use zof_approvals::relay::actions::action_subject;
+use zof_approvals::relay::{delivery_subject, LaptopLink, NatsAuth, NatsConfig, Publisher, RelayStatus};
+use zof_approvals::store::PlanState;
+use zof_approvals::team::{TeamAction, TeamVerb};
+use zof_approvals::verify::{sign_zof, Secret, SecretSet};
+use zof_testkit::{Call, NotificationRecorder, PrivateBus};
+
+use super::support::{Nats, SECRET};
+
+/// The notification client reads its bus from the process-wide environment: one test at a time.
+struct Turn {
+    bus: PrivateBus,
+    _guard: MutexGuard<'static, ()>,
+}
+
+async fn turn() -> Turn {
+    static TURN: OnceLock<Mutex<()>> = OnceLock::new();
+    let guard = TURN.get_or_init(|| Mutex::new(())).lock().await;
+    let bus = PrivateBus::start().expect("dbus-daemon (package dbus) is needed for these tests");
+    std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+    Turn { bus, _guard: guard }
+}
+
+async fn recorder(turn: &Turn) -> NotificationRecorder {
+    for _ in 0..100 {
+        if let Ok(r) = NotificationRecorder::start(&turn.bus.address).await {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("could not own org.freedesktop.Notifications on the test bus");
+}
+
+struct Mate {
+    panel: Panel,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A laptop named `name` (its display name and consumer), following `nats`; `desktop` picks the
+/// real notification client, otherwise plans are only logged.
+async fn mate(nats: &Nats, name: &str, desktop: bool, allow: &[&str]) -> Mate {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        display_name: name.into(),
+        allow_orgs: allow.iter().map(|o| (*o).to_owned()).collect(),
+        ..Settings::default()
+    };
+    let config = AppConfig {
+        paths: Paths { data_dir: dir.path().join("data"), config_dir: dir.path().join("config") },
+        settings,
+        secrets: SecretSource::Fixed(SecretSet::single(Secret::new(SECRET).unwrap())),
+    };
+    let notifier: Arc<dyn Notifier> =
+        if desktop { Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())) } else { Arc::new(LogNotifier) };
+    let mut app = Application::build(config, notifier).await.unwrap();
+    let nats_config = NatsConfig { url: nats.url(), auth: NatsAuth::None, ca_file: None, name: name.into() };
+    app.attach_relay(LaptopLink { nats: nats_config, stream: "ZOF".into(), consumer: name.into() });
+    let panel = app.panel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Mate { panel, stop: Some(tx), task: Some(task), _dir: dir }
+}
+
+impl Mate {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    async fn state(&self, plan: &str) -> Option<(PlanState, Option<String>)> {
+        self.panel.plan(plan.into()).await.ok().map(|d| (d.plan.state, d.plan.decided_by))
+    }
+
+    async fn until(&self, plan: &str, what: &str, ok: impl Fn(PlanState, Option<&str>) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some((state, by)) = self.state(plan).await {
+                if ok(state, by.as_deref()) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{plan}: never {what}; now {:?}", self.state(plan).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn audit(&self, plan: &str) -> Vec<zof_approvals::audit::AuditEntry> {
+        let filter = AuditFilter { plan_id: Some(plan.into()), ..AuditFilter::default() };
+        self.panel.audit(filter).await.unwrap()
+    }
+}
+
+async fn publisher(nats: &Nats) -> Publisher {
+    let config = NatsConfig { url: nats.url(), auth: NatsAuth::None, ca_file: None, name: "test relay".into() };
+    let p = Publisher::connect(&config, RelayStatus::new("test")).await.unwrap();
+    p.ensure_stream(&Default::default(), Duration::from_secs(10)).await.unwrap();
+    p
+}
+
+/// A delivery as the relay publishes it.
+async fn deliver(p: &Publisher, plan: &str) {
+    let id = format!("evt_{plan}");
+    let body = plan_pending_body(&id, Utc::now(), plan, "org_abc", "run_xyz");
+    let sig = sign_zof(&Secret::new(SECRET).unwrap(), &body);
+    p.publish(delivery_subject("org_abc"), &id, &[("x-zof-signature", sig.as_str())], Bytes::from(body)).await.unwrap();
+}
+
+/// Waits until `consumer` has taken and acknowledged everything in the stream.
+async fn drained(nats: &Nats, consumer: &str) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(stream) = js.get_stream("ZOF").await {
+            if let Ok(mut c) = stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer).await {
+                if let Ok(info) = c.info().await {
+                    if info.num_pending == 0 && info.num_ack_pending == 0 {
+                        return;
+                    }
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "consumer {consumer} not drained within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn notified(calls: &[Call], plan: &str) -> Option<u32> {
+    calls.iter().find_map(|c| match c {
+        Call::Notify { id, body, .. } if body.contains(&format!("Plan {plan} ")) => Some(*id),
+        _ => None,
+    })
+}
+
+fn closed(calls: &[Call], id: u32) -> bool {
+    calls.iter().any(|c| matches!(c, Call::Close { id: closed, .. } if *closed == id))
+}
+
+async fn until_calls(rec: &NotificationRecorder, what: &str, ok: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let calls = rec.calls();
+        if ok(&calls) {
+            return calls;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}: {calls:#?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_handled_on_one_laptop_is_withdrawn_on_another_and_says_who_handled_it() {
+    let turn = turn().await;
+    let rec = recorder(&turn).await;
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let (alice, bob) = (mate(&nats, "alice", false, &[]).await, mate(&nats, "bob", true, &[]).await);
+    deliver(&p, "plan_h").await;
+    let calls = until_calls(&rec, "bob is told of plan_h", |c| notified(c, "plan_h").is_some()).await;
+    let shown = notified(&calls, "plan_h").unwrap();
+    alice.until("plan_h", "pending at alice's", |s, _| s == PlanState::Pending).await;
+
+    let handled = alice.panel.handle("plan_h".into(), Source::Panel).await.unwrap();
+    assert!(!handled.already);
+    let took = Instant::now();
+    until_calls(&rec, "bob's notification is closed", |c| closed(c, shown)).await;
+    eprintln!("handled at alice's → closed on bob's bus: {:?}", took.elapsed());
+    bob.until("plan_h", "handled by alice", |s, by| s == PlanState::Handled && by == Some("alice")).await;
+
+    let view = bob.panel.plan("plan_h".into()).await.unwrap().plan;
+    assert!(view.resolution.as_deref().is_some_and(|r| r.starts_with("Handled by alice at ")), "{view:?}");
+    let rows = bob.audit("plan_h").await;
+    let row = rows.iter().find(|r| r.action == AuditAction::Handled).expect("bob's audit log has it");
+    assert_eq!((row.who.as_str(), row.source.to_string()), ("alice", "team:bob".to_owned()));
+    // Alice's own action came back to her over NATS and was recognised: one row, not two.
+    drained(&nats, "alice_actions").await;
+    let mine: Vec<_> = alice.audit("plan_h").await.into_iter().filter(|r| r.action == AuditAction::Handled).collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0].source, Source::Panel);
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_asleep_during_the_action_applies_it_before_announcing_the_plan() {
+    let turn = turn().await;
+    let rec = recorder(&turn).await;
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let alice = mate(&nats, "alice", false, &[]).await;
+    deliver(&p, "plan_s").await;
+    alice.until("plan_s", "pending at alice's", |s, _| s == PlanState::Pending).await;
+    alice.panel.handle("plan_s".into(), Source::Panel).await.unwrap();
+    drained(&nats, "alice_actions").await;
+    // A later plan, announced once carol has read everything before it.
+    deliver(&p, "plan_after").await;
+
+    let carol = mate(&nats, "carol", true, &[]).await;
+    let calls = until_calls(&rec, "carol announces the later plan", |c| notified(c, "plan_after").is_some()).await;
+    assert_eq!(notified(&calls, "plan_s"), None, "the plan alice handled was never announced: {calls:#?}");
+    carol.until("plan_s", "handled by alice", |s, by| s == PlanState::Handled && by == Some("alice")).await;
+    let rows = carol.audit("plan_s").await;
+    assert!(rows.iter().any(|r| r.action == AuditAction::Handled && r.who == "alice"), "{rows:?}");
+    alice.stop().await;
+    carol.stop().await;
+}
+
+/// An action as a forger with NATS credentials might publish it.
+async fn publish_action(p: &Publisher, org: &str, action: &TeamAction, signature: Option<&str>) {
+    let headers: Vec<(&str, &str)> = signature.map(|s| vec![("x-zof-signature", s)]).unwrap_or_default();
+    p.publish(action_subject(org), &action.id, &headers, Bytes::from(action.to_body())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_nothing() {
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let bob = mate(&nats, "bob", false, &["org_abc"]).await;
+    deliver(&p, "plan_f").await;
+    deliver(&p, "plan_sentinel").await;
+    bob.until("plan_sentinel", "pending", |s, _| s == PlanState::Pending).await;
+    let action = |id: &str, plan: &str, org: &str| TeamAction {
+        id: id.into(),
+        plan_id: plan.into(),
+        organization_id: org.into(),
+        action: TeamVerb::Handled,
+        by: "mallory".into(),
+        at: Utc::now(),
+        until: None,
+        status: None,
+    };
+    let wrong = Secret::new("not-the-team-secret-0123456789").unwrap();
+    let right = Secret::new(SECRET).unwrap();
+    let unsigned = action("act_unsigned", "plan_f", "org_abc");
+    publish_action(&p, "org_abc", &unsigned, None).await;
+    let badly = action("act_wrong_secret", "plan_f", "org_abc");
+    publish_action(&p, "org_abc", &badly, Some(&sign_zof(&wrong, &badly.to_body()))).await;
+    let elsewhere = action("act_other_org", "plan_f", "org_other");
+    publish_action(&p, "org_other", &elsewhere, Some(&sign_zof(&right, &elsewhere.to_body()))).await;
+    // Read after the three: a genuine action on another plan.
+    let genuine = TeamAction { by: "alice".into(), ..action("act_genuine", "plan_sentinel", "org_abc") };
+    publish_action(&p, "org_abc", &genuine, Some(&sign_zof(&right, &genuine.to_body()))).await;
+
+    bob.until("plan_sentinel", "handled by alice", |s, by| s == PlanState::Handled && by == Some("alice")).await;
+    assert_eq!(bob.state("plan_f").await, Some((PlanState::Pending, None)), "nothing applied from a forgery");
+    let ignored: Vec<_> = bob
+        .panel
+        .audit(AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == AuditAction::Ignored)
+        .collect();
+    let details: Vec<&str> = ignored.iter().map(|r| r.detail.as_str()).collect();
+    assert_eq!(ignored.len(), 3, "each refusal is shown: {details:#?}");
+    assert!(details.iter().any(|d| d.contains("missing")), "{details:#?}");
+    assert!(details.iter().any(|d| d.contains("match")), "{details:#?}");
+    assert!(details.iter().any(|d| d.contains("org_other") && d.contains("allow-list")), "{details:#?}");
+    assert!(ignored.iter().all(|r| r.who == "unverified" && r.plan_id.is_none()), "{ignored:?}");
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handled_and_snoozed_racing_on_two_laptops_end_in_the_same_state_on_every_laptop() {
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let (alice, bob) = (mate(&nats, "alice", false, &[]).await, mate(&nats, "bob", false, &[]).await);
+    for plan in ["plan_r1", "plan_r2"] {
+        deliver(&p, plan).await;
+    }
+    for m in [&alice, &bob] {
+        m.until("plan_r2", "pending", |s, _| s == PlanState::Pending).await;
+    }
+    // plan_r1: alice handles while bob snoozes. plan_r2: both handle at once.
+    let (handled, snoozed, h2a, h2b) = tokio::join!(
+        alice.panel.handle("plan_r1".into(), Source::Panel),
+        bob.panel.snooze_as("plan_r1".into(), 30, Source::Panel),
+        alice.panel.handle("plan_r2".into(), Source::Panel),
+        bob.panel.handle("plan_r2".into(), Source::Panel),
+    );
+    handled.unwrap();
+    let _ = snoozed; // snoozed first, or refused because handled: both are fair outcomes here
+    h2a.unwrap();
+    h2b.unwrap();
+    for consumer in ["alice_actions", "bob_actions"] {
+        drained(&nats, consumer).await;
+    }
+    assert_eq!(alice.state("plan_r1").await, Some((PlanState::Handled, Some("alice".into()))));
+    assert_eq!(bob.state("plan_r1").await, Some((PlanState::Handled, Some("alice".into()))));
+    let (a2, b2) = (alice.state("plan_r2").await, bob.state("plan_r2").await);
+    assert_eq!(a2, b2, "the same decision stands on both laptops");
+    assert_eq!(a2.map(|s| s.0), Some(PlanState::Handled));
+    alice.stop().await;
+    bob.stop().await;
+}
