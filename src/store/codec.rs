@@ -497,10 +497,10 @@ mod tests {
         let mut bytes = encode(&plan());
         bytes.truncate(bytes.len() - 3);
         let err = decode::<PlanRecord>("plans", &bytes).unwrap_err().to_string();
-        assert!(err.contains("`plans`") && err.contains("runs past the end of the record"), "{err}");
-        // Only the format byte: the first field is missing.
-        let err = decode::<PlanRecord>("plans", &encode(&plan())[..1]).unwrap_err().to_string();
         assert!(err.contains("`plans`") && err.contains("ends early"), "{err}");
+        // The format byte, then a first string said to be 50 bytes long, of which 3 are there.
+        let err = decode::<PlanRecord>("plans", &[FORMAT, 50, b'a', b'b', b'c']).unwrap_err().to_string();
+        assert!(err.contains("`plans`") && err.contains("runs past the end of the record"), "{err}");
         let err = decode::<PlanRecord>("plans", &[0x07, 1, 2]).unwrap_err().to_string();
         assert!(err.contains("unknown record format 0x07"), "{err}");
     }
