@@ -317,3 +317,152 @@ fn row(actor: &Actor, kind: AuditAction, action: &TeamAction, detail: String) ->
     entry.at = action.at.min(Utc::now());
     entry
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::audit::AuditFilter;
+    use crate::envelope::{plan_pending_body, Envelope};
+    use crate::verify::Fingerprint;
+
+    fn arrive(store: &Store, plan: &str) -> PlanRecord {
+        let env = Envelope::parse(&plan_pending_body(&format!("e_{plan}"), Utc::now(), plan, "org", "run")).unwrap();
+        store.record_event(&env, b"{}", Utc::now(), &Fingerprint("f".into())).unwrap();
+        store.settle_event(&store.event(&env.id).unwrap().unwrap(), |_| {}).unwrap().0
+    }
+
+    fn act(id: &str, plan: &str, verb: TeamVerb, by: &str, at: DateTime<Utc>) -> TeamAction {
+        TeamAction {
+            id: id.into(),
+            plan_id: plan.into(),
+            organization_id: "org".into(),
+            action: verb,
+            by: by.into(),
+            at,
+            until: (verb == TeamVerb::Snoozed).then(|| Utc::now() + Duration::minutes(30)),
+            status: (verb == TeamVerb::Resolved).then(|| "approved".to_owned()),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn the_earliest_handled_stands_whichever_arrives_first() {
+        let now = Utc::now();
+        let (early, late) = (
+            act("act_b", "p", TeamVerb::Handled, "bob", now),
+            act("act_a", "p", TeamVerb::Handled, "alice", now + Duration::seconds(1)),
+        );
+        for order in [[&early, &late], [&late, &early]] {
+            let (_d, store) = open();
+            arrive(&store, "p");
+            for a in order {
+                store.apply_team_action(a, "me").unwrap();
+            }
+            let plan = store.plan("p").unwrap().unwrap();
+            assert_eq!((plan.state, plan.decided_by.as_deref()), (PlanState::Handled, Some("bob")));
+        }
+    }
+
+    #[test]
+    fn an_action_is_applied_once_and_a_snooze_of_a_handled_plan_is_logged_not_applied() {
+        let (_d, store) = open();
+        arrive(&store, "p");
+        let handled = act("act_1", "p", TeamVerb::Handled, "alice", Utc::now());
+        assert!(matches!(store.apply_team_action(&handled, "me").unwrap(), TeamOutcome::Applied(_)));
+        assert_eq!(store.apply_team_action(&handled, "me").unwrap(), TeamOutcome::Seen);
+        let snooze = act("act_2", "p", TeamVerb::Snoozed, "bob", Utc::now());
+        assert!(matches!(store.apply_team_action(&snooze, "me").unwrap(), TeamOutcome::NotApplied(_)));
+        assert_eq!(store.plan("p").unwrap().unwrap().state, PlanState::Handled);
+        let rows = store.audit(&AuditFilter::default()).unwrap();
+        let kinds: Vec<_> = rows.iter().map(|r| (r.action, r.who.as_str(), r.source.to_string())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (AuditAction::Ignored, "bob", "team:me".to_owned()),
+                (AuditAction::Handled, "alice", "team:me".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn of_two_snoozes_the_later_stands_and_one_that_already_ended_is_not_applied() {
+        let now = Utc::now();
+        let first = act("act_1", "p", TeamVerb::Snoozed, "alice", now);
+        let second = TeamAction {
+            until: Some(now + Duration::minutes(60)),
+            ..act("act_2", "p", TeamVerb::Snoozed, "bob", now + Duration::seconds(5))
+        };
+        for order in [[&first, &second], [&second, &first]] {
+            let (_d, store) = open();
+            arrive(&store, "p");
+            for a in order {
+                store.apply_team_action(a, "me").unwrap();
+            }
+            let plan = store.plan("p").unwrap().unwrap();
+            assert_eq!(
+                (plan.state, plan.snoozed_by.as_deref(), plan.snoozed_until),
+                (PlanState::Snoozed, Some("bob"), second.until)
+            );
+        }
+        let (_d, store) = open();
+        arrive(&store, "q");
+        let ended = TeamAction {
+            until: Some(now - Duration::minutes(1)),
+            ..act("act_3", "q", TeamVerb::Snoozed, "alice", now)
+        };
+        assert!(
+            matches!(store.apply_team_action(&ended, "me").unwrap(), TeamOutcome::NotApplied(w) if w.contains("ended"))
+        );
+        assert_eq!(store.plan("q").unwrap().unwrap().state, PlanState::Pending);
+    }
+
+    #[test]
+    fn a_decision_for_a_plan_not_here_yet_waits_for_it_and_the_plan_arrives_decided() {
+        let (_d, store) = open();
+        let snooze = act("act_1", "p", TeamVerb::Snoozed, "bob", Utc::now());
+        let handled = act("act_2", "p", TeamVerb::Handled, "alice", Utc::now());
+        assert_eq!(store.apply_team_action(&snooze, "me").unwrap(), TeamOutcome::Early);
+        assert_eq!(store.apply_team_action(&handled, "me").unwrap(), TeamOutcome::Early, "handled outranks a snooze");
+        let later = act("act_3", "p", TeamVerb::Snoozed, "carol", Utc::now());
+        assert!(matches!(store.apply_team_action(&later, "me").unwrap(), TeamOutcome::NotApplied(_)));
+        let plan = arrive(&store, "p");
+        assert_eq!((plan.state, plan.decided_by.as_deref()), (PlanState::Handled, Some("alice")));
+        assert_eq!(store.early_decision("p").unwrap(), None, "used once, then forgotten");
+    }
+
+    #[test]
+    fn a_console_resolution_is_shared_only_while_a_relay_is_attached_and_resolves_a_teammates_plan() {
+        let (_d, store) = open();
+        arrive(&store, "p");
+        store.resolve_in_console("p", "approved", Some("dana@example.com"), Utc::now()).unwrap();
+        assert_eq!(store.outgoing_team_count(), 0, "no relay, nothing queued");
+        arrive(&store, "q");
+        store.set_team_publishing(true);
+        store.resolve_in_console("q", "rejected", Some("dana@example.com"), Utc::now()).unwrap();
+        let out = store.outgoing_team_actions(10).unwrap();
+        assert_eq!(out.len(), 1);
+        let (seq, shared) = &out[0];
+        assert_eq!(
+            (shared.action, shared.status.as_deref(), shared.by.as_str()),
+            (TeamVerb::Resolved, Some("rejected"), "dana@example.com")
+        );
+        // Its own action coming back is recognised.
+        assert_eq!(store.apply_team_action(shared, "me").unwrap(), TeamOutcome::Seen);
+        store.sent_team_action(*seq).unwrap();
+        assert_eq!(store.outgoing_team_count(), 0);
+
+        let (_d2, teammate) = open();
+        arrive(&teammate, "q");
+        assert!(matches!(teammate.apply_team_action(shared, "mate").unwrap(), TeamOutcome::Applied(_)));
+        let plan = teammate.plan("q").unwrap().unwrap();
+        assert_eq!((plan.state, plan.console_status.as_deref()), (PlanState::Resolved, Some("rejected")));
+        assert_eq!(teammate.outgoing_team_count(), 0, "a resolution read over the relay is not sent on");
+    }
+}

@@ -174,7 +174,7 @@ async fn until_calls(rec: &NotificationRecorder, what: &str, ok: impl Fn(&[Call]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plan_handled_on_one_laptop_is_withdrawn_on_another_and_says_who_handled_it() {
+async fn a_plan_handled_or_snoozed_on_one_laptop_is_withdrawn_on_another_and_says_who_did_it() {
     let turn = turn().await;
     let rec = recorder(&turn).await;
     let nats = Nats::start();
@@ -202,6 +202,19 @@ async fn a_plan_handled_on_one_laptop_is_withdrawn_on_another_and_says_who_handl
     let mine: Vec<_> = alice.audit("plan_h").await.into_iter().filter(|r| r.action == AuditAction::Handled).collect();
     assert_eq!(mine.len(), 1, "{mine:?}");
     assert_eq!(mine[0].source, Source::Panel);
+
+    // A snooze: bob's notification goes, and his panel says who snoozed it until when.
+    deliver(&p, "plan_z").await;
+    let calls = until_calls(&rec, "bob is told of plan_z", |c| notified(c, "plan_z").is_some()).await;
+    let shown = notified(&calls, "plan_z").unwrap();
+    alice.until("plan_z", "pending at alice's", |s, _| s == PlanState::Pending).await;
+    alice.panel.snooze_as("plan_z".into(), 45, Source::Panel).await.unwrap();
+    until_calls(&rec, "bob's notification of plan_z is closed", |c| closed(c, shown)).await;
+    bob.until("plan_z", "snoozed", |s, _| s == PlanState::Snoozed).await;
+    let view = bob.panel.plan("plan_z".into()).await.unwrap().plan;
+    assert!(view.resolution.as_deref().is_some_and(|r| r.starts_with("Snoozed by alice until ")), "{view:?}");
+    let rows = bob.audit("plan_z").await;
+    assert!(rows.iter().any(|r| r.action == AuditAction::Snoozed && r.who == "alice" && r.detail.starts_with("until ")));
     alice.stop().await;
     bob.stop().await;
 }
