@@ -214,7 +214,9 @@ async fn a_plan_handled_or_snoozed_on_one_laptop_is_withdrawn_on_another_and_say
     let view = bob.panel.plan("plan_z".into()).await.unwrap().plan;
     assert!(view.resolution.as_deref().is_some_and(|r| r.starts_with("Snoozed by alice until ")), "{view:?}");
     let rows = bob.audit("plan_z").await;
-    assert!(rows.iter().any(|r| r.action == AuditAction::Snoozed && r.who == "alice" && r.detail.starts_with("until ")));
+    assert!(rows
+        .iter()
+        .any(|r| r.action == AuditAction::Snoozed && r.who == "alice" && r.detail.starts_with("until ")));
     alice.stop().await;
     bob.stop().await;
 }
