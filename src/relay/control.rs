@@ -116,9 +116,10 @@ pub struct RelayView {
 #[derive(Clone)]
 pub struct RelayController(Arc<Inner>);
 
+/// Names no credential and takes no lock (a caller may print it while applying).
 impl fmt::Debug for RelayController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RelayController").field("view", &self.view()).finish()
+        f.debug_struct("RelayController").field("default_consumer", &self.0.default_consumer).finish_non_exhaustive()
     }
 }
 
