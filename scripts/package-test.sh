@@ -99,8 +99,9 @@ install_deb() {
 desktop_file="/usr/share/applications/Zof Approvals.desktop"
 metainfo=/usr/share/metainfo/ai.zof.approvals.metainfo.xml
 unit=/usr/lib/systemd/user/zof-approvals.service
+relay_unit=/usr/lib/systemd/system/zof-relay.service
 expected_files=(
-  /usr/bin/zof-approvals-desktop /usr/bin/zof-approvals "$desktop_file" "$metainfo" "$unit"
+  /usr/bin/zof-approvals-desktop /usr/bin/zof-approvals "$desktop_file" "$metainfo" "$unit" "$relay_unit"
   /usr/share/doc/zof-approvals/copyright /usr/share/doc/zof-approvals/changelog.gz
 )
 for s in 16 32 48 64 128 256 512; do
@@ -113,12 +114,16 @@ check_file_list() {
     grep -qxF "$f" "$W/dpkg-L.txt" || fail "dpkg -L $pkg does not list $f"
     [ -e "$f" ] || fail "$f is listed but not installed"
   done
-  pass "dpkg -L lists the app, the CLI, the desktop entry, 7 icon sizes, the metainfo and the user unit"
+  pass "dpkg -L lists the app, the CLI, the desktop entry, 7 icon sizes, the metainfo, the user unit and the relay's system unit"
   [ -x /usr/bin/zof-approvals ] && [ -x /usr/bin/zof-approvals-desktop ] || fail "the binaries are not executable"
   if grep -q '^/etc/systemd/user/.*zof-approvals' "$W/dpkg-L.txt" || ls /etc/systemd/user/*.wants/zof-approvals.service >/dev/null 2>&1; then
     fail "the user unit is enabled by the package"
   fi
   pass "the user unit is installed, not enabled"
+  if grep -q '^/etc/systemd/system/.*zof-relay' "$W/dpkg-L.txt" || ls /etc/systemd/system/*.wants/zof-relay.service >/dev/null 2>&1; then
+    fail "the relay's system unit is enabled by the package"
+  fi
+  pass "the relay's system unit is installed, not enabled"
   # Every library the binaries link is a dependency of the package (no unresolved library).
   mkdir -p "$W/shlibs/debian"
   printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" >"$W/shlibs/debian/control"
@@ -140,7 +145,16 @@ validate() {
     mkdir -p "$W/run" && chmod 700 "$W/run"
     XDG_RUNTIME_DIR=$W/run systemd-analyze verify --user "$unit" || fail "systemd-analyze verify $unit"
     pass "systemd-analyze verify --user: $unit"
+    # The relay's unit names an EnvironmentFile the admin writes; verify reads the unit itself.
+    systemd-analyze verify "$relay_unit" || fail "systemd-analyze verify $relay_unit"
+    pass "systemd-analyze verify: $relay_unit"
   fi
+  # Whatever systemd-analyze can check: the relay unit starts a binary the package installed.
+  local relay_exec
+  relay_exec=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$relay_unit")
+  [ -n "$relay_exec" ] && [ -x "$relay_exec" ] || fail "$relay_unit: ExecStart binary '$relay_exec' is not installed"
+  "$relay_exec" relay --help >/dev/null || fail "$relay_exec relay --help"
+  pass "$relay_unit starts $relay_exec relay, installed and runnable"
 }
 
 run_lintian() {
@@ -249,7 +263,7 @@ step "bundle the newer .deb ($next_version, tauri bundle)" build_newer_deb
 step "apt-get install ./${pkg}_${version}_amd64.deb" install_deb
 step "installed app under Xvfb: smoke story" smoke
 step "dpkg -L and Depends" check_file_list
-step "desktop-file-validate, appstreamcli, systemd-analyze" validate
+step "desktop-file-validate, appstreamcli, systemd-analyze (user and relay units)" validate
 step "lintian" run_lintian
 step "/usr/bin/zof-approvals --help" cli_help
 step "add plans through the installed serve" add_plans

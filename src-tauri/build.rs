@@ -25,6 +25,8 @@ const COMMANDS: &[&str] = &[
     "get_console_status",
     "set_console_token",
     "subscribe_console",
+    "get_relay_status",
+    "set_relay_password",
 ];
 
 fn main() {

@@ -76,8 +76,6 @@ pub struct Application {
     console: ConsoleConnection,
     #[cfg(unix)]
     control: Option<crate::console::control::ControlSocket>,
-    /// The team relay's consumer: a second intake source beside HTTP (`serve --relay`).
-    relay: Option<crate::relay::ConsumerHandle>,
 }
 
 impl Application {
@@ -125,6 +123,20 @@ impl Application {
         };
         let policy = IntakePolicy::from_settings(&settings);
         let intake = Intake::new(store.clone(), secrets, usage, policy, events.clone(), worker.kick());
+        // The team relay's consumer, a second intake source beside HTTP; its password beside the secrets.
+        let relay_keychain = match &config.secrets {
+            SecretSource::Store(store) => Some(store.clone()),
+            SecretSource::Env(_) | SecretSource::Fixed(_) => None,
+        };
+        let shared_settings = Arc::new(RwLock::new(settings.clone()));
+        let team = crate::relay::TeamParts {
+            intake: intake.clone(),
+            notifier: notifier.clone(),
+            events: events.clone(),
+            settings: shared_settings.clone(),
+        };
+        let relay =
+            crate::relay::RelayController::new(team, relay_keychain, crate::relay::default_consumer_name().await);
         let limits = Limits {
             max_body_bytes: settings.max_body_bytes,
             request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
@@ -133,7 +145,7 @@ impl Application {
         let (stop_pruning, stopped) = tokio::sync::oneshot::channel();
         let pruner = (tokio::spawn(upkeep(intake.clone(), settings.retention_days, stopped)), stop_pruning);
         let (rebind, rebinds) = mpsc::channel(1);
-        let settings = Arc::new(RwLock::new(settings));
+        let settings = shared_settings;
         let console = ConsoleConnection::start(
             ConnectionParts {
                 store: store.clone(),
@@ -157,6 +169,7 @@ impl Application {
             addr: Arc::new(RwLock::new(addr)),
             rebind,
             events,
+            relay,
         };
         let (stop_applying, stopped) = tokio::sync::oneshot::channel();
         let applier = (tokio::spawn(apply_notification_actions(panel.clone(), chosen, stopped)), stop_applying);
@@ -172,7 +185,6 @@ impl Application {
             console,
             #[cfg(unix)]
             control,
-            relay: None,
         })
     }
 
@@ -202,12 +214,29 @@ impl Application {
         self.panel.manager.as_ref()
     }
 
-    /// Also takes deliveries from the team relay (JetStream), through the same intake as HTTP.
-    /// Must be called inside the Tokio runtime; a second call is ignored.
+    /// Also takes deliveries from the team relay (JetStream), through the same intake as HTTP,
+    /// whatever the settings say (`serve --relay`: the flags win). Must be called inside the
+    /// Tokio runtime; a second call is ignored.
     pub fn attach_relay(&mut self, link: crate::relay::LaptopLink) {
-        if self.relay.is_none() {
-            self.relay = Some(crate::relay::ConsumerHandle::start(&self.panel, link));
-        }
+        self.panel.relay.start_fixed(link);
+    }
+
+    /// Follows the team relay the settings name (`relay.url`), if any; saving the settings later
+    /// restarts or stops it ([`Panel::save_settings`]). When the settings cannot be used (no
+    /// password in the keychain, say) the receiver runs without it and the panel says why.
+    pub async fn follow_relay_settings(&self) -> Result<(), crate::relay::RelayControlError> {
+        self.panel.relay.apply(&self.panel.settings().relay).await
+    }
+
+    /// Where the NATS password of the relay settings is kept, when not with the webhook secrets
+    /// (`serve --secret-env` still keeps it in the OS keychain).
+    pub fn set_relay_keychain(&self, store: Arc<dyn SecretStore>) {
+        self.panel.relay.set_keychain(store);
+    }
+
+    /// The team relay link as the panel shows it.
+    pub fn relay_view(&self) -> crate::relay::RelayView {
+        self.panel.relay.view()
     }
 
     /// The handle the desktop shell works through.
@@ -231,7 +260,6 @@ impl Application {
             console,
             #[cfg(unix)]
             control,
-            relay,
         } = self;
         let mut shutdown = Box::pin(shutdown);
         let served = loop {
@@ -257,9 +285,7 @@ impl Application {
             }
         };
         // Messages being judged are stored and acknowledged; the rest stay in the stream.
-        if let Some(relay) = relay {
-            relay.stop().await;
-        }
+        panel.relay.shutdown().await;
         #[cfg(unix)]
         if let Some(control) = control {
             control.stop().await;

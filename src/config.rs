@@ -84,6 +84,89 @@ impl Default for NotificationSettings {
     }
 }
 
+/// The team relay this computer follows (Settings → Team relay; `serve` without `--relay`).
+/// Never a password: that is kept in the OS keychain (entry `nats-password`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// `nats://host:4222` or `tls://host:4222`, several separated by commas; empty: no relay.
+    pub url: String,
+    /// A `.creds` file (JWT and NKey seed); empty: none.
+    pub creds_file: String,
+    /// A NATS user, whose password is in the keychain; empty: none.
+    pub user: String,
+    /// A CA certificate (PEM) to trust for the server's TLS; empty: the system's roots only.
+    pub ca_file: String,
+    pub stream: String,
+    /// This computer's durable consumer; empty: `user@host`, made valid for NATS.
+    pub consumer: String,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            url: String::new(),
+            creds_file: String::new(),
+            user: String::new(),
+            ca_file: String::new(),
+            stream: crate::relay::DEFAULT_STREAM.into(),
+            consumer: String::new(),
+        }
+    }
+}
+
+impl RelaySettings {
+    pub fn is_on(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
+    /// The same with surrounding spaces dropped (as typed in a form).
+    pub fn trimmed(&self) -> RelaySettings {
+        let t = |s: &String| s.trim().to_owned();
+        RelaySettings {
+            url: t(&self.url),
+            creds_file: t(&self.creds_file),
+            user: t(&self.user),
+            ca_file: t(&self.ca_file),
+            stream: t(&self.stream),
+            consumer: t(&self.consumer),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        if self.is_on() {
+            for server in self.url.split(',').map(str::trim) {
+                let rest = server.strip_prefix("nats://").or_else(|| server.strip_prefix("tls://"));
+                let Some(rest) = rest else {
+                    return invalid("relay.url", "each address must start with nats:// or tls://");
+                };
+                if rest.is_empty() || rest.starts_with(':') || rest.chars().any(char::is_whitespace) {
+                    return invalid("relay.url", "each address needs a host, e.g. nats://nats.example.com:4222");
+                }
+                // A password in the URL would end up in the settings file.
+                if rest.split('/').next().is_some_and(|authority| authority.contains('@')) {
+                    return invalid(
+                        "relay.url",
+                        "put no user or password in the address: use the user field (the password is kept in the keychain)",
+                    );
+                }
+            }
+        }
+        if !self.creds_file.trim().is_empty() && !self.user.trim().is_empty() {
+            return invalid("relay.user", "use either a credentials file or a user and password, not both");
+        }
+        let stream = self.stream.trim();
+        if stream.is_empty() || stream.chars().any(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace()) {
+            return invalid("relay.stream", "a stream name without spaces, `.`, `*`, `>` or slashes (e.g. ZOF)");
+        }
+        if !self.consumer.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return invalid("relay.consumer", "letters, digits, `-` and `_` only (empty: user@host)");
+        }
+        Ok(())
+    }
+}
+
 /// Everything a user can set. Unknown keys in the file are an error, so a typo is not silently ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -116,6 +199,8 @@ pub struct Settings {
     /// The name this machine's actions are recorded under in the audit log and shown to
     /// teammates ("Handled by alice"); empty: the OS user and host (`alice@laptop-7`).
     pub display_name: String,
+    /// The team relay to follow; no URL: none.
+    pub relay: RelaySettings,
 }
 
 /// The shortest reconciliation interval: the Console is asked at most this often on a timer.
@@ -142,6 +227,7 @@ impl Default for Settings {
             reconcile_interval_secs: 300,
             public_url: String::new(),
             display_name: String::new(),
+            relay: RelaySettings::default(),
         }
     }
 }
@@ -221,7 +307,7 @@ impl Settings {
         if self.display_name.len() > 128 || self.display_name.chars().any(char::is_control) {
             return invalid("display_name", "must be at most 128 characters, without control characters");
         }
-        Ok(())
+        self.relay.validate()
     }
 
     pub fn allows_org(&self, org: &str) -> bool {
@@ -296,6 +382,30 @@ mod tests {
         assert!(Settings::load(&path).unwrap_err().to_string().contains("reconcile_interval_secs"));
         std::fs::write(&path, r#"{"console_api_url":"ftp://x"}"#).unwrap();
         assert!(Settings::load(&path).unwrap_err().to_string().contains("console_api_url"));
+    }
+
+    #[test]
+    fn relay_settings_are_optional_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(&path, r#"{"listen":"127.0.0.1:1"}"#).unwrap();
+        assert_eq!(Settings::load(&path).unwrap().relay, RelaySettings::default(), "an older file loads");
+        std::fs::write(&path, r#"{"relay":{"url":"tls://a:4222, nats://b:4222","user":"alice"}}"#).unwrap();
+        let loaded = Settings::load(&path).unwrap();
+        assert_eq!((loaded.relay.stream.as_str(), loaded.relay.user.as_str()), ("ZOF", "alice"));
+        for (bad, field) in [
+            (r#"{"relay":{"url":"http://a:4222"}}"#, "relay.url"),
+            (r#"{"relay":{"url":"nats://alice:hunter2@a:4222"}}"#, "relay.url"),
+            (r#"{"relay":{"url":"nats://a","creds_file":"/x.creds","user":"u"}}"#, "relay.user"),
+            (r#"{"relay":{"stream":"Z.OF"}}"#, "relay.stream"),
+            (r#"{"relay":{"consumer":"a@b"}}"#, "relay.consumer"),
+            (r#"{"relay":{"password":"x"}}"#, "password"),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = Settings::load(&path).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "the error does not repeat a password: {e}");
+        }
     }
 
     #[test]

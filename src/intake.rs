@@ -283,8 +283,9 @@ struct Parts {
     outbox: OutboxKick,
     /// Refusals are counted, not logged one by one (see `refusals`).
     refusals: Mutex<RefusalBook>,
-    /// The team relay link, when deliveries also come from JetStream.
-    relay: std::sync::OnceLock<crate::relay::RelayStatus>,
+    /// The team relay link, when deliveries also come from JetStream (replaced when the
+    /// consumer restarts with new settings, cleared when it stops).
+    relay: std::sync::RwLock<Option<crate::relay::RelayStatus>>,
 }
 
 /// The store key of the refusal counters.
@@ -302,7 +303,7 @@ impl Intake {
         let judge = Judge::new(secrets.clone(), usage, policy);
         // Blocking, but brief: one small record, read once while the application is built.
         let refusals = Mutex::new(load_refusals(&store));
-        let relay = std::sync::OnceLock::new();
+        let relay = std::sync::RwLock::new(None);
         Intake { inner: Arc::new(Parts { store, secrets, judge, events, outbox, refusals, relay }) }
     }
 
@@ -316,9 +317,15 @@ impl Intake {
         &self.inner.judge
     }
 
-    /// Makes `/healthz` report this relay link's state (once; later calls are ignored).
+    /// Makes `/healthz` report this relay link's state (a later call replaces it: the consumer
+    /// restarted with new settings).
     pub fn attach_relay_status(&self, status: crate::relay::RelayStatus) {
-        let _ = self.inner.relay.set(status);
+        *self.inner.relay.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+    }
+
+    /// `/healthz` no longer reports a relay link (the consumer was stopped).
+    pub fn detach_relay_status(&self) {
+        *self.inner.relay.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Why deliveries cannot be accepted right now, if they cannot.
@@ -341,7 +348,13 @@ impl Intake {
             quarantined: store.quarantined_count(),
             not_notified: store.not_notified_count(),
             outbox: store.outbox_len(),
-            relay: self.inner.relay.get().map(crate::relay::RelayStatus::snapshot),
+            relay: self
+                .inner
+                .relay
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map(crate::relay::RelayStatus::snapshot),
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::audit::{Actor, AuditAction, AuditEntry, AuditFilter, Source};
-use crate::config::{NotificationSettings, Paths, QuietHours, Settings};
+use crate::config::{NotificationSettings, Paths, QuietHours, RelaySettings, Settings};
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
 use crate::outbox::{NotificationAction, Notifier};
@@ -70,6 +70,20 @@ impl From<crate::console::ConsoleError> for PanelError {
             ConnectionState::NoToken => "console_no_token",
             ConnectionState::TokenRejected => "console_token_rejected",
             ConnectionState::Connecting | ConnectionState::Ok | ConnectionState::Unreachable => "console_unreachable",
+        };
+        PanelError::new(code, e)
+    }
+}
+
+impl From<crate::relay::RelayControlError> for PanelError {
+    fn from(e: crate::relay::RelayControlError) -> Self {
+        use crate::relay::RelayControlError as E;
+        let code = match &e {
+            E::EmptyPassword => "invalid_password",
+            E::NoKeychain | E::FromCommandLine => "relay_external",
+            E::NoPassword(_) => "relay_no_password",
+            E::Keychain(_) => "keychain",
+            E::Internal(_) => "internal",
         };
         PanelError::new(code, e)
     }
@@ -238,6 +252,8 @@ pub struct Overview {
     pub refusals: Vec<RefusalSummary>,
     pub muted_until: Option<DateTime<Utc>>,
     pub notification_status: Option<String>,
+    /// The team relay link (`off` when none is set); `None` when the core did not start.
+    pub relay: Option<crate::relay::RelayView>,
 }
 
 /// At most this many plans travel in an overview (oldest first); `kpis.pending` counts them all.
@@ -281,6 +297,7 @@ impl Overview {
             refusals: Vec::new(),
             muted_until: None,
             notification_status: None,
+            relay: None,
         }
     }
 }
@@ -318,6 +335,9 @@ pub struct SettingsView {
     /// What an empty `display_name` stands for on this machine (shown, never saved).
     #[serde(default)]
     pub default_display_name: String,
+    /// Settings → Team relay (`None` from an older panel: unchanged). Never a password.
+    #[serde(default)]
+    pub relay: Option<RelaySettings>,
 }
 
 impl SettingsView {
@@ -338,6 +358,7 @@ impl SettingsView {
             public_url: Some(s.public_url.clone()),
             display_name: Some(s.display_name.clone()),
             default_display_name: crate::audit::local_name(""),
+            relay: Some(s.relay.clone()),
         }
     }
 
@@ -366,6 +387,7 @@ impl SettingsView {
             reconcile_interval_secs: self.reconcile_interval_secs.unwrap_or(base.reconcile_interval_secs),
             public_url: self.public_url.as_deref().map_or(base.public_url.clone(), |u| u.trim().to_owned()),
             display_name: self.display_name.as_deref().map_or(base.display_name.clone(), |n| n.trim().to_owned()),
+            relay: self.relay.as_ref().map_or(base.relay.clone(), RelaySettings::trimmed),
             ..base.clone()
         };
         settings.validate().map_err(|e| PanelError::new("invalid_settings", e))?;
@@ -389,6 +411,7 @@ pub struct Panel {
     pub(crate) addr: Arc<RwLock<SocketAddr>>,
     pub(crate) rebind: mpsc::Sender<Rebind>,
     pub(crate) events: broadcast::Sender<CoreEvent>,
+    pub(crate) relay: crate::relay::RelayController,
 }
 
 impl Panel {
@@ -527,6 +550,7 @@ impl Panel {
             refusals: self.intake.refusal_summary(now),
             muted_until: self.notifier.muted_until().filter(|t| *t > now),
             notification_status,
+            relay: Some(self.relay.view()),
         })
     }
 
@@ -856,10 +880,14 @@ impl Panel {
         self.notifier.set_preferences(&next.notifications);
         let console_changed = (&next.console_api_url, next.reconcile_interval_secs)
             != (&current.console_api_url, current.reconcile_interval_secs);
+        let relay = next.relay.clone();
         *write(&self.settings) = next;
         if console_changed {
             self.console.nudge();
         }
+        // Started, restarted or stopped as the settings now say; when they cannot be used
+        // (no password yet), the relay's status line says why.
+        let _ = self.relay.apply(&relay).await;
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(self.settings_view())
     }
@@ -884,6 +912,23 @@ impl Panel {
             self.record(AuditEntry::new(&actor, AuditAction::SettingsChanged, None, keys.join(", "))).await?;
         }
         Ok(())
+    }
+
+    /// Follows the team relay the settings name, if any (at launch; a save applies itself).
+    pub async fn follow_relay(&self) -> Result<(), PanelError> {
+        Ok(self.relay.apply(&self.settings().relay).await?)
+    }
+
+    /// The team relay link (Settings → Team relay), with the NATS password's fingerprint.
+    pub async fn relay_status(&self) -> crate::relay::RelayView {
+        self.relay.view_with_password().await
+    }
+
+    /// Keeps a typed NATS password in the keychain; returns its fingerprint, never the password.
+    /// The consumer takes it when the settings are saved next.
+    pub async fn set_relay_password(&self, password: String) -> Result<String, PanelError> {
+        let password = zeroize::Zeroizing::new(password);
+        Ok(self.relay.set_password(&password).await?)
     }
 
     /// Puts the rotated set in force now (the watcher would within a quarter second), so a
@@ -1137,9 +1182,19 @@ mod tests {
             console_api_url: None,
             reconcile_interval_secs: None,
             public_url: None,
+            relay: None,
             ..SettingsView::of(&base)
         };
         assert_eq!(older.apply_to(&base).unwrap().console_api_url, "https://api.example");
+        let joined = Settings {
+            relay: RelaySettings { url: "nats://n:4222".into(), ..RelaySettings::default() },
+            ..Settings::default()
+        };
+        let older = SettingsView { relay: None, ..SettingsView::of(&base) };
+        assert_eq!(older.apply_to(&joined).unwrap().relay, joined.relay, "an older panel leaves the relay alone");
+        let typed = RelaySettings { url: " nats://n:4222 ".into(), user: " alice ".into(), ..RelaySettings::default() };
+        let saved = SettingsView { relay: Some(typed), ..SettingsView::of(&base) }.apply_to(&base).unwrap();
+        assert_eq!((saved.relay.url.as_str(), saved.relay.user.as_str()), ("nats://n:4222", "alice"));
         let off = SettingsView { console_api_url: Some(" ".into()), ..SettingsView::of(&base) };
         assert_eq!(off.apply_to(&base).unwrap().console_api_url, "");
     }

@@ -7,6 +7,7 @@ use tauri_plugin_opener::OpenerExt;
 use zof_approvals::about::About;
 use zof_approvals::console::{ConsoleStatus, ReconcileReport, Subscription};
 use zof_approvals::panel::{Overview, PanelError, PlanDetail, PlanView, SettingsView};
+use zof_approvals::relay::RelayView;
 use zof_approvals::secrets::SecretsReport;
 use zof_approvals::store::DeliveryRecord;
 
@@ -145,4 +146,16 @@ pub async fn set_console_token(core: State<'_, Core>, token: String) -> Answer<S
 #[tauri::command]
 pub async fn subscribe_console(core: State<'_, Core>, public_url: String) -> Answer<Subscription> {
     core.panel().await?.subscribe_console(public_url).await
+}
+
+/// Settings → Team relay's status line; the password only by fingerprint.
+#[tauri::command]
+pub async fn get_relay_status(core: State<'_, Core>) -> Answer<RelayView> {
+    Ok(core.panel().await?.relay_status().await)
+}
+
+/// The typed NATS password goes to the keychain; only its fingerprint comes back.
+#[tauri::command]
+pub async fn set_relay_password(core: State<'_, Core>, password: String) -> Answer<String> {
+    core.panel().await?.set_relay_password(password).await
 }

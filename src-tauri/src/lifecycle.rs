@@ -81,6 +81,13 @@ impl Core {
             tracing::info!(url = %app.webhook_url(), "receiver started");
             me.state.send_replace(CoreState::Running(app.panel()));
             on_running(app.panel());
+            // The team relay from the settings, if any: off the start path (a keychain read).
+            let panel = app.panel();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = panel.follow_relay().await {
+                    tracing::warn!(error = %e, "the team relay did not start");
+                }
+            });
             let result = app
                 .run_until_stopped(async {
                     let _ = stopped.await;

@@ -86,6 +86,8 @@ fn main() -> ExitCode {
             commands::get_console_status,
             commands::set_console_token,
             commands::subscribe_console,
+            commands::get_relay_status,
+            commands::set_relay_password,
         ])
         .on_window_event(|window, event| {
             // Closing the panel keeps the app in the tray; Quit is in the tray menu.

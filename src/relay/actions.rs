@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::consume::TeamParts;
 use super::{LaptopLink, NatsHeaders, RelayError, MSG_ID_HEADER, PUBLISH_TIMEOUT};
 use crate::audit::{Actor, AuditAction, AuditEntry, Source};
 use crate::events::CoreEvent;
-use crate::panel::Panel;
 use crate::store::PlanState;
 use crate::team::{TeamAction, TeamOutcome};
 
@@ -40,8 +40,8 @@ pub fn actions_consumer(consumer: &str) -> String {
 
 /// Publishes the queued actions until stopped: each is removed from the queue only once
 /// JetStream acknowledged it, so an action taken offline goes once the relay is back.
-pub(super) async fn publish_queued(panel: Panel, js: jetstream::Context, mut stop: watch::Receiver<bool>) {
-    let store = panel.store.clone();
+pub(super) async fn publish_queued(panel: TeamParts, js: jetstream::Context, mut stop: watch::Receiver<bool>) {
+    let store = panel.store().clone();
     let queued = store.team_queued();
     loop {
         match publish_pass(&panel, &js).await {
@@ -58,8 +58,8 @@ pub(super) async fn publish_queued(panel: Panel, js: jetstream::Context, mut sto
     let _ = tokio::time::timeout(Duration::from_secs(2), publish_pass(&panel, &js)).await;
 }
 
-async fn publish_pass(panel: &Panel, js: &jetstream::Context) -> Result<(), RelayError> {
-    let store = panel.store.clone();
+async fn publish_pass(panel: &TeamParts, js: &jetstream::Context) -> Result<(), RelayError> {
+    let store = panel.store().clone();
     let queued = tokio::task::spawn_blocking(move || store.outgoing_team_actions(256))
         .await
         .map_err(|e| RelayError::Publish(e.to_string()))?
@@ -83,7 +83,7 @@ async fn publish_pass(panel: &Panel, js: &jetstream::Context) -> Result<(), Rela
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, sent).await {
             Ok(Ok(_)) => {
-                let store = panel.store.clone();
+                let store = panel.store().clone();
                 let _ = tokio::task::spawn_blocking(move || store.sent_team_action(seq)).await;
                 tracing::debug!(action = %action.id, plan = %action.plan_id, "relay: team action published");
             }
@@ -98,7 +98,7 @@ async fn publish_pass(panel: &Panel, js: &jetstream::Context) -> Result<(), Rela
 /// was waiting at the start is applied (or there were none), so deliveries that arrive next
 /// are never announced for a plan a teammate already handled.
 pub(super) async fn follow_actions(
-    panel: Panel,
+    panel: TeamParts,
     js: jetstream::Context,
     link: LaptopLink,
     caught_up: watch::Sender<bool>,
@@ -124,7 +124,7 @@ pub(super) async fn follow_actions(
 }
 
 async fn follow_once(
-    panel: &Panel,
+    panel: &TeamParts,
     js: &jetstream::Context,
     link: &LaptopLink,
     caught_up: &watch::Sender<bool>,
@@ -181,7 +181,7 @@ async fn follow_once(
 }
 
 /// Judges and applies one action, then tells JetStream the outcome.
-async fn take(panel: &Panel, consumer: &str, message: jetstream::Message) {
+async fn take(panel: &TeamParts, consumer: &str, message: jetstream::Message) {
     let headers = NatsHeaders(message.headers.as_ref());
     // When the stream stored it (set by the server, not by whoever published it).
     let as_of = message
@@ -211,14 +211,14 @@ async fn take(panel: &Panel, consumer: &str, message: jetstream::Message) {
     }
 }
 
-async fn apply(panel: &Panel, consumer: &str, action: TeamAction) -> Result<(), crate::store::StoreError> {
-    let store = panel.store.clone();
+async fn apply(panel: &TeamParts, consumer: &str, action: TeamAction) -> Result<(), crate::store::StoreError> {
+    let store = panel.store().clone();
     let consumer = consumer.to_owned();
     let plan_id = action.plan_id.clone();
     let outcome = tokio::task::spawn_blocking(move || store.apply_team_action(&action, &consumer))
         .await
         .map_err(|_| crate::store::StoreError::Closed)??;
-    panel.store.durable().await?;
+    panel.store().durable().await?;
     match outcome {
         TeamOutcome::Applied(plan) => {
             if plan.state != PlanState::Pending {
@@ -249,7 +249,7 @@ fn may_write_ignored_row(now: DateTime<Utc>) -> bool {
     rows.1 <= IGNORED_ROWS_PER_SECOND
 }
 
-async fn ignored(panel: &Panel, consumer: &str, why: &str, subject_org: &str) {
+async fn ignored(panel: &TeamParts, consumer: &str, why: &str, subject_org: &str) {
     tracing::warn!(reason = %why, organization = %subject_org, "relay: a team action was ignored");
     if !may_write_ignored_row(Utc::now()) {
         return;
@@ -258,12 +258,12 @@ async fn ignored(panel: &Panel, consumer: &str, why: &str, subject_org: &str) {
     let actor = Actor::new("unverified", Source::Team(consumer.to_owned()));
     let detail = format!("a team action for organization `{subject_org}` was ignored: {why}");
     let row = AuditEntry::new(&actor, AuditAction::Ignored, None, detail);
-    let store = panel.store.clone();
+    let store = panel.store().clone();
     let written = tokio::task::spawn_blocking(move || store.append_audit(&row)).await;
     if !matches!(written, Ok(Ok(()))) {
         tracing::warn!("could not record an ignored team action in the audit log");
     }
-    panel.store.flush_soon();
+    panel.store().flush_soon();
     let _ = panel.events.send(CoreEvent::StatusChanged);
 }
 

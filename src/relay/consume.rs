@@ -17,7 +17,6 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::{NatsConfig, NatsHeaders, RelayError, RelayStatus, RECEIVED_AT_HEADER, SUBJECT_PREFIX};
 use crate::intake::{Intake, Verdict};
-use crate::panel::Panel;
 
 /// Messages judged at once: enough to keep the store's group commit busy.
 const IN_FLIGHT: usize = 64;
@@ -28,6 +27,32 @@ const ACK_WAIT: Duration = Duration::from_secs(10);
 /// A message refused only because this side is not ready (no secret yet) is offered again after this.
 const RETRY_NOT_READY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the consumer works with besides the link: the intake deliveries go through, and what
+/// applying a teammate's action touches (the notification it withdraws, the views it tells, the
+/// name this laptop's own link changes are recorded under).
+#[derive(Debug, Clone)]
+pub struct TeamParts {
+    pub intake: Intake,
+    pub notifier: std::sync::Arc<dyn crate::outbox::Notifier>,
+    pub events: tokio::sync::broadcast::Sender<crate::events::CoreEvent>,
+    pub settings: std::sync::Arc<std::sync::RwLock<crate::config::Settings>>,
+}
+
+impl TeamParts {
+    /// Who acts on this laptop, from `source`.
+    pub fn actor(&self, source: crate::audit::Source) -> crate::audit::Actor {
+        let name = match self.settings.read() {
+            Ok(s) => crate::audit::local_name(&s.display_name),
+            Err(poisoned) => crate::audit::local_name(&poisoned.into_inner().display_name),
+        };
+        crate::audit::Actor::new(name, source)
+    }
+
+    pub fn store(&self) -> &crate::store::Store {
+        self.intake.store()
+    }
+}
 
 /// What a laptop needs to follow the relay.
 #[derive(Debug, Clone)]
@@ -50,12 +75,12 @@ impl ConsumerHandle {
     /// Starts following the relay: deliveries go through the panel's intake like HTTP ones, and
     /// the team's actions are applied ([`super::actions`]); this laptop's own actions are
     /// published from now on.
-    pub fn start(panel: &Panel, link: LaptopLink) -> ConsumerHandle {
+    pub fn start(panel: &TeamParts, link: LaptopLink) -> ConsumerHandle {
         let intake = panel.intake.clone();
         let status = RelayStatus::new("laptop");
         intake.attach_relay_status(status.clone());
         audit_link_changes(panel, &status, &link.consumer);
-        panel.store.set_team_publishing(true);
+        panel.store().set_team_publishing(true);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(panel.clone(), link, status.clone(), stopped));
         ConsumerHandle { stop, task, status }
@@ -75,8 +100,8 @@ impl ConsumerHandle {
 }
 
 /// The audit log hears when the link came up and when it went down.
-fn audit_link_changes(panel: &Panel, status: &RelayStatus, consumer: &str) {
-    let store = panel.store.clone();
+fn audit_link_changes(panel: &TeamParts, status: &RelayStatus, consumer: &str) {
+    let store = panel.store().clone();
     let who = panel.actor(crate::audit::Source::Team(consumer.to_owned()));
     status.on_link_change(move |connected, reason| {
         use crate::audit::{AuditAction, AuditEntry};
@@ -102,14 +127,14 @@ fn audit_link_changes(panel: &Panel, status: &RelayStatus, consumer: &str) {
 /// How long deliveries wait at start for the team's actions to be applied first.
 const ACTIONS_FIRST: Duration = Duration::from_secs(10);
 
-async fn run(panel: Panel, link: LaptopLink, status: RelayStatus, mut stop: watch::Receiver<bool>) {
+async fn run(panel: TeamParts, link: LaptopLink, status: RelayStatus, mut stop: watch::Receiver<bool>) {
     let intake = panel.intake.clone();
     let client = match super::connect(&link.nats, status.clone()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "relay: cannot start; deliveries come over HTTP only");
             status.disconnected(Some(e.to_string()));
-            panel.store.set_team_publishing(false);
+            panel.store().set_team_publishing(false);
             return;
         }
     };
@@ -145,7 +170,7 @@ async fn run(panel: Panel, link: LaptopLink, status: RelayStatus, mut stop: watc
             tracing::warn!(error = %e, "a team action task stopped with an error");
         }
     }
-    panel.store.set_team_publishing(false);
+    panel.store().set_team_publishing(false);
     // The last acknowledgments leave before the connection closes.
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }

@@ -10,6 +10,8 @@
 //!   own secrets, as of the relay's received-at time) and acknowledges it only once it is durable
 //!   locally; what fails verification is terminated, never redelivered.
 //! - [`status`]: what `/healthz` and the logs say about the link.
+//! - [`control`]: the desktop's side of `consume`: the consumer started, restarted and stopped
+//!   as Settings → Team relay is saved, and the NATS password in the keychain.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,10 +21,12 @@ use zeroize::Zeroizing;
 
 pub mod actions;
 pub mod consume;
+pub mod control;
 pub mod publish;
 pub mod status;
 
-pub use consume::{ConsumerHandle, LaptopLink};
+pub use consume::{ConsumerHandle, LaptopLink, TeamParts};
+pub use control::{NatsPassword, RelayControlError, RelayController, RelayView};
 pub use publish::{Publisher, Relay};
 pub use status::{RelayHealth, RelayStatus};
 
@@ -142,6 +146,20 @@ pub(crate) fn subject_token(text: &str) -> String {
 pub fn consumer_name(user: &str, host: &str) -> String {
     let raw = format!("{user}@{host}");
     raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// This computer's default consumer name: `user@host`, made valid for NATS.
+pub async fn default_consumer_name() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "user".into());
+    let host = tokio::fs::read_to_string("/etc/hostname")
+        .await
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    consumer_name(&user, &host)
 }
 
 /// Connects to NATS; returns at once and keeps (re)connecting in the background, forever, so a

@@ -37,6 +37,9 @@ pub struct RelayStatus {
     /// Counts reconnections: a pull consumer's request did not survive the old connection, so
     /// the consumer loop starts a new one at once instead of waiting for it to expire.
     reconnects: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Counts changes of state (connecting, connected, catching up, disconnected), for a view
+    /// that refreshes when the link changes.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Which link this is, in the log lines (`relay` or `laptop`).
     role: &'static str,
     /// Whether "catching up" was logged: a few messages arriving at once are not a backlog worth
@@ -61,9 +64,11 @@ const BACKLOG_WORTH_LOGGING: u64 = 100;
 impl RelayStatus {
     pub fn new(role: &'static str) -> RelayStatus {
         let (reconnects, _) = tokio::sync::watch::channel(0);
+        let (changes, _) = tokio::sync::watch::channel(0);
         RelayStatus {
             inner: Arc::new(Mutex::new(State::Connecting)),
             reconnects: Arc::new(reconnects),
+            changes: Arc::new(changes),
             role,
             backlog_logged: Arc::default(),
             on_change: Arc::default(),
@@ -84,6 +89,11 @@ impl RelayStatus {
     /// Changes each time the client reconnects after losing its connection.
     pub fn reconnects(&self) -> tokio::sync::watch::Receiver<u64> {
         self.reconnects.subscribe()
+    }
+
+    /// Changes each time the state changes kind (not when only the pending count moves).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -151,6 +161,7 @@ impl RelayStatus {
         if kind(&previous) == kind(&shown) {
             return;
         }
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         use std::sync::atomic::Ordering::Relaxed;
         let quiet = match (&previous, &shown) {
             // Live traffic: a few messages at once from "connected" are not a backlog.

@@ -1143,6 +1143,109 @@ def check_with_console_clears_a_plan_resolved_there():
         console.shutdown()
 
 
+NATS_PASSWORD = "e2e-nats-password-c81d07b2e5"
+
+
+def nats_server_binary():
+    """As tests/relay finds it: ZOF_NATS_SERVER, the venv scripts/deps.sh makes, or the PATH."""
+    venv = os.path.join(ROOT, "target", "tools", "nats-venv", "bin", "nats-server")
+    return os.environ.get("ZOF_NATS_SERVER") or (venv if os.path.exists(venv) else shutil.which("nats-server"))
+
+
+def team_relay_from_settings():
+    """Its own data, config and logs: a nats-server that wants a user and password, a
+    `zof-approvals relay` in front of it, and Settings → Team relay in the window joins it. A
+    delivery to the relay reaches the queue; the typed password is in the keychain only."""
+    nats_bin = nats_server_binary()
+    if not nats_bin:
+        skip("Settings → Team relay joins a relay", "no nats-server (run scripts/deps.sh)")
+        return
+    base = os.path.join(TMP, "relay-story")
+    env = {k: os.path.join(base, d) for k, d in
+           (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"))}
+    config_dir = os.path.join(env["XDG_CONFIG_HOME"], "zof-approvals")
+    os.makedirs(config_dir, exist_ok=True)
+    port, nats_port = free_port(), free_port()
+    settings_file = os.path.join(config_dir, "settings.json")
+    with open(settings_file, "w") as f:
+        json.dump({"listen": f"127.0.0.1:{port}"}, f)
+    run_env = dict(os.environ, **env)
+    subprocess.run([CLI, "secret", "set"], input=SECRET_1, text=True, check=True, capture_output=True,
+                   env=run_env, timeout=60)
+    nats_url = f"nats://127.0.0.1:{nats_port}"
+    nats_log = open(os.path.join(base, "nats.log"), "w")
+    nats = subprocess.Popen([nats_bin, "-js", "-sd", os.path.join(base, "js"), "-a", "127.0.0.1", "-p", str(nats_port),
+                             "--user", "e2e", "--pass", NATS_PASSWORD], stdout=subprocess.DEVNULL, stderr=nats_log)
+    relay = driver_proc = wd = None
+    try:
+        wait_until("nats-server", lambda: accepts_connections(nats_port), timeout=10)
+        relay_env = dict(os.environ, ZOF_WEBHOOK_SECRET=SECRET_1, RELAY_NATS_PASSWORD=NATS_PASSWORD)
+        relay = subprocess.Popen([CLI, "relay", "--listen", "127.0.0.1:0", "--nats", nats_url, "--nats-user", "e2e",
+                                  "--nats-password-env", "RELAY_NATS_PASSWORD"], env=relay_env, text=True,
+                                 stdout=subprocess.PIPE, stderr=open(os.path.join(base, "relay.log"), "w"))
+        line = relay.stdout.readline().strip()
+        check("the relay listens", line.startswith("listening on "), line)
+        relay_url = line.removeprefix("listening on ") + "/webhooks/zof"
+        driver_proc, wd = start_driver("tauri-driver-relay.log", env)
+        wd.start(APP)
+        wait_until("receiver ready (200)", lambda: healthz_answered(port) == 200, timeout=20)
+        wd.click(wd.wait_for('[data-testid="nav-settings"]'))
+        state_css = '[data-testid="relay-state"]'
+        wd.wait_text(state_css, "relay: off")
+        wd.type(wd.find('[data-testid="relay-url"]'), nats_url)
+        wd.script("arguments[0].value = 'user'; arguments[0].dispatchEvent(new Event('change', {bubbles: true}));",
+                  {ELEMENT: wd.find('[data-testid="relay-auth"]')})
+        wd.type(wd.wait_for('[data-testid="relay-user"]'), "e2e")
+        wd.type(wd.find('[data-testid="relay-password"]'), NATS_PASSWORD)
+        wd.type(wd.find('[data-testid="relay-consumer"]'), "e2e_desk")
+        wd.click(wd.find('[data-testid="relay-save"]'))
+        try:
+            wd.wait_text(state_css, "relay: connected · consumer e2e_desk", timeout=15)
+            check("Settings → Team relay: saved, the status says connected", True)
+        except TimeoutError as e:
+            said = wd.find('[data-testid="relay-result"]')
+            check("Settings → Team relay: saved, the status says connected", False, f"{e}; {said and wd.text(said)!r}")
+            wd.screenshot("team-relay-failed.png")
+        dom = wd.script("return document.documentElement.outerHTML;")
+        answers = json.dumps([wd.invoke("get_relay_status"), wd.invoke("get_settings")])
+        placeholder = wd.script("return arguments[0].placeholder;", {ELEMENT: wd.find('[data-testid="relay-password"]')})
+        check("the page shows the password only as set, by fingerprint",
+              NATS_PASSWORD not in dom and NATS_PASSWORD not in answers and placeholder.startswith("set ("), placeholder)
+        sent = send(relay_url, SECRET_1, plan="plan_relay_1")
+        check("the relay takes a delivery", sent.get("accepted") == 1, sent)
+        wd.click(wd.find('[data-testid="nav-home"]'))
+        try:
+            wd.wait_for('[data-testid="queue-row"][data-plan-id="plan_relay_1"]', timeout=15)
+            check("a delivery through the team relay reaches the queue", True)
+        except TimeoutError as e:
+            check("a delivery through the team relay reaches the queue", False, e)
+        with open(settings_file) as f:
+            saved = f.read()
+        check("settings.json names the relay, never its password",
+              nats_url in saved and NATS_PASSWORD not in saved, saved)
+        if shutil.which("secret-tool"):
+            kept = subprocess.run(["secret-tool", "lookup", "service", "zof-approvals", "username", "nats-password"],
+                                  capture_output=True, text=True, timeout=10).stdout
+            check("the password is in the keychain, entry nats-password", kept == NATS_PASSWORD, repr(kept[:4]))
+        app_pids = pids_of(APP)
+        if app_pids:
+            quit_app(app_pids[0])
+        logs = os.path.join(env["XDG_STATE_HOME"], "zof-approvals", "logs")
+        text = ""
+        for root, _dirs, files in os.walk(logs):
+            for name in files:
+                with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
+                    text += f.read()
+        check("the app's log says it follows the relay, and holds no NATS password",
+              "relay: following" in text and NATS_PASSWORD not in text, logs)
+    finally:
+        if wd:
+            wd.end()
+        stop(driver_proc)
+        stop(relay)
+        stop(nats)
+
+
 def logs_hold_no_secret():
     """After the whole story: the app's log files exist, and hold no secret and no raw body."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.environ["HOME"], ".local", "state")
@@ -1162,6 +1265,8 @@ def main():
     try:
         if os.environ.get("ZOF_E2E_ONLY") == "smoke":
             smoke()
+        elif os.environ.get("ZOF_E2E_ONLY") == "team-relay":
+            team_relay_from_settings()
         elif os.environ.get("ZOF_E2E_ONLY") == "failed-start":
             os.makedirs(os.path.join(os.environ["XDG_CONFIG_HOME"], "zof-approvals"), exist_ok=True)
             with open(os.path.join(os.environ["XDG_CONFIG_HOME"], "zof-approvals", "settings.json"), "w") as f:
@@ -1172,6 +1277,7 @@ def main():
             story()
             logs_hold_no_secret()
             check_with_console_clears_a_plan_resolved_there()
+            team_relay_from_settings()
     except (TimeoutError, WebDriverError, OSError, KeyError, subprocess.SubprocessError) as e:
         check("the story ran to the end", False, repr(e))
     hello = os.environ.get("ZOF_E2E_HELLO_BIN")

@@ -4,6 +4,7 @@
 //! `ZOF_NATS_SERVER`), `zof-approvals relay` processes, and laptops running `serve --relay`.
 //! Nothing is mocked; each test has its own server and directories.
 
+mod desktop;
 mod support;
 mod team;
 

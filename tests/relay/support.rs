@@ -43,15 +43,39 @@ fn free_port() -> u16 {
 /// A single JetStream node; stop and start it again on the same port and store.
 pub struct Nats {
     pub port: u16,
+    /// The HTTP monitoring port (`/connz` lists the clients by name).
+    pub monitor: u16,
     pub dir: tempfile::TempDir,
+    /// A user and password every client must give, when set.
+    auth: Option<(String, String)>,
     child: Option<Child>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
-        let mut nats = Nats { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        Nats::start_with(None)
+    }
+
+    /// A node that requires this user and password.
+    pub fn with_user(user: &str, password: &str) -> Nats {
+        Nats::start_with(Some((user.into(), password.into())))
+    }
+
+    fn start_with(auth: Option<(String, String)>) -> Nats {
+        let (port, monitor, dir) = (free_port(), free_port(), tempfile::tempdir().unwrap());
+        let mut nats = Nats { port, monitor, dir, auth, child: None };
         nats.restart();
         nats
+    }
+
+    /// The names of the clients connected now.
+    pub fn client_names(&self) -> Vec<String> {
+        let connz: serde_json::Value = runtime().block_on(async {
+            let url = format!("http://127.0.0.1:{}/connz", self.monitor);
+            serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap()
+        });
+        let conns = connz["connections"].as_array().cloned().unwrap_or_default();
+        conns.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect()
     }
 
     pub fn url(&self) -> String {
@@ -61,14 +85,13 @@ impl Nats {
     pub fn restart(&mut self) {
         assert!(self.child.is_none());
         let log = std::fs::File::create(self.dir.path().join("nats.log")).unwrap();
-        let child = Command::new(nats_server_binary())
-            .args(["-js", "-sd"])
-            .arg(self.dir.path().join("js"))
-            .args(["-p", &self.port.to_string(), "-a", "127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut command = Command::new(nats_server_binary());
+        command.args(["-js", "-sd"]).arg(self.dir.path().join("js"));
+        command.args(["-p", &self.port.to_string(), "-a", "127.0.0.1", "-m", &self.monitor.to_string()]);
+        if let Some((user, password)) = &self.auth {
+            command.args(["--user", user, "--pass", password]);
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -220,8 +243,14 @@ impl Drop for Proc {
 }
 
 pub fn relay(nats: &impl NatsUrl, dir: &Path, name: &str, extra: &[&str]) -> Proc {
+    relay_with_env(nats, dir, name, extra, &[])
+}
+
+/// [`relay`] with more environment variables (a NATS password for `--nats-password-env`).
+pub fn relay_with_env(nats: &impl NatsUrl, dir: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut c = Command::new(bin());
     c.args(["relay", "--listen", "127.0.0.1:0", "--nats", &nats.nats_url()]).args(extra);
+    c.envs(env.iter().copied());
     Proc::spawn(c, dir.join(format!("{name}.log")))
 }
 
@@ -244,13 +273,22 @@ impl Laptop {
     }
 
     pub fn start(&self, nats: &impl NatsUrl) -> Proc {
+        self.serve(&["--relay", &nats.nats_url(), "--consumer", &self.name])
+    }
+
+    /// `serve` without `--relay`: it follows the relay its settings name, if any.
+    pub fn start_from_settings(&self) -> Proc {
+        self.serve(&[])
+    }
+
+    fn serve(&self, relay_args: &[&str]) -> Proc {
         let mut c = Command::new(bin());
         c.args(["serve", "--listen", "127.0.0.1:0", "--secret-env", "ZOF_WEBHOOK_SECRET", "--notifications", "off"])
             .arg("--data-dir")
             .arg(self.home.join("data"))
             .arg("--config-dir")
             .arg(self.home.join("config"))
-            .args(["--relay", &nats.nats_url(), "--consumer", &self.name]);
+            .args(relay_args);
         // One log per run, so a restarted laptop's notifications are counted across runs.
         let runs = std::fs::read_dir(&self.home)
             .unwrap()

@@ -140,6 +140,9 @@ pub struct RelayBenchArgs {
     /// Subject to publish to (inside the stream, which is created if missing).
     #[arg(long, default_value = "zof.deliveries.bench")]
     subject: String,
+    /// Replicas of the stream when it is created here (3 on a JetStream cluster).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    replicas: usize,
     /// Publish nothing: print each relayed message's event id and the relay's received-at
     /// time (RFC 3339), one per line, for the latency benchmark.
     #[arg(long)]
@@ -154,8 +157,9 @@ pub async fn relay_bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
         true => vec![format!("{}.>", relay::SUBJECT_PREFIX)],
         false => vec![args.subject.clone()],
     };
-    let stream = StreamSettings { name: args.nats_args.stream.clone(), replicas: 1, subjects };
-    publisher.ensure_stream(&stream, Duration::from_secs(30)).await?;
+    let stream = StreamSettings { name: args.nats_args.stream.clone(), replicas: args.replicas, subjects };
+    // A cluster elects its JetStream leader first: as the relay does, wait up to a minute.
+    publisher.ensure_stream(&stream, Duration::from_secs(60)).await?;
     if args.received_times {
         let mut out = std::io::stdout().lock();
         for (id, at) in publisher.received_times(&stream.name).await? {

@@ -15,7 +15,7 @@ use zof_approvals::console::{ConsoleSetup, TokenSource};
 use zof_approvals::logging::{self, LogGuard};
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
-use zof_approvals::relay::{consumer_name, LaptopLink};
+use zof_approvals::relay::LaptopLink;
 use zof_approvals::secrets::Keychain;
 use zof_approvals::verify::Scheme;
 
@@ -111,10 +111,12 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
         None => TokenSource::Keychain(Arc::new(Keychain::default())),
     };
     let console = ConsoleSetup { token, ..ConsoleSetup::default() };
+    let secrets_from_env = args.secret_env.is_some();
     let secrets = match args.secret_env {
         Some(var) => SecretSource::Env(var),
         None => SecretSource::keychain(),
     };
+    let relay_settings = settings.relay.clone();
     let config = AppConfig { paths: paths.clone(), settings, secrets };
     let notifier: Arc<dyn Notifier> = match args.notifications {
         Notifications::Desktop => Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())),
@@ -125,11 +127,25 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
     if let Some(url) = &args.relay {
         let consumer = match args.consumer.clone() {
             Some(name) => name,
-            None => default_consumer_name().await,
+            None => zof_approvals::relay::default_consumer_name().await,
         };
         let nats = args.nats.config(url, format!("zof-approvals {consumer}"))?;
         relay_line = Some(format!("{url}, stream {}, consumer {consumer}", args.nats.stream));
         app.attach_relay(LaptopLink { nats, stream: args.nats.stream.clone(), consumer });
+    } else if relay_settings.is_on() {
+        // The relay from the settings (Settings → Team relay); its password in the OS keychain,
+        // also when the webhook secret comes from the environment.
+        if secrets_from_env {
+            app.set_relay_keychain(Arc::new(Keychain::default()));
+        }
+        let url = &relay_settings.url;
+        relay_line = Some(match app.follow_relay_settings().await {
+            Ok(()) => {
+                let consumer = app.relay_view().consumer.unwrap_or_default();
+                format!("{url}, stream {}, consumer {consumer} (from settings)", relay_settings.stream)
+            }
+            Err(e) => format!("{url} NOT STARTED: {e}"),
+        });
     }
     eprintln!("Zof Approvals receiver");
     eprintln!("  webhook URL : {}", app.webhook_url());
@@ -167,20 +183,6 @@ pub async fn serve(args: ServeArgs, log_dir: Option<PathBuf>) -> anyhow::Result<
     // Through the log, not stderr directly: a reader that stopped reading must not hang the exit.
     tracing::info!("stopped; the store is flushed");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `user@host`, made a valid durable consumer name.
-async fn default_consumer_name() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "user".into());
-    let host = tokio::fs::read_to_string("/etc/hostname")
-        .await
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "host".into());
-    consumer_name(&user, &host)
 }
 
 /// SIGINT or SIGTERM. The handlers are installed now, not when the future is first polled, so a

@@ -105,6 +105,8 @@ export interface Overview {
   refusals: RefusalSummary[];
   muted_until: string | null;
   notification_status: string | null;
+  /** The team relay link (`off` when none is set); absent or null when the core did not start. */
+  relay?: RelayView | null;
 }
 
 export interface DeliveryView {
@@ -145,6 +147,37 @@ export interface Settings {
   console_api_url?: string | null;
   reconcile_interval_secs?: number | null;
   public_url?: string | null;
+  /** Settings → Team relay; absent: unchanged. Never a password (that is in the keychain). */
+  relay?: RelaySettings | null;
+}
+
+/** The team relay this computer follows. Empty strings: not set. */
+export interface RelaySettings {
+  /** nats://… or tls://…, comma-separated for a cluster; empty: no relay. */
+  url: string;
+  creds_file: string;
+  user: string;
+  ca_file: string;
+  stream: string;
+  /** Empty: the default, `user@host` made valid (RelayView.default_consumer). */
+  consumer: string;
+}
+
+export type RelayState = 'off' | 'failed' | 'connecting' | 'connected' | 'catching_up' | 'disconnected';
+
+/** The team relay link as the core sees it. Never the password: only its fingerprint. */
+export interface RelayView {
+  state: RelayState;
+  /** `off`, `connected`, `catching up 42`, `disconnected since …`, `not started: …`. */
+  text: string;
+  pending: number;
+  since: string | null;
+  reason: string | null;
+  consumer: string | null;
+  default_consumer: string;
+  password_fingerprint: string | null;
+  /** Set with `serve --relay`: the settings do not change it. */
+  from_command_line: boolean;
 }
 
 export type ConsoleState = 'off' | 'no_token' | 'connecting' | 'ok' | 'token_rejected' | 'unreachable';
@@ -291,6 +324,9 @@ export const api = {
   /** The token goes to the keychain; the answer is its fingerprint. */
   setConsoleToken: (token: string) => call<string>('set_console_token', { token }),
   subscribeConsole: (publicUrl: string) => call<Subscription>('subscribe_console', { publicUrl }),
+  getRelayStatus: () => call<RelayView>('get_relay_status'),
+  /** The password goes to the keychain; the answer is its fingerprint. */
+  setRelayPassword: (password: string) => call<string>('set_relay_password', { password }),
 };
 
 // ---------------------------------------------------------------------------

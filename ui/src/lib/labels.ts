@@ -1,5 +1,6 @@
 /** Plain-word labels for the contract's enums. */
-import type { PlanFlag, RefusalSummary, NextAction, OldestState, PlanState, Severity, Verdict } from './api';
+import type { PlanFlag, RefusalSummary, NextAction, OldestState, PlanState, RelayState, RelayView, Severity, Verdict } from './api';
+import { formatDateTime } from './format';
 
 export const VERDICT_LABEL: Record<Verdict, string> = {
   accepted: 'Accepted',
@@ -112,3 +113,21 @@ export const CONSOLE_STATE_LABEL: Record<string, string> = {
   token_rejected: 'The Console refused the API token',
   unreachable: 'The Console cannot be reached',
 };
+
+/** The tone of the team relay link's dot. */
+export const RELAY_STATE_TONE: Record<RelayState, 'ok' | 'warning' | 'danger' | 'neutral'> = {
+  off: 'neutral',
+  failed: 'danger',
+  connecting: 'warning',
+  connected: 'ok',
+  catching_up: 'warning',
+  disconnected: 'danger',
+};
+
+/** "relay: connected", "relay: catching up 42", "relay: disconnected since 5/20/2026, 12:00 (why)". */
+export function relayLine(r: RelayView): string {
+  if (r.state === 'disconnected' && r.since) {
+    return `relay: disconnected since ${formatDateTime(r.since)}${r.reason ? ` (${r.reason})` : ''}`;
+  }
+  return `relay: ${r.text}`;
+}

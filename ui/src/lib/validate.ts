@@ -1,5 +1,5 @@
 /** Client-side validation of the Settings form and the secret inputs. */
-import type { Scheme, Settings } from './api';
+import type { RelaySettings, Scheme, Settings } from './api';
 import { isHttpUrl, unknownPlaceholders } from './console-url';
 
 /** The Settings form as edited: text fields stay strings until validated. */
@@ -204,4 +204,47 @@ export function validateSettingsForm(form: SettingsForm): ValidationResult {
       start_at_login: form.start_at_login,
     },
   };
+}
+
+export type RelayAuth = 'none' | 'creds' | 'user';
+
+/** Settings → Team relay as typed; `auth` picks which credentials are kept. */
+export interface RelayForm {
+  url: string;
+  auth: RelayAuth;
+  creds_file: string;
+  user: string;
+  ca_file: string;
+  stream: string;
+  consumer: string;
+}
+
+export type RelayValidation = { ok: true; relay: RelaySettings } | { ok: false; error: string };
+
+/** The same rules as the core's (`RelaySettings::validate`), said before anything is sent. */
+export function validateRelayForm(form: RelayForm, hasPassword: boolean): RelayValidation {
+  const url = form.url.trim();
+  const servers = url === '' ? [] : url.split(',').map((u) => u.trim());
+  for (const s of servers) {
+    const rest = /^(nats|tls):\/\/(.*)$/.exec(s)?.[2];
+    if (rest === undefined) return { ok: false, error: 'Each NATS address starts with nats:// or tls://.' };
+    if (rest === '' || rest.startsWith(':') || /\s/.test(rest)) {
+      return { ok: false, error: 'Each NATS address needs a host, e.g. nats://nats.example.com:4222.' };
+    }
+    if (rest.split('/')[0].includes('@')) {
+      return { ok: false, error: 'Put no user or password in the address: use the User field (the password goes to the keychain).' };
+    }
+  }
+  const creds_file = form.auth === 'creds' ? form.creds_file.trim() : '';
+  const user = form.auth === 'user' ? form.user.trim() : '';
+  if (form.auth === 'creds' && creds_file === '') return { ok: false, error: 'Enter the path of the .creds file.' };
+  if (form.auth === 'user' && user === '') return { ok: false, error: 'Enter the NATS user.' };
+  if (form.auth === 'user' && url !== '' && !hasPassword) return { ok: false, error: 'Enter the NATS password.' };
+  const stream = form.stream.trim() || 'ZOF';
+  if (/[.*>/\\\s]/.test(stream)) return { ok: false, error: 'A stream name has no spaces, dots, `*`, `>` or slashes.' };
+  const consumer = form.consumer.trim();
+  if (!/^[A-Za-z0-9_-]*$/.test(consumer)) {
+    return { ok: false, error: 'A consumer name has letters, digits, `-` and `_` only (empty: the default).' };
+  }
+  return { ok: true, relay: { url: servers.join(','), creds_file, user, ca_file: form.ca_file.trim(), stream, consumer } };
 }

@@ -1,4 +1,4 @@
-import type { About, ConsoleStatus, DeliveryView, Overview, PlanDetail, PlanView, Secrets, Settings } from '../lib/api';
+import type { About, ConsoleStatus, DeliveryView, Overview, PlanDetail, PlanView, RelayView, Secrets, Settings } from '../lib/api';
 
 export function makeConsoleStatus(over: Partial<ConsoleStatus> = {}): ConsoleStatus {
   return {
@@ -13,6 +13,21 @@ export function makeConsoleStatus(over: Partial<ConsoleStatus> = {}): ConsoleSta
     interval_secs: 300,
     requests: 0,
     public_url: '',
+    ...over,
+  };
+}
+
+export function makeRelayView(over: Partial<RelayView> = {}): RelayView {
+  return {
+    state: 'off',
+    text: 'off',
+    pending: 0,
+    since: null,
+    reason: null,
+    consumer: null,
+    default_consumer: 'alice_laptop',
+    password_fingerprint: null,
+    from_command_line: false,
     ...over,
   };
 }

@@ -4,7 +4,7 @@ import { vi } from 'vitest';
 import { mockIPC } from '@tauri-apps/api/mocks';
 import { emit } from '@tauri-apps/api/event';
 import type { InvokeArgs } from '@tauri-apps/api/core';
-import { makeConsoleStatus, makeOverview, makeSecrets, makeSettings } from './fixtures';
+import { makeConsoleStatus, makeOverview, makeRelayView, makeSecrets, makeSettings } from './fixtures';
 
 export interface Call {
   cmd: string;
@@ -27,6 +27,7 @@ export function mockBackend(overrides: Record<string, Handler> = {}) {
     mute_notifications: () => null,
     copy_webhook_url: () => null,
     get_console_status: () => makeConsoleStatus(),
+    get_relay_status: () => makeRelayView(),
     ...overrides,
   };
   mockIPC(
