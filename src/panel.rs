@@ -1196,6 +1196,20 @@ mod tests {
     }
 
     #[test]
+    fn a_decided_plan_says_who_decided_it_and_when() {
+        let now = Utc::now();
+        let mut plan = PlanRecord::arrived("plan_x", "e", "r", "o", now, now);
+        plan.state = PlanState::Handled;
+        plan.decided_by = Some("bob@l2".into());
+        plan.handled_at = chrono::DateTime::from_timestamp(1_779_285_720, 0);
+        assert_eq!(already_decided(&plan), "plan_x was already handled by bob@l2 at 2026-05-20 14:02 UTC");
+        plan.state = PlanState::Resolved;
+        plan.console_status = Some("approved".into());
+        plan.resolved_at = plan.handled_at;
+        assert_eq!(already_decided(&plan), "plan_x was already approved in Console by bob@l2 at 2026-05-20 14:02 UTC");
+    }
+
+    #[test]
     fn settings_from_an_older_panel_keep_the_console_connection() {
         let base = Settings { console_api_url: "https://api.example".into(), ..Settings::default() };
         let older = SettingsView {

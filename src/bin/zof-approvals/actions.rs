@@ -182,3 +182,18 @@ fn print_snoozed(outcome: Outcome) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_snooze;
+
+    #[test]
+    fn snooze_durations_are_whole_minutes_between_one_minute_and_seven_days() {
+        assert_eq!(parse_snooze("30m"), Ok(30));
+        assert_eq!(parse_snooze("2h"), Ok(120));
+        assert_eq!(parse_snooze("7d"), Ok(7 * 24 * 60));
+        for bad in ["0", "30s", "90s", "8d", "1w", "soon", ""] {
+            assert!(parse_snooze(bad).is_err(), "{bad}");
+        }
+    }
+}
