@@ -185,7 +185,7 @@ fn main() {
         let mut raw = Vec::with_capacity(actions);
         for n in 0..actions {
             let started = Instant::now();
-            js.publish(format!("raw.org_bench"), Bytes::from(format!("{{\"n\":{n}}}"))).await.unwrap().await.unwrap();
+            js.publish("raw.org_bench", Bytes::from(format!("{{\"n\":{n}}}"))).await.unwrap().await.unwrap();
             let message = messages.next().await.unwrap().unwrap();
             message.ack().await.unwrap();
             raw.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -7,6 +7,7 @@ const COMMANDS: &[&str] = &[
     "get_queue",
     "get_plan",
     "list_activity",
+    "list_audit",
     "mark_handled",
     "snooze_plan",
     "open_in_console",

@@ -157,7 +157,7 @@ impl Application {
             console,
         );
         #[cfg(unix)]
-        let control = open_control_socket(&config.paths.data_dir, console.handle(), store.clone()).await;
+        let data_dir = config.paths.data_dir.clone();
         let panel = Panel {
             store,
             intake,
@@ -171,6 +171,9 @@ impl Application {
             events,
             relay,
         };
+        // After the panel: actions asked over the socket go through it, as the panel's buttons do.
+        #[cfg(unix)]
+        let control = open_control_socket(&data_dir, panel.clone()).await;
         let (stop_applying, stopped) = tokio::sync::oneshot::channel();
         let applier = (tokio::spawn(apply_notification_actions(panel.clone(), chosen, stopped)), stop_applying);
         Ok(Application {
@@ -316,21 +319,17 @@ impl Application {
     }
 }
 
-/// The socket `console reconcile` reaches this receiver through; without it the receiver still
-/// runs (the command then says the store is in use). File work, so off the async threads.
+/// The socket `console reconcile`, `handle`, `snooze` and `audit` reach this receiver through;
+/// without it the receiver still runs (the commands then say the store is in use). File work,
+/// so off the async threads.
 #[cfg(unix)]
-async fn open_control_socket(
-    dir: &std::path::Path,
-    handle: crate::console::ConsoleHandle,
-    store: Store,
-) -> Option<crate::console::control::ControlSocket> {
+async fn open_control_socket(dir: &std::path::Path, panel: Panel) -> Option<crate::console::control::ControlSocket> {
     let dir = dir.to_path_buf();
-    let opened =
-        tokio::task::spawn_blocking(move || crate::console::control::ControlSocket::serve(&dir, handle, store)).await;
+    let opened = tokio::task::spawn_blocking(move || crate::console::control::ControlSocket::serve(&dir, panel)).await;
     match opened.map_err(std::io::Error::other).and_then(|r| r) {
         Ok(socket) => Some(socket),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot open the control socket; `console reconcile` cannot reach this receiver");
+            tracing::warn!(error = %e, "cannot open the control socket; the CLI cannot reach this receiver");
             None
         }
     }

@@ -186,6 +186,29 @@ impl AuditEntry {
     }
 }
 
+impl AuditEntry {
+    /// A secret set, generated or revoked: the row names the secrets by fingerprint only, and
+    /// says how long the previous secret keeps verifying when that changed.
+    pub fn secret_change(
+        actor: &Actor,
+        action: AuditAction,
+        fingerprints: &[String],
+        overlap_hours: Option<u32>,
+    ) -> AuditEntry {
+        let mut detail = format!("fingerprint {}", fingerprints.join(", "));
+        if let Some(hours) = overlap_hours {
+            detail.push_str(&format!("; the previous secret keeps verifying for {hours} h"));
+        }
+        AuditEntry::new(actor, action, None, detail)
+    }
+}
+
+/// Whether `text` has the shape of a secret's fingerprint (12 lowercase hex digits), the only
+/// way a row may name a secret.
+pub fn is_fingerprint(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Which rows to read, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {

@@ -16,7 +16,7 @@ use crate::outbox::{NotificationAction, Notifier};
 use crate::refusals::RefusalSummary;
 use crate::secrets::{SecretManager, SecretsReport};
 use crate::store::{DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, Store};
-use crate::team::{TeamAction, TeamVerb};
+use crate::team::{new_action_id, TeamAction, TeamVerb};
 use crate::verify::{Scheme, Secret};
 
 /// What "mark handled" did.
@@ -661,25 +661,9 @@ impl Panel {
     /// left as it is, and the answer says so ([`Handled::already`]).
     pub async fn handle(&self, plan_id: String, source: Source) -> Result<Handled, PanelError> {
         let actor = self.actor(source);
-        let decision_id = crate::team::new_action_id();
-        let applied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (who, flag) = (actor.who.clone(), applied.clone());
-        let plan = self
-            .change_plan_audited(plan_id, &actor, Some(TeamVerb::Handled), move |p, now| {
-                flag.store(p.is_open(), std::sync::atomic::Ordering::SeqCst);
-                if !p.is_open() {
-                    return None;
-                }
-                p.state = PlanState::Handled;
-                p.handled_at = Some(now);
-                p.snoozed_until = None;
-                p.decided_by = Some(who.clone());
-                p.decision_id = Some(decision_id.clone());
-                Some((AuditAction::Handled, String::new()))
-            })
-            .await?;
-        let already = !applied.load(std::sync::atomic::Ordering::SeqCst);
-        Ok(Handled { plan, already })
+        let change = handle_change(actor.who.clone(), new_action_id());
+        let (plan, changed) = self.change_plan_audited(plan_id, &actor, Some(TeamVerb::Handled), change).await?;
+        Ok(Handled { plan, already: !changed })
     }
 
     /// "Snooze" in the panel.
@@ -691,36 +675,14 @@ impl Panel {
     /// audit log. A plan already handled (or decided in the Console) is not snoozed: the
     /// answer is the error `plan_handled`.
     pub async fn snooze_as(&self, plan_id: String, minutes: u32, source: Source) -> Result<PlanRecord, PanelError> {
-        if minutes == 0 || minutes > 7 * 24 * 60 {
-            return Err(PanelError::new("invalid_snooze", "snooze between 1 minute and 7 days"));
-        }
+        check_snooze_minutes(minutes)?;
         let actor = self.actor(source);
-        let who = actor.who.clone();
-        let decision_id = crate::team::new_action_id();
         // A plan handled in the meantime (in the panel, or from another notification) stays
         // handled: a snooze must never bring it back into the queue.
-        let plan = self
-            .change_plan_audited(plan_id, &actor, Some(TeamVerb::Snoozed), move |p, now| {
-                if !p.is_open() {
-                    return None;
-                }
-                let until = now + Duration::minutes(i64::from(minutes));
-                p.state = PlanState::Snoozed;
-                p.snoozed_until = Some(until);
-                p.snoozed_by = Some(who.clone());
-                p.snoozed_at = Some(now);
-                p.decision_id = Some(decision_id.clone());
-                Some((
-                    AuditAction::Snoozed,
-                    format!("until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                ))
-            })
-            .await?;
+        let change = snooze_change(actor.who.clone(), minutes);
+        let (plan, _) = self.change_plan_audited(plan_id, &actor, Some(TeamVerb::Snoozed), change).await?;
         if !plan.is_open() {
-            return Err(PanelError::new(
-                "plan_handled",
-                "this plan was already marked handled (or decided in the Console); there is nothing to snooze",
-            ));
+            return Err(not_snoozed(&plan));
         }
         Ok(plan)
     }
@@ -772,44 +734,16 @@ impl Panel {
         actor: &Actor,
         team: Option<TeamVerb>,
         change: impl Fn(&mut PlanRecord, DateTime<Utc>) -> Option<(AuditAction, String)> + Send + 'static,
-    ) -> Result<PlanRecord, PanelError> {
+    ) -> Result<(PlanRecord, bool), PanelError> {
         let store = self.store.clone();
         let id = plan_id.clone();
         let actor = actor.clone();
-        let plan = tokio::task::spawn_blocking(move || {
-            let now = Utc::now();
-            let row = std::sync::Mutex::new(None);
-            let plan = store.update_plan(&id, |p| {
-                let done = change(p, now);
-                if let Ok(mut row) = row.lock() {
-                    *row = done;
-                }
-            })?;
-            if let Some((action, detail)) = row.into_inner().ok().flatten() {
-                let mut entry = AuditEntry::new(&actor, action, Some(&id), detail);
-                entry.at = now;
-                store.append_audit(&entry)?;
-                // Teammates hear of it over the relay (when one is attached), under the same id.
-                if let (Some(verb), Some(decision)) = (team, plan.decision_id.clone()) {
-                    store.share_with_team(&TeamAction {
-                        id: decision,
-                        plan_id: id.clone(),
-                        organization_id: plan.organization_id.clone(),
-                        action: verb,
-                        by: actor.who.clone(),
-                        at: now,
-                        until: plan.snoozed_until.filter(|_| verb == TeamVerb::Snoozed),
-                        status: None,
-                    })?;
-                }
-            }
-            Ok::<_, crate::store::StoreError>(plan)
-        })
-        .await??;
+        let (plan, changed) =
+            tokio::task::spawn_blocking(move || write_plan_audited(&store, &id, &actor, team, change)).await??;
         self.store.durable().await?;
         self.notifier.withdraw(&plan_id);
         let _ = self.events.send(CoreEvent::PlanChanged { plan_id });
-        Ok(plan)
+        Ok((plan, changed))
     }
 
     pub async fn console_url(&self, plan_id: String) -> Result<String, PanelError> {
@@ -996,8 +930,7 @@ impl Panel {
         })
         .await??;
         let fingerprints: Vec<String> = revoked.iter().map(|f| f.0.clone()).collect();
-        let detail = format!("fingerprint {}", fingerprints.join(", "));
-        self.record(AuditEntry::new(&self.actor(Source::Panel), AuditAction::SecretRevoked, None, detail)).await?;
+        self.record_secret_change_by(Source::Panel, AuditAction::SecretRevoked, &fingerprints, None).await?;
         let _ = self.events.send(CoreEvent::StatusChanged);
         Ok(report)
     }
@@ -1009,8 +942,20 @@ impl Panel {
         fingerprint: &crate::verify::Fingerprint,
         overlap_hours: u32,
     ) -> Result<(), PanelError> {
-        let detail = format!("fingerprint {fingerprint}; the previous secret keeps verifying for {overlap_hours} h");
-        self.record(AuditEntry::new(&self.actor(Source::Panel), action, None, detail)).await
+        self.record_secret_change_by(Source::Panel, action, std::slice::from_ref(&fingerprint.0), Some(overlap_hours))
+            .await
+    }
+
+    /// Records a secret change made from `source` (the CLI changes the keychain itself and
+    /// tells a running receiver through its control socket): fingerprints only.
+    pub async fn record_secret_change_by(
+        &self,
+        source: Source,
+        action: AuditAction,
+        fingerprints: &[String],
+        overlap_hours: Option<u32>,
+    ) -> Result<(), PanelError> {
+        self.record(AuditEntry::secret_change(&self.actor(source), action, fingerprints, overlap_hours)).await
     }
 
     /// Pauses notifications for `minutes` (0 resumes them); the pause is kept in the store, so
@@ -1090,6 +1035,136 @@ impl Panel {
             refusals: self.intake.refusal_summary(now),
         }
     }
+}
+
+/// What "mark handled" does to an open plan (and the audit row it makes); a plan already
+/// handled or decided in the Console is left as it is.
+fn handle_change(
+    who: String,
+    decision_id: String,
+) -> impl Fn(&mut PlanRecord, DateTime<Utc>) -> Option<(AuditAction, String)> + Send + 'static {
+    move |p, now| {
+        if !p.is_open() {
+            return None;
+        }
+        p.state = PlanState::Handled;
+        p.handled_at = Some(now);
+        p.snoozed_until = None;
+        p.decided_by = Some(who.clone());
+        p.decision_id = Some(decision_id.clone());
+        Some((AuditAction::Handled, String::new()))
+    }
+}
+
+/// What "snooze" does to an open plan (and the audit row it makes).
+fn snooze_change(
+    who: String,
+    minutes: u32,
+) -> impl Fn(&mut PlanRecord, DateTime<Utc>) -> Option<(AuditAction, String)> + Send + 'static {
+    let decision_id = new_action_id();
+    move |p, now| {
+        if !p.is_open() {
+            return None;
+        }
+        let until = now + Duration::minutes(i64::from(minutes));
+        p.state = PlanState::Snoozed;
+        p.snoozed_until = Some(until);
+        p.snoozed_by = Some(who.clone());
+        p.snoozed_at = Some(now);
+        p.decision_id = Some(decision_id.clone());
+        Some((AuditAction::Snoozed, format!("until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))))
+    }
+}
+
+/// The longest snooze (7 days), in minutes.
+pub const SNOOZE_MAX_MINUTES: u32 = 7 * 24 * 60;
+
+fn check_snooze_minutes(minutes: u32) -> Result<(), PanelError> {
+    if minutes == 0 || minutes > SNOOZE_MAX_MINUTES {
+        return Err(PanelError::new("invalid_snooze", "snooze between 1 minute and 7 days"));
+    }
+    Ok(())
+}
+
+/// The answer to a snooze of a plan that is no longer open.
+fn not_snoozed(plan: &PlanRecord) -> PanelError {
+    PanelError::new("plan_handled", format!("{}; there is nothing to snooze", already_decided(plan)))
+}
+
+/// "plan_x was already handled by bob at 2026-05-20 14:02 UTC" (or decided in the Console).
+pub fn already_decided(plan: &PlanRecord) -> String {
+    let how = resolution_line(plan).map_or_else(
+        || "marked handled (or decided in the Console)".to_owned(),
+        |line| {
+            let mut chars = line.chars();
+            chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+        },
+    );
+    format!("{} was already {how}", plan.plan_id)
+}
+
+/// Changes one plan and appends its audit row in the same blocking call: `change` returns the
+/// row's action and detail when it changed the plan. Returns the plan and whether it changed.
+/// With `team`, the change is queued for teammates too (when a relay is attached), under the
+/// plan's decision id. The writes join the next group commit; callers wait for
+/// [`Store::durable`] or flush.
+fn write_plan_audited(
+    store: &Store,
+    plan_id: &str,
+    actor: &Actor,
+    team: Option<TeamVerb>,
+    change: impl Fn(&mut PlanRecord, DateTime<Utc>) -> Option<(AuditAction, String)>,
+) -> Result<(PlanRecord, bool), crate::store::StoreError> {
+    let now = Utc::now();
+    let row = std::sync::Mutex::new(None);
+    let plan = store.update_plan(plan_id, |p| {
+        // May run more than once under contention: the last run is what was written.
+        let done = change(p, now);
+        if let Ok(mut row) = row.lock() {
+            *row = done;
+        }
+    })?;
+    let row = row.into_inner().ok().flatten();
+    let changed = row.is_some();
+    if let Some((action, detail)) = row {
+        let mut entry = AuditEntry::new(actor, action, Some(plan_id), detail);
+        entry.at = now;
+        store.append_audit(&entry)?;
+        if let (Some(verb), Some(decision)) = (team, plan.decision_id.clone()) {
+            store.share_with_team(&TeamAction {
+                id: decision,
+                plan_id: plan_id.to_owned(),
+                organization_id: plan.organization_id.clone(),
+                action: verb,
+                by: actor.who.clone(),
+                at: now,
+                until: plan.snoozed_until.filter(|_| verb == TeamVerb::Snoozed),
+                status: None,
+            })?;
+        }
+    }
+    Ok((plan, changed))
+}
+
+/// [`Panel::handle`] for a store opened without a receiver (the CLI's `handle` when nothing
+/// runs): the same change and audit row, on disk before this returns. Blocking.
+pub fn handle_in_store(store: &Store, plan_id: &str, actor: &Actor) -> Result<Handled, PanelError> {
+    let change = handle_change(actor.who.clone(), new_action_id());
+    let (plan, changed) = write_plan_audited(store, plan_id, actor, Some(TeamVerb::Handled), change)?;
+    store.flush_blocking()?;
+    Ok(Handled { plan, already: !changed })
+}
+
+/// [`Panel::snooze_as`] for a store opened without a receiver. Blocking.
+pub fn snooze_in_store(store: &Store, plan_id: &str, minutes: u32, actor: &Actor) -> Result<PlanRecord, PanelError> {
+    check_snooze_minutes(minutes)?;
+    let change = snooze_change(actor.who.clone(), minutes);
+    let (plan, changed) = write_plan_audited(store, plan_id, actor, Some(TeamVerb::Snoozed), change)?;
+    store.flush_blocking()?;
+    if !changed {
+        return Err(not_snoozed(&plan));
+    }
+    Ok(plan)
 }
 
 /// Where [`Panel::mute`] keeps the pause.
@@ -1173,6 +1248,20 @@ mod tests {
         plan.decided_by = None;
         plan.console_status = Some("expired".into());
         assert_eq!(resolution_line(&plan).as_deref(), Some("Expired in Console at 2026-05-20 12:05 UTC"));
+    }
+
+    #[test]
+    fn a_decided_plan_says_who_decided_it_and_when() {
+        let now = Utc::now();
+        let mut plan = PlanRecord::arrived("plan_x", "e", "r", "o", now, now);
+        plan.state = PlanState::Handled;
+        plan.decided_by = Some("bob@l2".into());
+        plan.handled_at = chrono::DateTime::from_timestamp(1_779_285_720, 0);
+        assert_eq!(already_decided(&plan), "plan_x was already handled by bob@l2 at 2026-05-20 14:02 UTC");
+        plan.state = PlanState::Resolved;
+        plan.console_status = Some("approved".into());
+        plan.resolved_at = plan.handled_at;
+        assert_eq!(already_decided(&plan), "plan_x was already approved in Console by bob@l2 at 2026-05-20 14:02 UTC");
     }
 
     #[test]

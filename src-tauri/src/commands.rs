@@ -5,6 +5,7 @@ use tauri::{AppHandle, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
 use zof_approvals::about::About;
+use zof_approvals::audit::{AuditEntry, AuditFilter};
 use zof_approvals::console::{ConsoleStatus, ReconcileReport, Subscription};
 use zof_approvals::panel::{Overview, PanelError, PlanDetail, PlanView, SettingsView};
 use zof_approvals::relay::RelayView;
@@ -36,6 +37,18 @@ pub async fn get_plan(core: State<'_, Core>, plan_id: String) -> Answer<PlanDeta
 #[tauri::command]
 pub async fn list_activity(core: State<'_, Core>, limit: usize) -> Answer<Vec<DeliveryRecord>> {
     core.panel().await?.activity(limit).await
+}
+
+/// The audit log, newest first: one plan's history (`plan_id`), or Activity's "Actions".
+#[tauri::command]
+pub async fn list_audit(
+    core: State<'_, Core>,
+    plan_id: Option<String>,
+    plan_actions_only: bool,
+    limit: usize,
+) -> Answer<Vec<AuditEntry>> {
+    let filter = AuditFilter { plan_id, plan_actions_only, limit: limit.clamp(1, 1000), ..AuditFilter::default() };
+    core.panel().await?.audit(filter).await
 }
 
 #[tauri::command]

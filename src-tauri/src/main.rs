@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             commands::get_queue,
             commands::get_plan,
             commands::list_activity,
+            commands::list_audit,
             commands::mark_handled,
             commands::snooze_plan,
             commands::open_in_console,

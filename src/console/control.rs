@@ -1,8 +1,12 @@
 //! The local control socket (`control.sock` in the data dir, mode 0600): how
-//! `zof-approvals console reconcile`, `console status` and `plans` reach a receiver that holds
-//! the store.
+//! `zof-approvals console reconcile`, `console status`, `plans`, `handle`, `snooze`, `audit`
+//! and the `secret` commands reach a receiver that holds the store.
 //! A Unix domain socket, not an HTTP endpoint, so no web page can reach it; one JSON line in
-//! (`{"op":"reconcile"}`, `{"op":"status"}` or `{"op":"plans"}`), one JSON line out.
+//! (`{"op":"reconcile"}`, `{"op":"status"}`, `{"op":"plans"}`, `{"op":"handle","plan_id":"p"}`,
+//! `{"op":"snooze","plan_id":"p","minutes":60}`, `{"op":"audit","plan_id":"p","since":"…"}`,
+//! `{"op":"secret_changed","action":"secret_set","fingerprints":["…"],"overlap_hours":24}`),
+//! one JSON line out. Actions go through the receiver's [`Panel`], as the panel's buttons do: the
+//! notification is withdrawn, the views hear of it, and the audit row says `cli`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,8 +17,12 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{ConsoleHandle, ConsoleStatus, ReconcileReport};
-use crate::store::{PlanRecord, Store};
+use chrono::{DateTime, Utc};
+
+use super::{ConsoleStatus, ReconcileReport};
+use crate::audit::{AuditAction, AuditEntry, AuditFilter, Source};
+use crate::panel::Panel;
+use crate::store::PlanRecord;
 
 pub const SOCKET_FILE: &str = "control.sock";
 /// A request line longer than this is refused.
@@ -29,12 +37,55 @@ pub enum Op {
     Status,
     /// Every plan, for `zof-approvals plans` while the receiver holds the store.
     Plans,
+    /// Mark `plan_id` handled (`zof-approvals handle`).
+    Handle,
+    /// Snooze `plan_id` for `minutes` (`zof-approvals snooze`).
+    Snooze,
+    /// The audit log, newest first, filtered by `plan_id`, `since` and `limit`.
+    Audit,
+    /// The CLI changed the webhook secrets itself: record `action` with `fingerprints`.
+    SecretChanged,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Request {
-    op: Op,
+/// One request on the socket: the op and what it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub op: Op,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<AuditAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_hours: Option<u32>,
 }
+
+impl Request {
+    pub fn new(op: Op) -> Request {
+        Request {
+            op,
+            plan_id: None,
+            minutes: None,
+            since: None,
+            limit: None,
+            action: None,
+            fingerprints: None,
+            overlap_hours: None,
+        }
+    }
+}
+
+/// At most this many audit rows in one answer.
+pub const AUDIT_MAX: usize = 100_000;
+/// A plan id longer than this is refused (Zof's ids are far shorter).
+const MAX_PLAN_ID: usize = 256;
 
 /// One answer on the socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,11 +101,33 @@ pub struct Answer {
     pub state: Option<super::ConnectionState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plans: Option<Vec<PlanRecord>>,
+    /// The error's stable code (`unknown_plan`, `plan_handled`, `invalid_request`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The plan a `handle` or `snooze` acted on, as it now is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanRecord>,
+    /// `handle`: the plan was already handled (or decided in the Console); nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub already: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Vec<AuditEntry>>,
 }
 
 impl Answer {
     fn empty(ok: bool) -> Answer {
-        Answer { ok, report: None, status: None, error: None, state: None, plans: None }
+        Answer {
+            ok,
+            report: None,
+            status: None,
+            error: None,
+            state: None,
+            plans: None,
+            code: None,
+            plan: None,
+            already: None,
+            audit: None,
+        }
     }
 }
 
@@ -71,10 +144,10 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 impl ControlSocket {
-    /// Serves `handle` on `data_dir/control.sock`. The caller holds the store's lock, so a socket
+    /// Serves `panel` on `data_dir/control.sock`. The caller holds the store's lock, so a socket
     /// file left there belongs to a receiver that is gone: it is replaced. The socket is bound in
     /// a private directory, made 0600, then moved into place, so it is never reachable by others.
-    pub fn serve(data_dir: &Path, handle: ConsoleHandle, store: Store) -> std::io::Result<ControlSocket> {
+    pub fn serve(data_dir: &Path, panel: Panel) -> std::io::Result<ControlSocket> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let path = socket_path(data_dir);
         let private = data_dir.join(format!(".control-{}", std::process::id()));
@@ -90,7 +163,7 @@ impl ControlSocket {
         let _ = std::fs::remove_dir_all(&private);
         let listener = listener?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept(listener, handle, store, stopped));
+        let task = tokio::spawn(accept(listener, panel, stopped));
         Ok(ControlSocket { path, task, stop })
     }
 
@@ -101,7 +174,7 @@ impl ControlSocket {
     }
 }
 
-async fn accept(listener: UnixListener, handle: ConsoleHandle, store: Store, mut stop: oneshot::Receiver<()>) {
+async fn accept(listener: UnixListener, panel: Panel, mut stop: oneshot::Receiver<()>) {
     loop {
         let conn = tokio::select! {
             _ = &mut stop => return,
@@ -109,7 +182,7 @@ async fn accept(listener: UnixListener, handle: ConsoleHandle, store: Store, mut
         };
         match conn {
             Ok((stream, _)) => {
-                tokio::spawn(answer(stream, handle.clone(), store.clone()));
+                tokio::spawn(answer(stream, panel.clone()));
             }
             Err(e) => {
                 tracing::debug!(error = %e, "control socket accept failed");
@@ -119,27 +192,16 @@ async fn accept(listener: UnixListener, handle: ConsoleHandle, store: Store, mut
     }
 }
 
-async fn answer(stream: UnixStream, handle: ConsoleHandle, store: Store) {
+async fn answer(stream: UnixStream, panel: Panel) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let read = BufReader::new(read.take(MAX_REQUEST)).read_line(&mut line).await;
     let answer = match read.ok().and_then(|_| serde_json::from_str::<Request>(&line).ok()) {
         None => failure(
-            "a request is one JSON line: {\"op\":\"reconcile\"}, {\"op\":\"status\"} or {\"op\":\"plans\"}",
+            "a request is one JSON line, e.g. {\"op\":\"status\"} or {\"op\":\"handle\",\"plan_id\":\"…\"}",
             None,
         ),
-        Some(Request { op: Op::Status }) => {
-            Answer { status: serde_json::to_value::<ConsoleStatus>(handle.status()).ok(), ..Answer::empty(true) }
-        }
-        Some(Request { op: Op::Reconcile }) => match handle.reconcile_now().await {
-            Ok(report) => Answer { report: Some(report), ..Answer::empty(true) },
-            Err(e) => failure(&e.to_string(), Some(e.state())),
-        },
-        Some(Request { op: Op::Plans }) => match tokio::task::spawn_blocking(move || store.plans()).await {
-            Ok(Ok(plans)) => Answer { plans: Some(plans), ..Answer::empty(true) },
-            Ok(Err(e)) => failure(&e.to_string(), None),
-            Err(e) => failure(&e.to_string(), None),
-        },
+        Some(request) => serve_request(request, &panel).await,
     };
     if let Ok(mut text) = serde_json::to_string(&answer) {
         text.push('\n');
@@ -148,12 +210,106 @@ async fn answer(stream: UnixStream, handle: ConsoleHandle, store: Store) {
     }
 }
 
+async fn serve_request(request: Request, panel: &Panel) -> Answer {
+    match request.op {
+        Op::Status => {
+            Answer { status: serde_json::to_value::<ConsoleStatus>(panel.console.status()).ok(), ..Answer::empty(true) }
+        }
+        Op::Reconcile => match panel.console.reconcile_now().await {
+            Ok(report) => Answer { report: Some(report), ..Answer::empty(true) },
+            Err(e) => failure(&e.to_string(), Some(e.state())),
+        },
+        Op::Plans => {
+            let store = panel.store.clone();
+            match tokio::task::spawn_blocking(move || store.plans()).await {
+                Ok(Ok(plans)) => Answer { plans: Some(plans), ..Answer::empty(true) },
+                Ok(Err(e)) => failure(&e.to_string(), None),
+                Err(e) => failure(&e.to_string(), None),
+            }
+        }
+        Op::Handle => match plan_id(&request) {
+            Err(why) => invalid(why),
+            Ok(id) => match panel.handle(id, Source::Cli).await {
+                Ok(done) => Answer { plan: Some(done.plan), already: Some(done.already), ..Answer::empty(true) },
+                Err(e) => panel_failure(&e),
+            },
+        },
+        Op::Snooze => match (plan_id(&request), request.minutes) {
+            (Err(why), _) => invalid(why),
+            (Ok(_), None) => invalid("`snooze` needs `minutes`"),
+            (Ok(id), Some(minutes)) => match panel.snooze_as(id, minutes, Source::Cli).await {
+                Ok(plan) => Answer { plan: Some(plan), ..Answer::empty(true) },
+                Err(e) => panel_failure(&e),
+            },
+        },
+        Op::Audit => {
+            if let Err(why) = request.plan_id.as_deref().map_or(Ok(()), check_plan_id) {
+                return invalid(why);
+            }
+            let limit = request.limit.unwrap_or(AUDIT_MAX).clamp(1, AUDIT_MAX);
+            let filter =
+                AuditFilter { plan_id: request.plan_id, since: request.since, limit, ..AuditFilter::default() };
+            match panel.audit(filter).await {
+                Ok(rows) => Answer { audit: Some(rows), ..Answer::empty(true) },
+                Err(e) => panel_failure(&e),
+            }
+        }
+        Op::SecretChanged => secret_changed(request, panel).await,
+    }
+}
+
+/// Records a secret change the CLI made; only well-formed fingerprints reach the row.
+async fn secret_changed(request: Request, panel: &Panel) -> Answer {
+    let action = match request.action {
+        Some(a @ (AuditAction::SecretSet | AuditAction::SecretGenerated | AuditAction::SecretRevoked)) => a,
+        _ => return invalid("`secret_changed` needs `action`: secret_set, secret_generated or secret_revoked"),
+    };
+    let fingerprints = request.fingerprints.unwrap_or_default();
+    if fingerprints.is_empty()
+        || fingerprints.len() > 16
+        || !fingerprints.iter().all(|f| crate::audit::is_fingerprint(f))
+    {
+        return invalid("`fingerprints` must be 1 to 16 secret fingerprints (12 hex digits each)");
+    }
+    match panel.record_secret_change_by(Source::Cli, action, &fingerprints, request.overlap_hours).await {
+        Ok(()) => Answer::empty(true),
+        Err(e) => panel_failure(&e),
+    }
+}
+
+/// The request's plan id, checked; else what to answer.
+fn plan_id(request: &Request) -> Result<String, &'static str> {
+    let id = request.plan_id.as_deref().ok_or("this op needs `plan_id`")?;
+    check_plan_id(id)?;
+    Ok(id.to_owned())
+}
+
+fn check_plan_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() || id.len() > MAX_PLAN_ID || id.chars().any(char::is_control) {
+        return Err("`plan_id` must be 1 to 256 characters, without control characters");
+    }
+    Ok(())
+}
+
+fn invalid(message: &str) -> Answer {
+    Answer { code: Some("invalid_request".into()), ..failure(message, None) }
+}
+
+fn panel_failure(e: &crate::panel::PanelError) -> Answer {
+    Answer { code: Some(e.code.to_owned()), ..failure(&e.message, None) }
+}
+
 fn failure(message: &str, state: Option<super::ConnectionState>) -> Answer {
     Answer { error: Some(message.to_owned()), state, ..Answer::empty(false) }
 }
 
 /// Asks the receiver serving `data_dir`, if one does: `Ok(None)` when none listens there.
 pub async fn ask(data_dir: &Path, op: Op) -> std::io::Result<Option<Answer>> {
+    send(data_dir, &Request::new(op)).await
+}
+
+/// Sends `request` to the receiver serving `data_dir`, if one does: `Ok(None)` when none listens there.
+pub async fn send(data_dir: &Path, request: &Request) -> std::io::Result<Option<Answer>> {
     let mut stream = match UnixStream::connect(socket_path(data_dir)).await {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
@@ -161,7 +317,7 @@ pub async fn ask(data_dir: &Path, op: Op) -> std::io::Result<Option<Answer>> {
         }
         Err(e) => return Err(e),
     };
-    let mut request = serde_json::to_string(&Request { op }).map_err(std::io::Error::other)?;
+    let mut request = serde_json::to_string(request).map_err(std::io::Error::other)?;
     request.push('\n');
     stream.write_all(request.as_bytes()).await?;
     let mut line = String::new();

@@ -37,6 +37,8 @@ ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 TAB, ENTER, CONTROL = "\ue004", "\ue007", "\ue009"
 SECRET_1 = "e2e-first-secret-0123456789abcdef"
 SECRET_2 = "e2e-second-secret-fedcba9876543210"
+# The name the window's actions are recorded under (Settings → Your name).
+E2E_NAME = "Erin Tester"
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
 metrics = {}
@@ -562,6 +564,21 @@ def run_story(wd, port, url, data_dir):
     except TimeoutError as e:
         check("the receiver is ready once a secret is stored", False, e)
 
+    # The name actions are recorded under, set in Settings (the placeholder is the user@host default).
+    wd.click(wd.find('[data-testid="nav-settings"]'))
+    try:
+        name_box = wd.wait_for('[data-testid="settings-display-name"]')
+        placeholder = wd.script("return arguments[0].placeholder", {ELEMENT: name_box})
+        check("Settings offers a display name with user@host as placeholder", "@" in (placeholder or ""), placeholder)
+        wd.script("arguments[0].scrollIntoView({block: 'center'})", {ELEMENT: name_box})
+        wd.type(name_box, E2E_NAME)
+        wd.click(wd.find('[data-testid="save-settings"]'))
+        wd.wait_text('[data-testid="save-result"]', "Settings saved.")
+        check("the display name is saved from Settings", True)
+    except TimeoutError as e:
+        check("the display name is saved from Settings", False, e)
+    wd.click(wd.find('[data-testid="nav-home"]'))
+
     # A delivery signed with that secret: the plan reaches the queue without a reload.
     before = len(notifications())
     sent = send(url, SECRET_1, plan="plan_e2e_1")
@@ -595,13 +612,27 @@ def run_story(wd, port, url, data_dir):
     except TimeoutError as e:
         check("the plan detail shows plan_e2e_1", False, e)
 
-    # Mark handled: the queue empties; the notification is withdrawn.
+    # Snooze, then mark handled: the queue empties; the notification is withdrawn; the plan's
+    # history names who did each, from the panel.
     closes_before = [n for n in notifications() if n.get("call") == "close"]
+    wd.click_when_ready('[data-testid="plan-detail"] [data-testid="snooze"]')
+    try:
+        wd.wait_for('[data-testid="history-row"][data-action="snoozed"]')
+    except TimeoutError:
+        pass
     wd.click_when_ready('[data-testid="plan-detail"] [data-testid="mark-handled"]')
     try:
         wd.wait_text('[data-testid="plan-state"]', "Handled")
     except TimeoutError:
         pass
+    try:
+        wd.wait_for('[data-testid="history-row"][data-action="handled"]')
+        rows = [wd.text(r).strip() for r in wd.find_all('[data-testid="history-row"]')]
+        ok = (len(rows) == 2 and rows[0].startswith(f"Handled by {E2E_NAME} · panel · ")
+              and rows[1].startswith(f"Snoozed by {E2E_NAME} (until ") and " · panel · " in rows[1])
+        check("the plan detail's history shows the handled and snoozed rows by name, from the panel", ok, rows)
+    except TimeoutError as e:
+        check("the plan detail's history shows the handled and snoozed rows by name, from the panel", False, e)
     wd.click(wd.find('[data-testid="nav-home"]'))
     try:
         wd.wait_text('[data-testid="kpi-pending"]', "0")
@@ -626,6 +657,19 @@ def run_story(wd, port, url, data_dir):
         check("the activity view lists the delivery", True)
     except TimeoutError as e:
         check("the activity view lists the delivery", False, e)
+    try:
+        wd.click(wd.find('[data-testid="tab-actions"]'))
+        wd.wait_for('[data-testid="action-row"][data-action="handled"]')
+        cells = wd.script(
+            "return [...document.querySelectorAll('[data-testid=\"action-row\"]')]"
+            ".filter(r => r.querySelector('[data-testid=\"action-plan\"]').textContent === 'plan_e2e_1')"
+            ".map(r => [r.dataset.action, r.querySelector('[data-testid=\"action-who\"]').textContent,"
+            " r.querySelector('[data-testid=\"action-source\"]').textContent]);")
+        wd.screenshot("activity-actions.png")
+        check("Activity → Actions lists the handled and snoozed rows with the name and source panel",
+              cells == [["handled", E2E_NAME, "panel"], ["snoozed", E2E_NAME, "panel"]], cells)
+    except TimeoutError as e:
+        check("Activity → Actions lists the handled and snoozed rows with the name and source panel", False, e)
 
     # Rotate the secret from the settings: old and new both verify during the overlap.
     wd.click(wd.find('[data-testid="nav-settings"]'))

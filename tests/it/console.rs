@@ -697,3 +697,45 @@ fn subscribe_keeps_the_returned_secret_in_the_keychain_and_deliveries_signed_wit
         assert!(files_containing(&dir, WEBHOOK_SECRET).is_empty() && files_containing(&dir, TOKEN).is_empty());
     }
 }
+
+#[tokio::test]
+async fn the_audit_log_records_console_resolutions_and_connection_changes() {
+    use zof_approvals::audit::{AuditAction, AuditFilter, Source};
+    let (fake, url) = FakeConsole::start().await;
+    let app = connected_app(&url, TOKEN).await;
+    first_run(&app, ConnectionState::Ok).await;
+    assert_eq!(app.post_signed(&event_for("evt_au1", "plan_au", "org_abc")).await.status, 200);
+    assert_eq!(app.wait_notified(1).await, vec!["plan_au"]);
+    fake.put("plan_au", "approved", "org_abc", "run_xyz", Some("alice@example.com"));
+    assert_eq!(app.panel.check_with_console().await.unwrap().resolved, 1);
+    // Every attempt of the next reconciliation fails: the connection goes down.
+    fake.fail_next(&[Failure::Status(503); 8]);
+    assert!(app.panel.check_with_console().await.is_err());
+    assert_eq!(app.panel.console_status().state, ConnectionState::Unreachable);
+
+    // The connection's rows are written off the request path: wait for the last one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = app.panel.audit(AuditFilter::default()).await.unwrap();
+        if rows.iter().any(|r| r.action == AuditAction::ConsoleDisconnected) {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "no console_disconnected row: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut rows = rows;
+    rows.reverse();
+    let seen: Vec<_> = rows.iter().map(|r| (r.action, r.plan_id.as_deref(), r.source.clone())).collect();
+    assert_eq!(
+        seen,
+        [
+            (AuditAction::ConsoleConnected, None, Source::Console),
+            (AuditAction::Resolved, Some("plan_au"), Source::Console),
+            (AuditAction::ConsoleDisconnected, None, Source::Console),
+        ]
+    );
+    assert_eq!((rows[1].who.as_str(), rows[1].detail.as_str()), ("alice@example.com", "approved"));
+    assert_eq!(rows[0].detail, url);
+    assert!(rows[2].detail.starts_with(&format!("{url}: ")), "{}", rows[2].detail);
+    assert!(rows.iter().all(|r| !r.detail.contains(TOKEN) && !r.who.contains(TOKEN)), "never the token");
+}

@@ -50,12 +50,15 @@ pub struct Spawn {
     pub dir: Option<Arc<tempfile::TempDir>>,
     /// The Console connection's token and retries (none: the default, no token).
     pub console: Option<ConsoleSetup>,
+    /// Secrets managed in this store (set, generated and revoked through the panel), instead of
+    /// the fixed `secrets`.
+    pub secret_store: Option<Arc<dyn zof_approvals::secrets::SecretStore>>,
 }
 
 impl Default for Spawn {
     fn default() -> Self {
         let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), ..Settings::default() };
-        Spawn { settings, secrets: SecretSet::single(secret()), dir: None, console: None }
+        Spawn { settings, secrets: SecretSet::single(secret()), dir: None, console: None, secret_store: None }
     }
 }
 
@@ -66,7 +69,11 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_with(spawn: Spawn) -> TestApp {
     let dir = spawn.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
     let paths = Paths { data_dir: dir.path().join("data"), config_dir: dir.path().join("config") };
-    let config = AppConfig { paths, settings: spawn.settings, secrets: SecretSource::Fixed(spawn.secrets) };
+    let secrets = match spawn.secret_store {
+        Some(store) => SecretSource::Store(store),
+        None => SecretSource::Fixed(spawn.secrets),
+    };
+    let config = AppConfig { paths, settings: spawn.settings, secrets };
     let notified = Arc::new(SeenPlans::default());
     let app = match spawn.console {
         Some(setup) => Application::build_with_console(config, notified.clone(), setup).await.unwrap(),

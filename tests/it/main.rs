@@ -3,6 +3,7 @@
 //! Black-box tests of the receiver and the CLI, against real HTTP, real sled directories and
 //! real child processes.
 
+mod audit;
 mod cli;
 mod console;
 mod hardening;

@@ -317,3 +317,60 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// `zof-approvals audit --json` in the session: one row per line.
+fn audit_rows(session: &Session) -> (Vec<serde_json::Value>, String) {
+    let out = session.command(bin()).args(["audit", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(), text)
+}
+
+#[test]
+fn secret_commands_are_recorded_by_fingerprint_with_and_without_a_receiver() {
+    let s = Session::with_keyring();
+    // No receiver: the command writes the row in the store itself.
+    let (fp1, ok) = secret_set(&s, FIRST, None);
+    assert!(ok, "{fp1}");
+    let (rows, _) = audit_rows(&s);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0]["action"].as_str(), rows[0]["source"].as_str()), (Some("secret_set"), Some("cli")));
+    assert_eq!(rows[0]["detail"], format!("fingerprint {fp1}; the previous secret keeps verifying for 24 h"));
+
+    // A receiver holds the store: the commands tell it over the control socket.
+    let server = serve_in(&s, None);
+    let (fp2, ok) = secret_set(&s, SECOND, Some("90m"));
+    assert!(ok, "{fp2}");
+    let generated = s.command(bin()).args(["secret", "generate", "--overlap", "1h"]).output().unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let new_secret = String::from_utf8_lossy(&generated.stdout).trim().to_owned();
+    let revoked = s.command(bin()).args(["secret", "revoke-previous"]).output().unwrap();
+    assert!(revoked.status.success());
+    let (rows, text) = audit_rows(&s);
+    let seen: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r["action"].as_str().unwrap(), r["source"].as_str().unwrap())).collect();
+    assert_eq!(
+        seen,
+        [("secret_revoked", "cli"), ("secret_generated", "cli"), ("secret_set", "cli"), ("secret_set", "cli")]
+    );
+    assert_eq!(rows[2]["detail"], format!("fingerprint {fp2}; the previous secret keeps verifying for 2 h"));
+    assert!(rows[0]["detail"].as_str().unwrap().contains(&fp2), "the revoked one, by fingerprint: {}", rows[0]);
+    for secret in [FIRST, SECOND, new_secret.as_str()] {
+        assert!(!text.contains(secret), "no secret in the audit log");
+    }
+    stop(server);
+
+    // A store that cannot be opened: the secret is changed, and stderr says the row is missing.
+    let mut child = s
+        .command(bin())
+        .args(["secret", "set", "--data-dir", "/dev/null/not-a-dir"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"third-webhook-secret-0123456789").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not recorded in the audit log"));
+}

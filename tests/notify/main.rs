@@ -345,6 +345,29 @@ async fn a_snooze_chosen_on_a_notification_is_kept_across_a_restart() {
     app.stop().await;
 }
 
+/// The notification's Snooze button is an action like the panel's: in the audit log, from `notification`.
+#[tokio::test]
+async fn a_snooze_chosen_on_a_notification_is_in_the_audit_log_from_the_notification() {
+    use zof_approvals::audit::{AuditAction, AuditFilter, Source};
+    let turn = turn().await;
+    let rec = recorder(&turn).await;
+    let mut app = spawn(None, |s| s.display_name = "Alice Martin".into()).await;
+    app.deliver("evt_sa", "plan_sa").await;
+    let calls = until(&rec, "a notification", |c| !notifies(c).is_empty()).await;
+    let clicker = keep_clicking(&rec, notifies(&calls)[0].0, "snooze");
+    let snoozed = event(&mut app, "Snooze", |e| matches!(e, CoreEvent::Snooze { .. })).await;
+    clicker.abort();
+    let CoreEvent::Snooze { until: snoozed_until, .. } = snoozed else { unreachable!() };
+    let filter = AuditFilter { plan_id: Some("plan_sa".into()), ..AuditFilter::default() };
+    let rows = app.panel.audit(filter).await.unwrap();
+    let seen: Vec<_> = rows.iter().map(|r| (r.action, r.who.as_str(), r.source.clone(), r.detail.clone())).collect();
+    let detail = format!("until {}", snoozed_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    assert_eq!(seen, [(AuditAction::Snoozed, "Alice Martin", Source::Notification, detail)]);
+    let plan = app.panel.plan("plan_sa".into()).await.unwrap().plan;
+    assert_eq!(plan.resolution.as_deref().map(|l| l.starts_with("Snoozed by Alice Martin until ")), Some(true));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_snooze_never_brings_back_a_plan_that_was_handled() {
     let turn = turn().await;

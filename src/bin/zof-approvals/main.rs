@@ -1,6 +1,6 @@
 //! The `zof-approvals` command: run the receiver headless, send and sign test deliveries, check a
-//! receiver's conformance, read the inbox and the plans, manage the webhook secrets, connect
-//! the Console and run the team relay. One module per command;
+//! receiver's conformance, read the inbox and the plans, handle and snooze plans, read the audit
+//! log, manage the webhook secrets, connect the Console and run the team relay. One module per command;
 //! this file parses the command line and runs the chosen one on a runtime that suits it.
 
 use std::io::Read;
@@ -13,6 +13,8 @@ use zof_approvals::config::DEFAULT_SECRET_ENV;
 use zof_approvals::secrets::secret_from_env;
 use zof_approvals::verify::{sign_zof, Scheme};
 
+mod actions;
+mod audit;
 mod check;
 mod console;
 mod inbox;
@@ -50,6 +52,12 @@ enum Command {
     Inbox(inbox::InboxArgs),
     /// List plans: state, source, and what the Console said about them.
     Plans(plans::PlansArgs),
+    /// Mark a plan handled (through the running receiver, if one holds the store).
+    Handle(actions::HandleArgs),
+    /// Snooze a plan (default 1h; through the running receiver, if one holds the store).
+    Snooze(actions::SnoozeArgs),
+    /// The audit log: who did what, when and from where, newest first.
+    Audit(audit::AuditArgs),
     /// The optional Console connection: login, status, reconcile, subscribe.
     #[command(subcommand)]
     Console(console::ConsoleCommand),
@@ -125,6 +133,9 @@ fn main() -> ExitCode {
             Command::Check(a) => check::check(a).await,
             Command::Inbox(a) => inbox::inbox(a).await,
             Command::Plans(a) => plans::plans(a).await,
+            Command::Handle(a) => actions::handle(a).await,
+            Command::Snooze(a) => actions::snooze(a).await,
+            Command::Audit(a) => audit::audit(a).await,
             Command::Console(c) => console::console_command(c).await,
             Command::Secret(c) => tokio::task::spawn_blocking(move || secret::secret_command(c)).await?,
             Command::Relay(a) => relay::relay(a).await,

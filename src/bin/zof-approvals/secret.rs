@@ -1,6 +1,8 @@
 //! `zof-approvals secret`: the webhook secrets in the OS keychain (status, set, generate,
 //! revoke-previous). Secrets are read from a hidden prompt or stdin, never from arguments, and
-//! are printed only by `generate`, once.
+//! are printed only by `generate`, once. Set, generate and revoke-previous are recorded in the
+//! audit log by fingerprint (source `cli`): through a running receiver's control socket, else in
+//! the store; a log that cannot be written is reported on stderr and does not undo the change.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
+use zof_approvals::audit::{local_name, Actor, AuditAction, AuditEntry, Source};
 use zof_approvals::config::{Paths, Settings};
 use zof_approvals::secrets::{Keychain, SecretManager, SecretRole, SecretStore, SecretsReport};
 use zof_approvals::verify::Secret;
@@ -48,7 +51,7 @@ pub enum SecretCommand {
 }
 
 /// `0`, `30s`, `90m`, `24h`, `7d`.
-fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     let s = s.trim();
     if s == "0" {
         return Ok(chrono::Duration::zero());
@@ -65,11 +68,11 @@ fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
 }
 
 pub fn secret_command(command: SecretCommand) -> anyhow::Result<ExitCode> {
-    let manager = |location: LocationArgs| -> anyhow::Result<(SecretManager, Settings)> {
+    let manager = |location: LocationArgs| -> anyhow::Result<(SecretManager, Settings, Paths)> {
         let paths = Paths::resolve(location.data_dir, location.config_dir)?;
         let settings = Settings::load(&paths.settings_file())?;
         let store: Arc<dyn SecretStore> = Arc::new(Keychain::default());
-        Ok((SecretManager::new(store, &paths.config_dir, settings.rotation_reminder_days), settings))
+        Ok((SecretManager::new(store, &paths.config_dir, settings.rotation_reminder_days), settings, paths))
     };
     let overlap_or_default = |given: Option<chrono::Duration>, settings: &Settings| {
         given.unwrap_or_else(|| chrono::Duration::hours(i64::from(settings.secret_overlap_hours)))
@@ -77,7 +80,7 @@ pub fn secret_command(command: SecretCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
         SecretCommand::Status { location, json } => {
-            let (m, _) = manager(location)?;
+            let (m, _, _) = manager(location)?;
             let report = m.report(Utc::now(), true)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;
@@ -87,25 +90,87 @@ pub fn secret_command(command: SecretCommand) -> anyhow::Result<ExitCode> {
             return Ok(if report.keychain.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         SecretCommand::Set { location, overlap } => {
-            let (m, settings) = manager(location)?;
+            let (m, settings, paths) = manager(location)?;
             let secret = Secret::new(&read_secret_input()?)?;
-            let meta = m.rotate_to(&secret, overlap_or_default(overlap, &settings), Utc::now())?;
+            let overlap = overlap_or_default(overlap, &settings);
+            let meta = m.rotate_to(&secret, overlap, Utc::now())?;
             writeln!(out, "the current webhook secret is now {} (stored in the OS keychain)", meta.fingerprint)?;
+            let change =
+                SecretChange { action: AuditAction::SecretSet, fingerprints: vec![meta.fingerprint.0.clone()] };
+            record(&paths, &settings, &change, Some(overlap));
         }
         SecretCommand::Generate { location, overlap } => {
-            let (m, settings) = manager(location)?;
-            let secret = m.generate(overlap_or_default(overlap, &settings), Utc::now())?;
+            let (m, settings, paths) = manager(location)?;
+            let overlap = overlap_or_default(overlap, &settings);
+            let secret = m.generate(overlap, Utc::now())?;
             eprintln!("New webhook secret {} (stored in the OS keychain). Paste it into Zof Admin Center now; it is shown only once:", secret.fingerprint());
             writeln!(out, "{}", secret.expose())?;
+            out.flush()?;
+            let change =
+                SecretChange { action: AuditAction::SecretGenerated, fingerprints: vec![secret.fingerprint().0] };
+            record(&paths, &settings, &change, Some(overlap));
         }
         SecretCommand::RevokePrevious { location } => {
-            let (m, _) = manager(location)?;
-            for fp in m.revoke_previous()? {
+            let (m, settings, paths) = manager(location)?;
+            let revoked = m.revoke_previous()?;
+            for fp in &revoked {
                 writeln!(out, "revoked {fp}: it no longer verifies deliveries and left the keychain")?;
+            }
+            if !revoked.is_empty() {
+                let fingerprints = revoked.into_iter().map(|f| f.0).collect();
+                record(&paths, &settings, &SecretChange { action: AuditAction::SecretRevoked, fingerprints }, None);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A change of the secrets, for the audit log: fingerprints only.
+struct SecretChange {
+    action: AuditAction,
+    fingerprints: Vec<String>,
+}
+
+/// Records `change` in the audit log (source `cli`): through the receiver that holds the store,
+/// else in the store itself. Runs on a blocking thread of the runtime. The secret is already
+/// changed, so a log that cannot be written is said on stderr, not turned into a failure.
+fn record(paths: &Paths, settings: &Settings, change: &SecretChange, overlap: Option<chrono::Duration>) {
+    // Whole hours, rounded up: the row says at least how long the previous secret keeps verifying.
+    let overlap_hours = overlap.map(|d| u32::try_from((d.num_seconds().max(0) + 3599) / 3600).unwrap_or(u32::MAX));
+    if let Err(e) = record_change(paths, settings, change, overlap_hours) {
+        eprintln!("note: the secret change was not recorded in the audit log: {e:#}");
+    }
+}
+
+fn record_change(
+    paths: &Paths,
+    settings: &Settings,
+    change: &SecretChange,
+    overlap_hours: Option<u32>,
+) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use zof_approvals::console::control::{self, Op, Request};
+        let request = Request {
+            action: Some(change.action),
+            fingerprints: Some(change.fingerprints.clone()),
+            overlap_hours,
+            ..Request::new(Op::SecretChanged)
+        };
+        let asked = tokio::runtime::Handle::current().block_on(control::send(&paths.data_dir, &request))?;
+        if let Some(answer) = asked {
+            return match answer.ok {
+                true => Ok(()),
+                false => Err(anyhow::anyhow!(answer.error.unwrap_or_else(|| "the receiver refused it".into()))),
+            };
+        }
+    }
+    let actor = Actor::new(local_name(&settings.display_name), Source::Cli);
+    let row = AuditEntry::secret_change(&actor, change.action, &change.fingerprints, overlap_hours);
+    let store = crate::actions::open_store(&paths.data_dir)?;
+    store.append_audit(&row)?;
+    store.flush_blocking()?;
+    Ok(())
 }
 
 /// The new secret, from a hidden prompt on a terminal or else from standard input.

@@ -147,6 +147,10 @@ export interface Settings {
   console_api_url?: string | null;
   reconcile_interval_secs?: number | null;
   public_url?: string | null;
+  /** The name actions are recorded under; empty: the default `user@host`. Absent: unchanged. */
+  display_name?: string | null;
+  /** What an empty `display_name` stands for on this machine (shown, never saved). */
+  default_display_name?: string;
   /** Settings → Team relay; absent: unchanged. Never a password (that is in the keychain). */
   relay?: RelaySettings | null;
 }
@@ -178,6 +182,41 @@ export interface RelayView {
   password_fingerprint: string | null;
   /** Set with `serve --relay`: the settings do not change it. */
   from_command_line: boolean;
+}
+
+export type AuditAction =
+  | 'handled'
+  | 'snoozed'
+  | 'unsnoozed'
+  | 'resolved'
+  | 'secret_set'
+  | 'secret_generated'
+  | 'secret_revoked'
+  | 'settings_changed'
+  | 'mute_changed'
+  | 'quiet_hours_changed'
+  | 'relay_connected'
+  | 'relay_disconnected'
+  | 'console_connected'
+  | 'console_disconnected'
+  | 'ignored';
+
+/** One row of the audit log: who did what, when and from where (`panel`, `notification`, `cli`, `console`, `team:<consumer>`). */
+export interface AuditEntry {
+  at: string;
+  who: string;
+  action: AuditAction;
+  plan_id: string | null;
+  /** Until when, which keys, which fingerprint; never a secret or a body. */
+  detail: string;
+  source: string;
+}
+
+export interface AuditQuery {
+  planId?: string | null;
+  /** Only handled, snoozed, un-snoozed and resolved. */
+  planActionsOnly?: boolean;
+  limit?: number;
 }
 
 export type ConsoleState = 'off' | 'no_token' | 'connecting' | 'ok' | 'token_rejected' | 'unreachable';
@@ -300,6 +339,13 @@ export const api = {
   getQueue: (limit: number) => call<PlanView[]>('get_queue', { limit }),
   getPlan: (planId: string) => call<PlanDetail>('get_plan', { planId }),
   listActivity: (limit: number) => call<DeliveryView[]>('list_activity', { limit }),
+  /** The audit log, newest first: one plan's history, or every action. */
+  listAudit: (q: AuditQuery = {}) =>
+    call<AuditEntry[]>('list_audit', {
+      planId: q.planId ?? null,
+      planActionsOnly: q.planActionsOnly ?? false,
+      limit: q.limit ?? 200,
+    }),
   markHandled: (planId: string) => call<void>('mark_handled', { planId }),
   snoozePlan: (planId: string, minutes: number) => call<void>('snooze_plan', { planId, minutes }),
   openInConsole: (planId: string) => call<void>('open_in_console', { planId }),

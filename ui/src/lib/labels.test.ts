@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeDelivery, describeRefusals, nextActionTarget, verdictLabel, verdictTone } from './labels';
+import { auditActionLabel, describeAudit, describeDelivery, describeRefusals, nextActionTarget, verdictLabel, verdictTone } from './labels';
 
 describe('verdicts in plain words', () => {
   it('labels every verdict', () => {
@@ -39,5 +39,17 @@ describe('describeRefusals', () => {
     expect(describeRefusals({ code: 'browser_request_refused', last_hour: 0, last_24h: 3 })).toBe(
       '3 refused, browser request refused, last 24 h',
     );
+  });
+});
+
+describe('describeAudit', () => {
+  it('says what was done, by whom, from where and when', () => {
+    expect(describeAudit({ action: 'handled', who: 'alice@laptop-7', source: 'panel', detail: '' }, '14:02')).toBe(
+      'Handled by alice@laptop-7 · panel · 14:02',
+    );
+    expect(
+      describeAudit({ action: 'snoozed', who: 'bob', source: 'team:bob_l2', detail: 'until 2026-05-20T15:00:00Z' }, '14:05'),
+    ).toBe('Snoozed by bob (until 2026-05-20T15:00:00Z) · team:bob_l2 · 14:05');
+    expect(auditActionLabel('something_new')).toBe('something_new');
   });
 });

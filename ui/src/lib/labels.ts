@@ -1,5 +1,5 @@
 /** Plain-word labels for the contract's enums. */
-import type { PlanFlag, RefusalSummary, NextAction, OldestState, PlanState, RelayState, RelayView, Severity, Verdict } from './api';
+import type { AuditEntry, PlanFlag, RefusalSummary, NextAction, OldestState, PlanState, RelayState, RelayView, Severity, Verdict } from './api';
 import { formatDateTime } from './format';
 
 export const VERDICT_LABEL: Record<Verdict, string> = {
@@ -130,4 +130,33 @@ export function relayLine(r: RelayView): string {
     return `relay: disconnected since ${formatDateTime(r.since)}${r.reason ? ` (${r.reason})` : ''}`;
   }
   return `relay: ${r.text}`;
+}
+
+export const AUDIT_ACTION_LABEL: Record<string, string> = {
+  handled: 'Handled',
+  snoozed: 'Snoozed',
+  unsnoozed: 'Snooze ended',
+  resolved: 'Resolved in Console',
+  secret_set: 'Secret set',
+  secret_generated: 'Secret generated',
+  secret_revoked: 'Secret revoked',
+  settings_changed: 'Settings changed',
+  mute_changed: 'Notifications paused or resumed',
+  quiet_hours_changed: 'Quiet hours changed',
+  relay_connected: 'Relay connected',
+  relay_disconnected: 'Relay disconnected',
+  console_connected: 'Console connected',
+  console_disconnected: 'Console disconnected',
+  ignored: 'Ignored',
+};
+
+export function auditActionLabel(action: string): string {
+  return AUDIT_ACTION_LABEL[action] ?? action;
+}
+
+/** One history line: `Handled by alice@laptop-7 · panel · 14:02` (`time` is already formatted). */
+export function describeAudit(e: Pick<AuditEntry, 'action' | 'who' | 'source' | 'detail'>, time: string): string {
+  const what = `${auditActionLabel(e.action)} by ${e.who}`;
+  const detail = e.detail.trim() ? ` (${e.detail.trim()})` : '';
+  return `${what}${detail} · ${e.source} · ${time}`;
 }

@@ -15,6 +15,7 @@ export interface SettingsForm {
   coalesce_window_secs: string;
   show_panel_on_arrival: boolean;
   start_at_login: boolean;
+  display_name: string;
 }
 
 export type SettingsField = keyof SettingsForm;
@@ -37,6 +38,7 @@ export function formFromSettings(s: Settings): SettingsForm {
     coalesce_window_secs: String(s.coalesce_window_secs),
     show_panel_on_arrival: s.show_panel_on_arrival,
     start_at_login: s.start_at_login,
+    display_name: s.display_name ?? '',
   };
 }
 
@@ -187,6 +189,12 @@ export function validateSettingsForm(form: SettingsForm): ValidationResult {
   const burst = parsePositiveInt(form.coalesce_window_secs);
   if (burst === null || burst > 3600) errors.coalesce_window_secs = 'Enter a whole number of seconds from 1 to 3600.';
 
+  const name = form.display_name.trim();
+  // As the core checks it: at most 128 bytes of UTF-8, no control characters.
+  if (new TextEncoder().encode(name).length > 128 || /[\u0000-\u001f\u007f-\u009f]/.test(name)) {
+    errors.display_name = 'Use at most 128 characters (fewer with accents or other scripts), on one line.';
+  }
+
   if (Object.keys(errors).length > 0) return { ok: false, errors };
 
   return {
@@ -202,6 +210,7 @@ export function validateSettingsForm(form: SettingsForm): ValidationResult {
       coalesce_window_secs: burst as number,
       show_panel_on_arrival: form.show_panel_on_arrival,
       start_at_login: form.start_at_login,
+      display_name: name,
     },
   };
 }

@@ -97,6 +97,7 @@ export function makeSettings(over: Partial<Settings> = {}): Settings {
     coalesce_window_secs: 10,
     show_panel_on_arrival: true,
     start_at_login: false,
+    display_name: '',
     ...over,
   };
 }

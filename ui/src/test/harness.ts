@@ -21,6 +21,7 @@ export function mockBackend(overrides: Record<string, Handler> = {}) {
     get_settings: () => makeSettings(),
     get_secrets: () => makeSecrets(),
     list_activity: () => [],
+    list_audit: () => [],
     mark_handled: () => null,
     snooze_plan: () => null,
     open_in_console: () => null,

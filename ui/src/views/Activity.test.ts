@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import Activity from './Activity.svelte';
 import { AppState, appContext } from '../lib/app-state.svelte';
-import { mockBackend, push, render, until } from '../test/harness';
+import { click, mockBackend, push, render, until } from '../test/harness';
+import type { AuditEntry } from '../lib/api';
 import { makeDelivery, makeOverview } from '../test/fixtures';
 
 function renderActivity(state = new AppState()) {
@@ -96,5 +97,36 @@ describe('Activity', () => {
     });
     expect(lines[0].textContent).toContain('1,234 refused, missing signature, last hour');
     expect(lines[1].textContent).toContain('2 refused, browser request refused, last 24 h');
+  });
+
+  it('Actions shows the audit log with who, action, plan and source, and follows changes', async () => {
+    const at = new Date().toISOString();
+    let rows: AuditEntry[] = [{ at, who: 'alice@laptop-7', action: 'handled', plan_id: 'pln_alpha', detail: '', source: 'panel' }];
+    const b = mockBackend({ list_audit: () => rows });
+    const ui = renderActivity();
+    await until(() => ui.byTestId('tab-actions'));
+    expect(ui.byTestId('tab-deliveries')!.getAttribute('aria-selected')).toBe('true');
+    expect(b.callsOf('list_audit')).toHaveLength(0);
+    click(ui.byTestId('tab-actions'));
+    const row = await until(() => ui.byTestId('action-row'));
+    expect(b.callsOf('list_audit')[0].args).toEqual({ planId: null, planActionsOnly: false, limit: 200 });
+    expect(ui.byTestId('tab-actions')!.getAttribute('aria-selected')).toBe('true');
+    expect(ui.byTestId('activity-row')).toBeNull();
+    const cell = (id: string) => row.querySelector(`[data-testid="${id}"]`)!.textContent;
+    expect([cell('action-who'), cell('action-label'), cell('action-plan'), cell('action-source')]).toEqual([
+      'alice@laptop-7',
+      'Handled',
+      'pln_alpha',
+      'panel',
+    ]);
+    rows = [
+      { at, who: 'alice@laptop-7', action: 'secret_set', plan_id: null, detail: 'fingerprint 0a1b2c3d4e5f', source: 'cli' },
+      ...rows,
+    ];
+    await push('zof://overview', makeOverview());
+    await until(() => expect(ui.allByTestId('action-row')).toHaveLength(2));
+    expect(ui.allByTestId('action-row')[0].querySelector('[data-testid="action-plan"]')!.textContent).toBe('—');
+    click(ui.byTestId('tab-deliveries'));
+    await until(() => expect(ui.byTestId('actions')).toBeNull());
   });
 });

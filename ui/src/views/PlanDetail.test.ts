@@ -98,4 +98,46 @@ describe('Plan detail', () => {
     const ui = renderDetail('pln_zzz');
     await until(() => expect(ui.get('[role="alert"]')!.textContent).toContain('No plan pln_zzz is stored.'));
   });
+
+  it('shows the plan history from the audit log, newest first, and reloads it after an action', async () => {
+    let handled = false;
+    const rows = () => [
+      ...(handled ? [{ at: new Date().toISOString(), who: 'alice@laptop-7', action: 'handled', plan_id: 'pln_alpha', detail: '', source: 'panel' }] : []),
+      { at: new Date().toISOString(), who: 'bob@l2', action: 'snoozed', plan_id: 'pln_alpha', detail: 'until 2025-01-01T11:00:00Z', source: 'notification' },
+    ];
+    const b = mockBackend({
+      get_plan: () => makePlanDetail({ plan: makePlan({ state: handled ? 'handled' : 'pending' }) }),
+      list_audit: () => rows(),
+      mark_handled: () => {
+        handled = true;
+        return null;
+      },
+    });
+    const ui = renderDetail();
+    await until(() => expect(ui.allByTestId('history-row')).toHaveLength(1));
+    expect(b.callsOf('list_audit')[0].args).toEqual({ planId: 'pln_alpha', planActionsOnly: false, limit: 100 });
+    expect(ui.allByTestId('history-row')[0].textContent!.trim()).toMatch(
+      /^Snoozed by bob@l2 \(until 2025-01-01T11:00:00Z\) · notification · \d{2}:\d{2}/,
+    );
+    click(ui.byTestId('mark-handled'));
+    await until(() => expect(ui.allByTestId('history-row')).toHaveLength(2));
+    const first = ui.allByTestId('history-row')[0];
+    expect(first.dataset.action).toBe('handled');
+    expect(first.textContent!.trim()).toMatch(/^Handled by alice@laptop-7 · panel · \d{2}:\d{2}/);
+  });
+
+  it('says so when nobody has acted on the plan, and a history that fails to load does not hide the plan', async () => {
+    mockBackend({ get_plan: () => makePlanDetail() });
+    const ui = renderDetail();
+    await until(() => ui.byTestId('history-empty'));
+    mockBackend({
+      get_plan: () => makePlanDetail(),
+      list_audit: () => {
+        throw { code: 'store', message: 'the store is shutting down' };
+      },
+    });
+    const again = renderDetail();
+    await until(() => expect(again.byTestId('plan-history')!.textContent).toContain('the store is shutting down'));
+    expect(again.byTestId('field-id')!.textContent).toBe('evt_1');
+  });
 });

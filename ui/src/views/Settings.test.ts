@@ -280,4 +280,25 @@ describe('About', () => {
     click(ui.byTestId('about-retry'));
     await until(() => expect(ui.byTestId('about-version')!.textContent).toBe('0.1.0'));
   });
+
+  it('edits the display name, with the default user@host as placeholder, and refuses a control character', async () => {
+    const b = mockBackend({
+      get_settings: () => makeSettings({ default_display_name: 'alice@laptop-7' }),
+      save_settings: (a) => a.settings,
+    });
+    const ui = renderSettings();
+    await loaded(ui);
+    const input = ui.byTestId<HTMLInputElement>('settings-display-name')!;
+    expect(input.placeholder).toBe('alice@laptop-7');
+    expect(input.value).toBe('');
+    expect(ui.target.textContent).toContain('Your name in the audit log and to teammates');
+    type(input, 'Alice\u0007');
+    click(ui.byTestId('save-settings'));
+    await until(() => ui.byTestId('error-display-name'));
+    expect(b.callsOf('save_settings')).toHaveLength(0);
+    type(input, '  Alice Martin ');
+    click(ui.byTestId('save-settings'));
+    await until(() => expect(b.callsOf('save_settings')).toHaveLength(1));
+    expect(b.callsOf('save_settings')[0].args.settings).toMatchObject({ display_name: 'Alice Martin' });
+  });
 });
