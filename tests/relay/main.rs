@@ -299,3 +299,65 @@ fn burst_recording_acks(url: &str, count: u32, acked_file: &std::path::Path) -> 
     wait_until(30, "300 acknowledged deliveries", || acked_lines() >= 300);
     burst
 }
+
+/// `zof-approvals plans --json` of a laptop (through its control socket while it runs).
+fn plans_json(laptop: &Laptop) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(bin())
+        .args(["plans", "--json", "--data-dir"])
+        .arg(laptop.home.join("data"))
+        .arg("--config-dir")
+        .arg(laptop.home.join("config"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_plan_handled_with_the_cli_on_one_laptop_reads_handled_by_that_person_on_another() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&nats, dir.path(), "relay", &[]);
+    let a = Laptop::new(dir.path(), "alice_l7").with_settings(r#"{"display_name": "alice"}"#);
+    let b = Laptop::new(dir.path(), "bob_l2").with_settings(r#"{"display_name": "bob"}"#);
+    let (pa, pb) = (a.start(&nats), b.start(&nats));
+    assert_eq!(send(&relay.url(), 3, &[])["accepted"], 3);
+    let plan = |l: &Laptop, state: &str| {
+        plans_json(l)
+            .into_iter()
+            .filter(|p| p["state"] == state)
+            .map(|p| p["plan"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    wait_until(30, "both laptops hold the three plans", || {
+        plan(&a, "pending").len() == 3 && plan(&b, "pending").len() == 3
+    });
+    let target = plan(&a, "pending").remove(0);
+    let out = std::process::Command::new(bin())
+        .args(["handle", &target, "--data-dir"])
+        .arg(a.home.join("data"))
+        .arg("--config-dir")
+        .arg(a.home.join("config"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until(15, "bob's laptop reads the plan handled", || plan(&b, "handled") == [target.clone()]);
+    let row = plans_json(&b).into_iter().find(|p| p["plan"] == target.as_str()).unwrap();
+    assert_eq!(row["decided_by"], "alice", "{row}");
+    assert!(row["handled_at"].is_string(), "{row}");
+    let audit = std::process::Command::new(bin())
+        .args(["audit", "--json", "--plan", &target, "--data-dir"])
+        .arg(b.home.join("data"))
+        .arg("--config-dir")
+        .arg(b.home.join("config"))
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&audit.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        rows.iter().any(|r| r["action"] == "handled" && r["who"] == "alice" && r["source"] == "team:bob_l2"),
+        "{rows:?}"
+    );
+    pa.terminate();
+    pb.terminate();
+}

@@ -29,6 +29,9 @@ fn row(p: &PlanRecord) -> serde_json::Value {
         "source": match p.source { PlanSource::Webhook => "webhook", PlanSource::Console => "console" },
         "console_status": p.console_status,
         "decided_by": p.decided_by,
+        "handled_at": p.handled_at,
+        "snoozed_by": p.snoozed_by,
+        "snoozed_until": p.snoozed_until,
         "flags": p.flags,
         "notified_at": p.notified_at,
     })
