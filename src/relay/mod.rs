@@ -148,18 +148,13 @@ pub fn consumer_name(user: &str, host: &str) -> String {
     raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-/// This computer's default consumer name: `user@host`, made valid for NATS.
+/// This computer's default consumer name: `user@host` (as the audit log names this person by
+/// default), made valid for NATS.
 pub async fn default_consumer_name() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "user".into());
-    let host = tokio::fs::read_to_string("/etc/hostname")
-        .await
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "host".into());
-    consumer_name(&user, &host)
+    // Reads /etc/hostname: off the async threads.
+    let name = tokio::task::spawn_blocking(crate::audit::default_display_name).await.unwrap_or_default();
+    let (user, host) = name.split_once('@').unwrap_or((name.as_str(), "host"));
+    consumer_name(user, host)
 }
 
 /// Connects to NATS; returns at once and keeps (re)connecting in the background, forever, so a

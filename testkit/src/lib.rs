@@ -216,3 +216,36 @@ impl Drop for PrivateBus {
         let _ = self.daemon.wait();
     }
 }
+
+/// The notification client reads its bus from the process-wide `DBUS_SESSION_BUS_ADDRESS`, so
+/// tests of one process that use it take turns: each turn has a private bus of its own, and the
+/// variable names it while the turn is held.
+#[derive(Debug)]
+pub struct BusTurn {
+    pub bus: PrivateBus,
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl BusTurn {
+    /// Waits for this process's turn, then starts a private bus and points the variable at it.
+    pub async fn take() -> std::io::Result<BusTurn> {
+        static TURN: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+        let guard = TURN.get_or_init(|| tokio::sync::Mutex::new(())).lock().await;
+        let bus = PrivateBus::start()?;
+        std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+        Ok(BusTurn { bus, _guard: guard })
+    }
+
+    /// A recorder on this turn's bus; one dropped a moment ago may still be releasing the name.
+    pub async fn recorder(&self) -> zbus::Result<NotificationRecorder> {
+        let mut last = None;
+        for _ in 0..100 {
+            match NotificationRecorder::start(&self.bus.address).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(last.unwrap_or_else(|| zbus::Error::Failure("no recorder".into())))
+    }
+}

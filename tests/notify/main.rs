@@ -5,12 +5,12 @@
 //! process-wide, so these tests share one private bus and take turns.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test here
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use std::time::Duration;
 
 use chrono::{Local, Timelike, Utc};
-use tokio::sync::{broadcast, Mutex, MutexGuard};
+use tokio::sync::broadcast;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::config::{Paths, QuietHours, Settings};
 use zof_approvals::console::{ConsoleSetup, ConsoleToken, TokenSource};
@@ -20,34 +20,17 @@ use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::panel::Panel;
 use zof_approvals::store::PlanState;
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
-use zof_testkit::{Call, NotificationRecorder, PrivateBus};
+use zof_testkit::{BusTurn, Call, NotificationRecorder};
 
 const SECRET: &str = "notify-test-secret-0123456789";
 
-/// One test at a time, each with its own bus (the client reads its address from the
-/// process-wide environment, which only the test holding the turn may change).
-struct Turn {
-    bus: PrivateBus,
-    _guard: MutexGuard<'static, ()>,
+/// One test at a time, each with its own bus (see [`BusTurn`]).
+async fn turn() -> BusTurn {
+    BusTurn::take().await.expect("dbus-daemon (package dbus) is needed for these tests")
 }
 
-async fn turn() -> Turn {
-    static TURN: OnceLock<Mutex<()>> = OnceLock::new();
-    let guard = TURN.get_or_init(|| Mutex::new(())).lock().await;
-    let bus = PrivateBus::start().expect("dbus-daemon (package dbus) is needed for these tests");
-    std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address);
-    Turn { bus, _guard: guard }
-}
-
-async fn recorder(turn: &Turn) -> NotificationRecorder {
-    // A recorder dropped a moment ago may still be releasing the name.
-    for _ in 0..100 {
-        if let Ok(r) = NotificationRecorder::start(&turn.bus.address).await {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("could not own org.freedesktop.Notifications on the test bus");
+async fn recorder(turn: &BusTurn) -> NotificationRecorder {
+    turn.recorder().await.expect("could not own org.freedesktop.Notifications on the test bus")
 }
 
 struct App {
@@ -196,7 +179,7 @@ async fn upkeep_pass(app: &mut App, sentinel: &str) {
 }
 
 /// Waits until nobody owns `org.freedesktop.Notifications` on the test bus.
-async fn until_no_notification_server(turn: &Turn) {
+async fn until_no_notification_server(turn: &BusTurn) {
     for _ in 0..100 {
         let bus = format!("--bus={}", turn.bus.address);
         let out = tokio::task::spawn_blocking(move || {

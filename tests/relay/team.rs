@@ -2,12 +2,11 @@
 //! consumer) on a real nats-server; the laptop under watch notifies through the real notify-rust
 //! client to a recording notification server on a private session bus.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use chrono::Utc;
-use tokio::sync::{Mutex, MutexGuard};
 use zof_approvals::app::{AppConfig, Application, SecretSource};
 use zof_approvals::audit::{AuditAction, AuditFilter, Source};
 use zof_approvals::config::{Paths, Settings};
@@ -20,32 +19,17 @@ use zof_approvals::relay::{delivery_subject, LaptopLink, NatsAuth, NatsConfig, P
 use zof_approvals::store::PlanState;
 use zof_approvals::team::{TeamAction, TeamVerb};
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
-use zof_testkit::{Call, NotificationRecorder, PrivateBus};
+use zof_testkit::{BusTurn, Call, NotificationRecorder};
 
 use super::support::{Nats, SECRET};
 
-/// The notification client reads its bus from the process-wide environment: one test at a time.
-struct Turn {
-    bus: PrivateBus,
-    _guard: MutexGuard<'static, ()>,
+/// One test at a time, each with its own bus (see [`BusTurn`]).
+async fn turn() -> BusTurn {
+    BusTurn::take().await.expect("dbus-daemon (package dbus) is needed for these tests")
 }
 
-async fn turn() -> Turn {
-    static TURN: OnceLock<Mutex<()>> = OnceLock::new();
-    let guard = TURN.get_or_init(|| Mutex::new(())).lock().await;
-    let bus = PrivateBus::start().expect("dbus-daemon (package dbus) is needed for these tests");
-    std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address);
-    Turn { bus, _guard: guard }
-}
-
-async fn recorder(turn: &Turn) -> NotificationRecorder {
-    for _ in 0..100 {
-        if let Ok(r) = NotificationRecorder::start(&turn.bus.address).await {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("could not own org.freedesktop.Notifications on the test bus");
+async fn recorder(turn: &BusTurn) -> NotificationRecorder {
+    turn.recorder().await.expect("could not own org.freedesktop.Notifications on the test bus")
 }
 
 struct Mate {
