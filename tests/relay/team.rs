@@ -317,3 +317,39 @@ async fn handled_and_snoozed_racing_on_two_laptops_end_in_the_same_state_on_ever
     alice.stop().await;
     bob.stop().await;
 }
+
+/// The relay link's rows in the laptop's audit log, oldest first.
+async fn link_rows(m: &Mate) -> Vec<AuditAction> {
+    let rows = m.panel.audit(AuditFilter::default()).await.unwrap();
+    let mut link: Vec<AuditAction> = rows
+        .into_iter()
+        .map(|r| r.action)
+        .filter(|a| matches!(a, AuditAction::RelayConnected | AuditAction::RelayDisconnected))
+        .collect();
+    link.reverse();
+    link
+}
+
+async fn until_link_rows(m: &Mate, want: &[AuditAction]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while link_rows(m).await != want {
+        assert!(Instant::now() < deadline, "audit rows of the link: {:?}, not {want:?}", link_rows(m).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_link_coming_up_going_down_and_back_is_in_the_audit_log() {
+    let mut nats = Nats::start();
+    let _p = publisher(&nats).await;
+    let alice = mate(&nats, "alice", false, &[]).await;
+    use AuditAction::{RelayConnected as Up, RelayDisconnected as Down};
+    until_link_rows(&alice, &[Up]).await;
+    nats.stop();
+    until_link_rows(&alice, &[Up, Down]).await;
+    nats.restart();
+    until_link_rows(&alice, &[Up, Down, Up]).await;
+    let rows = alice.panel.audit(AuditFilter::default()).await.unwrap();
+    assert!(rows.iter().all(|r| r.who == "alice" && r.source == Source::Team("alice".into())), "{rows:?}");
+    alice.stop().await;
+}
