@@ -648,7 +648,23 @@ fn the_cli_logs_in_reconciles_through_a_running_receiver_and_the_token_never_lea
     let rows: Value = serde_json::from_str(&out).unwrap();
     let row = &rows[0];
     let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["console_status", "decided_by", "flags", "notified_at", "org", "plan", "run", "source", "state"]);
+    assert_eq!(
+        keys,
+        [
+            "console_status",
+            "decided_by",
+            "flags",
+            "handled_at",
+            "notified_at",
+            "org",
+            "plan",
+            "run",
+            "snoozed_by",
+            "snoozed_until",
+            "source",
+            "state"
+        ]
+    );
     assert_eq!((row["state"].as_str(), row["source"].as_str()), (Some("resolved"), Some("console")));
     assert_eq!(row["decided_by"], "bob@example.com");
     outputs += &(out + &err);

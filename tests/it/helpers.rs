@@ -223,3 +223,16 @@ impl Drop for ServeChild {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `ok` every 100 ms until it holds, for at most 15 s (blocking: for tests that watch
+/// other processes or files).
+pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting until {what}");
+}

@@ -5,12 +5,11 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use zof_approvals::verify::{sign_zof, Secret};
 
-use crate::helpers::{bin, ServeChild};
+use crate::helpers::{bin, wait_until, ServeChild};
 use crate::session::Session;
 
 const FIRST: &str = "first-logged-secret-Q7m2x9Kd41";
@@ -70,17 +69,6 @@ fn secret_set(session: &Session, secret: &str, overlap: &str) {
         .unwrap();
     child.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
     assert!(child.wait().unwrap().success(), "secret set");
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting until {what}");
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {

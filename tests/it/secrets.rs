@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{bin, ServeChild};
+use crate::helpers::{bin, wait_until, ServeChild};
 use crate::session::Session;
 
 const FIRST: &str = "first-webhook-secret-0123456789";
@@ -61,17 +61,6 @@ fn send_with(url: &str, secret: &str) -> serde_json::Value {
 
 fn accepted(url: &str, secret: &str) -> bool {
     send_with(url, secret)["accepted"] == 1
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting until {what}");
 }
 
 /// A plain GET (status, body), for `/healthz`.
