@@ -62,8 +62,14 @@ tools() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
-  # The smoke story's helpers: the recording notification server and tauri-driver.
-  nice -n 10 cargo build --locked -q -p zof-testkit --bin notification-recorder
+  # Debug packages bundle what the test suite builds (scripts/test.sh: the same packages and
+  # features, so after it this compiles nothing), the smoke story's notification recorder too.
+  if [ "$profile" = debug ]; then
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+    nice -n 10 cargo build --locked -q --workspace --features zof-approvals-desktop/custom-protocol --all-targets
+  else
+    nice -n 10 cargo build --locked -q -p zof-testkit --bin notification-recorder
+  fi
   [ -x target/tools/bin/tauri-driver ] ||
     nice -n 10 cargo install tauri-driver --version "^2" --locked --root "$root/target/tools"
 }
@@ -73,7 +79,13 @@ build_packages() {
   # The shell embeds ui/dist at compile time: the bundler's beforeBuildCommand
   # (packaging/linux/prepare.sh) builds it first, and the CLI in the same profile.
   rm -rf "$bundle_dir/deb" "$bundle_dir/rpm"
-  TAURI_APP_PATH=src-tauri nice -n 10 npx --yes @tauri-apps/cli@^2 build $debug_flag --bundles deb,rpm --ci
+  if [ "$profile" = debug ]; then
+    # Built by `tools` with the panel embedded: bundled as they are.
+    TAURI_ENV_DEBUG=true ZOF_PREBUILT=1 bash packaging/linux/prepare.sh
+    TAURI_APP_PATH=src-tauri nice -n 10 npx --yes @tauri-apps/cli@^2 bundle $debug_flag --bundles deb,rpm --ci
+  else
+    TAURI_APP_PATH=src-tauri nice -n 10 npx --yes @tauri-apps/cli@^2 build $debug_flag --bundles deb,rpm --ci
+  fi
   [ -f ui/dist/index.html ] || fail "ui/dist was not built"
   cp "$bundle_dir"/deb/*_"${version}"_amd64.deb "$W/${pkg}_${version}_amd64.deb"
   cp "$bundle_dir"/rpm/*-"${version}"-1.x86_64.rpm "$W/${pkg}-${version}-1.x86_64.rpm"
@@ -258,7 +270,7 @@ check_rpm() {
 }
 
 step "tools (deps.sh, validators, recorder, tauri-driver)" tools
-step "build .deb and .rpm ($profile, tauri build)" build_packages
+step "build .deb and .rpm ($profile; debug: tauri bundle of the tested build, release: tauri build)" build_packages
 step "bundle the newer .deb ($next_version, tauri bundle)" build_newer_deb
 step "apt-get install ./${pkg}_${version}_amd64.deb" install_deb
 step "installed app under Xvfb: smoke story" smoke

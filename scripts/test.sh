@@ -17,7 +17,9 @@ bash scripts/deps.sh
 timed "panel (ui/): npm ci, unit tests, build" bash -c 'cd ui && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build'
 # One build of every target (the desktop app with the panel embedded, the CLI, the tests), then
 # the tests with the same packages and features, so nothing is compiled twice.
-export ZOF_CARGO_SELECTION="--workspace --exclude hello-tauri --features zof-approvals-desktop/custom-protocol"
+# .ci/run's clippy and scripts/package-test.sh use the same, so build scripts and proc macros are
+# compiled once for all of them.
+export ZOF_CARGO_SELECTION="${ZOF_CARGO_SELECTION:---workspace --features zof-approvals-desktop/custom-protocol}"
 timed "build: desktop app, CLI, tests" env ZOF_BUILD_TESTS=1 bash scripts/build-desktop.sh
 # shellcheck disable=SC2086
 timed "core, CLI and desktop shell: cargo test" cargo test --locked $ZOF_CARGO_SELECTION

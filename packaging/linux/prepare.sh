@@ -7,6 +7,8 @@
 #   prepare.sh bundle  (build.beforeBundleCommand) strips the app's binary before it is packaged
 #                      (Debian policy; the bundler copies it as cargo left it).
 # `tauri build --debug` sets TAURI_ENV_DEBUG=true: the CLI is then a debug build too.
+# ZOF_PREBUILT=1: the panel and both binaries are built already (scripts/package-test.sh's debug
+# packages bundle what the test suite built); only the CLI's copy and the changelog are made.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -20,12 +22,13 @@ if [ "${1:-}" = bundle ]; then
   exit 0
 fi
 
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
-
-if [ $profile = debug ]; then
-  cargo build --locked -p zof-approvals --bin zof-approvals
-else
-  cargo build --locked --release -p zof-approvals --bin zof-approvals
+if [ -z "${ZOF_PREBUILT:-}" ]; then
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+  if [ $profile = debug ]; then
+    cargo build --locked -p zof-approvals --bin zof-approvals
+  else
+    cargo build --locked --release -p zof-approvals --bin zof-approvals
+  fi
 fi
 install -m 0755 "target/$profile/zof-approvals" "$out/zof-approvals"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$out/zof-approvals"
