@@ -7,8 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/deps.sh
-echo "== panel (ui/): npm ci, build" >&2
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+echo "== panel (ui/)" >&2
+bash scripts/panel.sh
 echo "== desktop app, CLI, notification recorder" >&2
 if [ -n "${ZOF_BUILD_TESTS:-}" ]; then
   # The test suite's build: every target at once, with the packages and features its `cargo

@@ -65,7 +65,7 @@ tools() {
   # Debug packages bundle what the test suite builds (scripts/test.sh: the same packages and
   # features, so after it this compiles nothing), the smoke story's notification recorder too.
   if [ "$profile" = debug ]; then
-    (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+    bash scripts/panel.sh
     nice -n 10 cargo build --locked -q --workspace --features zof-approvals-desktop/custom-protocol --all-targets
   else
     nice -n 10 cargo build --locked -q -p zof-testkit --bin notification-recorder

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+bash scripts/panel.sh
 cargo build --release --locked -p zof-approvals-desktop --features custom-protocol
 cargo build --release --locked -p zof-approvals --bin zof-approvals
 echo "Launching Zof Approvals (the CLI is at target/release/zof-approvals)" >&2

@@ -14,7 +14,7 @@ timed() {
   echo "== $name: $((SECONDS - t0)) s"
 }
 bash scripts/deps.sh
-timed "panel (ui/): npm ci, unit tests, build" bash -c 'cd ui && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build'
+timed "panel (ui/): unit tests, build" bash -c 'bash scripts/panel.sh --deps-only && cd ui && npm test && npm run build'
 # One build of every target (the desktop app with the panel embedded, the CLI, the tests), then
 # the tests with the same packages and features, so nothing is compiled twice.
 # .ci/run's clippy and scripts/package-test.sh use the same, so build scripts and proc macros are

@@ -23,7 +23,7 @@ if [ "${1:-}" = bundle ]; then
 fi
 
 if [ -z "${ZOF_PREBUILT:-}" ]; then
-  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+  bash scripts/panel.sh
   if [ $profile = debug ]; then
     cargo build --locked -p zof-approvals --bin zof-approvals
   else
