@@ -225,20 +225,22 @@ add_plans() {
     done
     kill -TERM "$serve_pid"
     wait "$serve_pid"
-    local plans
-    plans=$(plans_in_inbox)
-    [ "$plans" = "plan_upgrade_1 plan_upgrade_2 plan_upgrade_3" ] || fail "inbox before the upgrade: '$plans'"
+    expect_upgrade_plans "before the upgrade"
     pass "three plans sent to the installed serve are in the inbox"
   )
+}
+# The three plans the upgrade story sent, read with the installed `inbox` (inside user_env).
+expect_upgrade_plans() {
+  local plans
+  plans=$(plans_in_inbox)
+  [ "$plans" = "plan_upgrade_1 plan_upgrade_2 plan_upgrade_3" ] || fail "inbox $1: '$plans'"
 }
 upgrade() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$W/${pkg}_${next_version}_amd64.deb"
   [ "$(dpkg-query -W -f='${Version}' "$pkg")" = "$next_version" ] || fail "the upgrade did not install $next_version"
   (
     user_env
-    local plans
-    plans=$(plans_in_inbox)
-    [ "$plans" = "plan_upgrade_1 plan_upgrade_2 plan_upgrade_3" ] || fail "inbox after the upgrade: '$plans'"
+    expect_upgrade_plans "after the upgrade"
   )
   pass "after upgrading $version → $next_version, zof-approvals inbox --json still lists the three plans"
 }

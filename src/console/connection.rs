@@ -417,14 +417,7 @@ impl Runner {
         };
         let entry =
             AuditEntry::new(&Actor::new(crate::audit::local_name(display_name), Source::Console), action, None, detail);
-        let store = self.parts.store.clone();
-        // A sled write: off the async threads, and not waited for (it joins the next group commit).
-        drop(tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.append_audit(&entry) {
-                tracing::warn!(error = %e, "could not record a Console connection change in the audit log");
-            }
-            store.flush_soon();
-        }));
+        self.parts.store.append_audit_in_background(entry);
     }
 
     fn set_status(&self, f: impl FnOnce(&mut ConsoleStatus)) {

@@ -110,17 +110,8 @@ fn audit_link_changes(panel: &TeamParts, status: &RelayStatus, consumer: &str) {
             (false, Some(why)) => (AuditAction::RelayDisconnected, why),
             (false, None) => (AuditAction::RelayDisconnected, String::new()),
         };
-        let row = AuditEntry::new(&who, action, None, detail);
-        let store = store.clone();
         // Called from NATS's event callback: the write goes to a blocking thread.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            drop(handle.spawn_blocking(move || {
-                if let Err(e) = store.append_audit(&row) {
-                    tracing::warn!(error = %e, "could not record a relay link change in the audit log");
-                }
-                store.flush_soon();
-            }));
-        }
+        store.append_audit_in_background(AuditEntry::new(&who, action, None, detail));
     });
 }
 

@@ -18,6 +18,23 @@ impl Store {
         })
     }
 
+    /// Appends one row from async code without waiting for it: the write goes to a blocking
+    /// thread and joins the next group commit. For rows no caller answers a person with (a
+    /// connection that came up or went down); outside a Tokio runtime the row is only logged.
+    pub fn append_audit_in_background(&self, entry: AuditEntry) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(action = %entry.action, "no runtime to record an audit row on");
+            return;
+        };
+        let store = self.clone();
+        drop(runtime.spawn_blocking(move || {
+            if let Err(e) = store.append_audit(&entry) {
+                tracing::warn!(error = %e, action = %entry.action, "could not record an audit row");
+            }
+            store.flush_soon();
+        }));
+    }
+
     /// The rows `filter` selects, newest first. An unreadable row is quarantined and skipped.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         self.with(|i| {
