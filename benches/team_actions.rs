@@ -20,8 +20,8 @@ use axum::body::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
-use zof_approvals::audit::Source;
 use zof_approvals::config::{Paths, Settings};
+use zof_approvals::domain::audit::Source;
 use zof_approvals::envelope::plan_pending_body;
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
@@ -143,7 +143,7 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             };
             let clicked = now_ms();
-            let done = a.handle(plan.clone(), Source::Panel).await.unwrap();
+            let done = a.actions().handle(&plan, Source::Panel).await.unwrap();
             assert!(!done.already);
             let deadline = Instant::now() + Duration::from_secs(10);
             let closed_at = loop {

@@ -13,34 +13,19 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::actions::{stored_mute, Actions};
 use crate::config::{Paths, Settings};
 use crate::console::{ConnectionParts, ConsoleConnection, ConsoleSetup};
+use crate::domain::audit::Source;
 use crate::events::CoreEvent;
 use crate::intake::{Intake, IntakePolicy};
 use crate::outbox::{NotificationAction, Notifier, OutboxWorker};
-use crate::panel::{stored_mute, Panel};
+use crate::panel::Panel;
 use crate::receiver::{self, Limits};
-use crate::secrets::{Keychain, SecretManager, SecretStore, SecretUsage, SecretsHandle, SecretsStatus, SecretsWatcher};
+pub use crate::secrets::SecretSource;
+use crate::secrets::{SecretManager, SecretStore, SecretUsage, SecretsHandle, SecretsStatus, SecretsWatcher};
 use crate::store::{Store, StoreError};
 use crate::verify::SecretSet;
-
-/// Where the secrets come from.
-#[derive(Debug, Clone)]
-pub enum SecretSource {
-    /// The secret store (the OS keychain by default) with metadata in the config dir.
-    Store(Arc<dyn SecretStore>),
-    /// One secret from an environment variable the user named (headless use, CI).
-    Env(String),
-    /// A fixed set (tests, embedding).
-    Fixed(SecretSet),
-}
-
-impl SecretSource {
-    /// The OS keychain: the default for `serve` and the desktop app.
-    pub fn keychain() -> SecretSource {
-        SecretSource::Store(Arc::new(Keychain::default()))
-    }
-}
 
 /// Everything needed to start the receiver.
 #[derive(Debug, Clone)]
@@ -75,7 +60,7 @@ pub struct Application {
     panel: Panel,
     console: ConsoleConnection,
     #[cfg(unix)]
-    control: Option<crate::console::control::ControlSocket>,
+    control: Option<crate::control::ControlSocket>,
 }
 
 impl Application {
@@ -99,7 +84,7 @@ impl Application {
         let data_dir = config.paths.data_dir.clone();
         let (store, muted) = tokio::task::spawn_blocking(move || {
             // Read once here, off the async threads: the name actions are recorded under.
-            crate::audit::local_name("");
+            crate::domain::audit::local_name("");
             Store::open(&data_dir).map(|store| {
                 let muted = stored_mute(&store);
                 (store, muted)
@@ -129,12 +114,15 @@ impl Application {
             SecretSource::Env(_) | SecretSource::Fixed(_) => None,
         };
         let shared_settings = Arc::new(RwLock::new(settings.clone()));
-        let team = crate::relay::TeamParts {
-            intake: intake.clone(),
-            notifier: notifier.clone(),
-            events: events.clone(),
-            settings: shared_settings.clone(),
-        };
+        let actions = Actions::running(
+            intake.clone(),
+            config.paths.clone(),
+            shared_settings.clone(),
+            manager.clone(),
+            notifier.clone(),
+            events.clone(),
+        );
+        let team = crate::relay::TeamParts { intake: intake.clone(), actions: actions.clone(), events: events.clone() };
         let relay =
             crate::relay::RelayController::new(team, relay_keychain, crate::relay::default_consumer_name().await);
         let limits = Limits {
@@ -153,6 +141,7 @@ impl Application {
                 notifier: notifier.clone(),
                 events: events.clone(),
                 outbox: worker.kick(),
+                actions: actions.clone(),
             },
             console,
         );
@@ -170,6 +159,7 @@ impl Application {
             rebind,
             events,
             relay,
+            actions,
         };
         // After the panel: actions asked over the socket go through it, as the panel's buttons do.
         #[cfg(unix)]
@@ -323,9 +313,9 @@ impl Application {
 /// without it the receiver still runs (the commands then say the store is in use). File work,
 /// so off the async threads.
 #[cfg(unix)]
-async fn open_control_socket(dir: &std::path::Path, panel: Panel) -> Option<crate::console::control::ControlSocket> {
+async fn open_control_socket(dir: &std::path::Path, panel: Panel) -> Option<crate::control::ControlSocket> {
     let dir = dir.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || crate::console::control::ControlSocket::serve(&dir, panel)).await;
+    let opened = tokio::task::spawn_blocking(move || crate::control::ControlSocket::serve(&dir, panel)).await;
     match opened.map_err(std::io::Error::other).and_then(|r| r) {
         Ok(socket) => Some(socket),
         Err(e) => {
@@ -374,7 +364,27 @@ async fn apply_notification_actions(
             },
             _ = &mut stop => return,
         };
-        panel.apply(action).await;
+        apply(&panel, action).await;
+    }
+}
+
+/// What the user chose on a notification, through the same action as the panel's button (the
+/// notifier itself writes nothing).
+async fn apply(panel: &Panel, action: NotificationAction) {
+    match action {
+        NotificationAction::Snooze { plan_id, minutes } => {
+            match panel.actions().snooze(&plan_id, minutes, Source::Notification).await {
+                Ok(plan) => {
+                    if let Some(until) = plan.snoozed_until {
+                        let _ = panel.events.send(CoreEvent::Snooze { plan_id, until });
+                    }
+                }
+                Err(crate::actions::ActionError::NotOpen(_)) => {
+                    tracing::debug!(plan = %plan_id, "a handled plan is not snoozed");
+                }
+                Err(e) => tracing::warn!(error = %e, "could not snooze a plan"),
+            }
+        }
     }
 }
 

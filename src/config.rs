@@ -25,6 +25,9 @@ pub enum ConfigError {
     Invalid { field: &'static str, message: String },
 }
 
+/// The JetStream stream the team relay uses unless the settings name another.
+pub const DEFAULT_STREAM: &str = "ZOF";
+
 /// Where the store and the settings live. The CLI and the desktop app use the same defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -109,7 +112,7 @@ impl Default for RelaySettings {
             creds_file: String::new(),
             user: String::new(),
             ca_file: String::new(),
-            stream: crate::relay::DEFAULT_STREAM.into(),
+            stream: DEFAULT_STREAM.into(),
             consumer: String::new(),
         }
     }

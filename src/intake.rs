@@ -80,6 +80,28 @@ impl Verdict {
     }
 }
 
+/// A link another intake source keeps (the team relay), as `/healthz` shows it under `detail.relay`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkHealth {
+    /// `connecting`, `connected`, `catching_up` or `disconnected`.
+    pub state: &'static str,
+    /// Messages the relay holds that this side has not taken yet (as of the last one taken).
+    pub pending: u64,
+    /// Since when the link is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// The last error, when the link is down because of one (never a credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The same in one phrase: `connected`, `catching up 42`, `disconnected since …`.
+    pub text: String,
+}
+
+/// Whatever keeps a link the intake takes deliveries over, and can say how it is.
+pub trait LinkHealthSource: Send + Sync + std::fmt::Debug {
+    fn health(&self) -> LinkHealth;
+}
+
 /// Counts `/healthz` reports beside its status.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthDetail {
@@ -91,7 +113,7 @@ pub struct HealthDetail {
     pub outbox: usize,
     /// The team relay link (`serve --relay`): connected, catching up, or disconnected since when.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub relay: Option<crate::relay::RelayHealth>,
+    pub relay: Option<LinkHealth>,
 }
 
 /// The intake's share of the settings.
@@ -209,7 +231,7 @@ pub enum TeamRefusal {
     #[error("team action refused: {0}")]
     Signature(#[from] VerifyError),
     #[error("team action refused: {0}")]
-    Malformed(#[from] crate::team::TeamActionError),
+    Malformed(#[from] crate::domain::team::TeamActionError),
     #[error("team action refused: organization `{0}` is not in this receiver's allow-list")]
     OrganizationNotAllowed(String),
     #[error("team action not judged: {0}")]
@@ -226,15 +248,17 @@ impl TeamRefusal {
 impl Judge {
     /// Verifies a team action's signature over its raw body with this laptop's own secrets, as
     /// of when the stream took it (so the rotation overlap applies as for deliveries), then
-    /// reads it and applies the allow-list. `subject_org` is the organization its subject names.
+    /// reads it and applies the allow-list. `subject_org` is the organization its subject names
+    /// (as the source spells it), and `names_organization` says whether the body's organization is that one.
     pub fn judge_team_action(
         &self,
         headers: &dyn HeaderSource,
         body: &[u8],
         subject_org: &str,
+        names_organization: impl Fn(&str) -> bool,
         as_of: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<crate::team::TeamAction, TeamRefusal> {
+    ) -> Result<crate::domain::team::TeamAction, TeamRefusal> {
         let secrets = self.inner.secrets.current();
         let set = match &*secrets {
             SecretsStatus::Ready(set) => set,
@@ -242,9 +266,9 @@ impl Judge {
         };
         let policy = self.policy();
         policy.verifier.verify(set, headers, body, as_of.min(now))?;
-        let action = crate::team::TeamAction::parse(body)?;
-        if crate::relay::subject_token(&action.organization_id) != subject_org {
-            return Err(crate::team::TeamActionError::SubjectMismatch {
+        let action = crate::domain::team::TeamAction::parse(body)?;
+        if !names_organization(&action.organization_id) {
+            return Err(crate::domain::team::TeamActionError::SubjectMismatch {
                 subject: subject_org.to_owned(),
                 body: action.organization_id.clone(),
             }
@@ -285,7 +309,7 @@ struct Parts {
     refusals: Mutex<RefusalBook>,
     /// The team relay link, when deliveries also come from JetStream (replaced when the
     /// consumer restarts with new settings, cleared when it stops).
-    relay: std::sync::RwLock<Option<crate::relay::RelayStatus>>,
+    relay: std::sync::RwLock<Option<Arc<dyn LinkHealthSource>>>,
 }
 
 /// The store key of the refusal counters.
@@ -319,7 +343,7 @@ impl Intake {
 
     /// Makes `/healthz` report this relay link's state (a later call replaces it: the consumer
     /// restarted with new settings).
-    pub fn attach_relay_status(&self, status: crate::relay::RelayStatus) {
+    pub fn attach_relay_status(&self, status: Arc<dyn LinkHealthSource>) {
         *self.inner.relay.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
     }
 
@@ -354,7 +378,7 @@ impl Intake {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .as_ref()
-                .map(crate::relay::RelayStatus::snapshot),
+                .map(|link| link.health()),
         }
     }
 

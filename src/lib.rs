@@ -38,10 +38,13 @@
 //! ```
 
 pub mod about;
+pub mod actions;
 pub mod app;
-pub mod audit;
 pub mod config;
 pub mod console;
+#[cfg(unix)]
+pub mod control;
+pub mod domain;
 pub mod envelope;
 pub mod events;
 pub mod intake;
@@ -54,5 +57,4 @@ pub mod refusals;
 pub mod relay;
 pub mod secrets;
 pub mod store;
-pub mod team;
 pub mod verify;

@@ -5,8 +5,8 @@ use tauri::{AppHandle, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
 use zof_approvals::about::About;
-use zof_approvals::audit::{AuditEntry, AuditFilter};
 use zof_approvals::console::{ConsoleStatus, ReconcileReport, Subscription};
+use zof_approvals::domain::audit::{AuditEntry, AuditFilter};
 use zof_approvals::panel::{Overview, PanelError, PlanDetail, PlanView, SettingsView};
 use zof_approvals::relay::RelayView;
 use zof_approvals::secrets::SecretsReport;
@@ -112,7 +112,7 @@ pub async fn revoke_previous_secret(core: State<'_, Core>) -> Answer<SecretsRepo
 
 #[tauri::command]
 pub async fn mute_notifications(core: State<'_, Core>, minutes: u32) -> Answer<()> {
-    core.panel().await?.mute(minutes).await
+    core.panel().await?.mute(minutes, zof_approvals::domain::audit::Source::Panel).await
 }
 
 #[tauri::command]

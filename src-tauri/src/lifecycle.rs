@@ -180,11 +180,8 @@ impl Core {
                 let paths = Paths::resolve(None, None).map_err(|e| error("invalid_settings", e))?;
                 let base = load_settings().await;
                 let next = view.apply_to(&base)?;
-                let file = paths.settings_file();
-                let to_save = next.clone();
-                tokio::task::spawn_blocking(move || to_save.save(&file))
+                zof_approvals::actions::save_settings_without_receiver(&paths, next.clone())
                     .await
-                    .map_err(|e| error("internal", e))?
                     .map_err(|e| error("invalid_settings", e))?;
                 self.start(on_running);
                 Ok(SettingsView::of(&next))

@@ -8,6 +8,7 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Wry};
 use tauri_plugin_clipboard_manager::ClipboardExt;
+use zof_approvals::domain::audit::Source;
 use zof_approvals::panel::{OldestState, Overview};
 
 use crate::lifecycle::Core;
@@ -150,7 +151,7 @@ fn toggle_mute(app: &AppHandle) {
         t.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().is_some_and(|s| s.2)
     });
     tauri::async_runtime::spawn(async move {
-        if let Err(e) = panel.mute(if muted { 0 } else { MUTE_MINUTES }).await {
+        if let Err(e) = panel.mute(if muted { 0 } else { MUTE_MINUTES }, Source::Tray).await {
             tracing::warn!(error = %e, "could not pause notifications");
         }
     });

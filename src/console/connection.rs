@@ -151,6 +151,8 @@ pub struct ConnectionParts {
     pub notifier: Arc<dyn Notifier>,
     pub events: broadcast::Sender<CoreEvent>,
     pub outbox: OutboxKick,
+    /// What follows a plan the Console resolved (withdrawn, the views told) is the actions' one follow-up.
+    pub actions: crate::actions::Actions,
 }
 
 /// The running connection task.
@@ -334,14 +336,14 @@ impl Runner {
                 return Err(e);
             }
         };
-        for plan_id in &outcome.resolved {
-            self.parts.notifier.withdraw(plan_id);
-        }
         if outcome.report.added > 0 {
             self.parts.outbox.kick();
         }
         for plan_id in outcome.changed {
-            let _ = self.parts.events.send(CoreEvent::PlanChanged { plan_id });
+            let withdraw = outcome.resolved.contains(&plan_id);
+            if let Err(e) = self.parts.actions.after_plan_change(&plan_id, withdraw).await {
+                tracing::warn!(error = %e, "a plan the Console changed is not on disk yet");
+            }
         }
         let r = outcome.report;
         if r.resolved + r.added + r.flagged > 0 {
@@ -409,14 +411,18 @@ impl Runner {
         url: &str,
         display_name: &str,
     ) {
-        use crate::audit::{Actor, AuditAction, AuditEntry, Source};
+        use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
         let (action, detail) = match (was, now, result) {
             (_, ConnectionState::Ok, _) => (AuditAction::ConsoleConnected, url.to_owned()),
             (ConnectionState::Ok, _, Err(e)) => (AuditAction::ConsoleDisconnected, format!("{url}: {e}")),
             _ => return,
         };
-        let entry =
-            AuditEntry::new(&Actor::new(crate::audit::local_name(display_name), Source::Console), action, None, detail);
+        let entry = AuditEntry::new(
+            &Actor::new(crate::domain::audit::local_name(display_name), Source::Console),
+            action,
+            None,
+            detail,
+        );
         self.parts.store.append_audit_in_background(entry);
     }
 

@@ -7,8 +7,7 @@
 //! - `token`: the API token, kept in the keychain and never printed;
 //! - `reconcile`: one reconciliation and what it changes in the store;
 //! - `connection`: the task that runs reconciliations, its status, on-demand requests;
-//! - `wake`: resume-from-sleep and network-back signals from the system bus, where there is one;
-//! - `control`: the local socket `console reconcile` reaches a running receiver through.
+//! - `wake`: resume-from-sleep and network-back signals from the system bus, where there is one.
 
 use std::sync::Arc;
 
@@ -16,8 +15,6 @@ use serde::Serialize;
 
 mod api;
 mod connection;
-#[cfg(unix)]
-pub mod control;
 mod reconcile;
 mod token;
 mod wake;
@@ -27,6 +24,8 @@ pub use connection::{ConnectionParts, ConnectionState, ConsoleConnection, Consol
 pub use reconcile::{reconcile, Outcome, ReconcileReport};
 pub use token::{ConsoleToken, TokenError, TOKEN_ACCOUNT};
 
+use crate::actions::{ActionError, Actions};
+use crate::domain::audit::Source;
 use crate::secrets::{KeychainError, SecretStore};
 
 /// Where the Console API token comes from.
@@ -74,10 +73,10 @@ impl Default for ConsoleSetup {
 impl ConsoleSetup {
     /// The default for an application: the token beside the webhook secrets in the keychain;
     /// none for secrets from the environment or fixed ones (name a token source explicitly).
-    pub fn for_secrets(secrets: &crate::app::SecretSource) -> ConsoleSetup {
+    pub fn for_secrets(secrets: &crate::secrets::SecretSource) -> ConsoleSetup {
         let token = match secrets {
-            crate::app::SecretSource::Store(store) => TokenSource::Keychain(store.clone()),
-            crate::app::SecretSource::Env(_) | crate::app::SecretSource::Fixed(_) => TokenSource::None,
+            crate::secrets::SecretSource::Store(store) => TokenSource::Keychain(store.clone()),
+            crate::secrets::SecretSource::Env(_) | crate::secrets::SecretSource::Fixed(_) => TokenSource::None,
         };
         ConsoleSetup { token, ..ConsoleSetup::default() }
     }
@@ -106,9 +105,9 @@ pub enum ConsoleError {
     #[error(transparent)]
     Keychain(#[from] KeychainError),
     #[error("the event store: {0}")]
-    Store(String),
-    #[error("the webhook secret could not be stored: {0}")]
-    Secrets(String),
+    Store(#[source] Arc<crate::store::StoreError>),
+    #[error("the webhook secret or the settings could not be changed: {0}")]
+    Action(#[source] Arc<ActionError>),
     #[error("the Console connection stopped")]
     Stopped,
     #[error("internal error: {0}")]
@@ -116,7 +115,7 @@ pub enum ConsoleError {
 }
 
 /// A webhook subscription this app created in the Console. Its secret went to the keychain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Subscription {
     pub webhook_id: String,
     pub url: String,
@@ -125,23 +124,30 @@ pub struct Subscription {
 }
 
 /// Subscribes `public_url` to `remediation.plan_pending` in the Console and makes the returned
-/// signing secret current (the previous one keeps verifying for `overlap`). The secret is never
+/// signing secret current through its one owner ([`Actions::adopt_subscribed_secret`]: the
+/// previous secret keeps verifying for the settings' overlap, and the rotation is recorded by
+/// fingerprint, from `source`). The public URL is saved in the settings. The secret is never
 /// returned or shown; only its fingerprint.
 pub async fn subscribe(
     client: &ConsoleClient,
-    manager: &crate::secrets::SecretManager,
+    actions: &Actions,
     public_url: &str,
-    overlap: chrono::Duration,
+    source: Source,
 ) -> Result<Subscription, ConsoleError> {
     let url = webhook_endpoint(public_url);
     let created = client.create_webhook(&url, "Zof Approvals desktop receiver").await?;
-    let manager = manager.clone();
-    let secret = created.secret;
-    let meta = tokio::task::spawn_blocking(move || manager.rotate_to(&secret, overlap, chrono::Utc::now()))
+    let settings = actions.settings();
+    let overlap = chrono::Duration::hours(i64::from(settings.secret_overlap_hours));
+    let fingerprint = actions
+        .adopt_subscribed_secret(created.secret, overlap, &created.id, source.clone())
         .await
-        .map_err(|e| ConsoleError::Internal(e.to_string()))?
-        .map_err(|e| ConsoleError::Secrets(e.to_string()))?;
-    Ok(Subscription { webhook_id: created.id, url: created.url, secret_fingerprint: meta.fingerprint.to_string() })
+        .map_err(|e| ConsoleError::Action(Arc::new(e)))?;
+    let public_url = public_url.trim().to_owned();
+    if settings.public_url != public_url {
+        let next = crate::config::Settings { public_url, ..settings };
+        actions.save_settings(next, source).await.map_err(|e| ConsoleError::Action(Arc::new(e)))?;
+    }
+    Ok(Subscription { webhook_id: created.id, url: created.url, secret_fingerprint: fingerprint.to_string() })
 }
 
 /// The receiver's endpoint under a public base URL (which may already name it).
@@ -156,7 +162,7 @@ pub fn webhook_endpoint(public_url: &str) -> String {
 
 impl From<crate::store::StoreError> for ConsoleError {
     fn from(e: crate::store::StoreError) -> Self {
-        ConsoleError::Store(e.to_string())
+        ConsoleError::Store(Arc::new(e))
     }
 }
 

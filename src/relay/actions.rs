@@ -1,4 +1,4 @@
-//! Team actions over JetStream ([`crate::team`]): this laptop's own go out on
+//! Team actions over JetStream ([`crate::domain::team`]): this laptop's own go out on
 //! `zof.actions.<org>`, signed with its current webhook secret, and every teammate's come in
 //! through a durable consumer of its own, so a laptop that slept applies what it missed.
 //!
@@ -16,10 +16,8 @@ use tokio::sync::watch;
 
 use super::consume::TeamParts;
 use super::{LaptopLink, NatsHeaders, RelayError, MSG_ID_HEADER, PUBLISH_TIMEOUT};
-use crate::audit::{Actor, AuditAction, AuditEntry, Source};
-use crate::events::CoreEvent;
-use crate::store::PlanState;
-use crate::team::{TeamAction, TeamOutcome};
+use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
+use crate::domain::team::TeamAction;
 
 /// The subjects team actions travel on: one per organization below this prefix.
 pub const ACTIONS_PREFIX: &str = "zof.actions";
@@ -190,7 +188,9 @@ async fn take(panel: &TeamParts, consumer: &str, message: jetstream::Message) {
         .and_then(|i| DateTime::from_timestamp(i.published.unix_timestamp(), i.published.nanosecond()))
         .unwrap_or_else(Utc::now);
     let subject_org = message.subject.as_str().strip_prefix(ACTIONS_PREFIX).unwrap_or("").trim_start_matches('.');
-    let judged = panel.intake.judge().judge_team_action(&headers, &message.payload, subject_org, as_of, Utc::now());
+    let names_org = |org: &str| super::subject_token(org) == subject_org;
+    let judged =
+        panel.intake.judge().judge_team_action(&headers, &message.payload, subject_org, names_org, as_of, Utc::now());
     let ack = match judged {
         Ok(action) => match apply(panel, consumer, action).await {
             Ok(()) => AckKind::Ack,
@@ -212,27 +212,7 @@ async fn take(panel: &TeamParts, consumer: &str, message: jetstream::Message) {
 }
 
 async fn apply(panel: &TeamParts, consumer: &str, action: TeamAction) -> Result<(), crate::store::StoreError> {
-    let store = panel.store().clone();
-    let consumer = consumer.to_owned();
-    let plan_id = action.plan_id.clone();
-    let outcome = tokio::task::spawn_blocking(move || store.apply_team_action(&action, &consumer))
-        .await
-        .map_err(|_| crate::store::StoreError::Closed)??;
-    panel.store().durable().await?;
-    match outcome {
-        TeamOutcome::Applied(plan) => {
-            if plan.state != PlanState::Pending {
-                panel.notifier.withdraw(&plan_id);
-            }
-            let _ = panel.events.send(CoreEvent::PlanChanged { plan_id });
-        }
-        TeamOutcome::NotApplied(why) => {
-            tracing::info!(plan = %plan_id, reason = %why, "relay: a team action was not applied");
-            let _ = panel.events.send(CoreEvent::PlanChanged { plan_id });
-        }
-        TeamOutcome::Early | TeamOutcome::Seen => {}
-    }
-    Ok(())
+    panel.actions.apply_team_action(action, consumer).await.map(drop)
 }
 
 /// At most this many refused actions a second are written to the audit log, so a flood of
@@ -264,7 +244,7 @@ async fn ignored(panel: &TeamParts, consumer: &str, why: &str, subject_org: &str
         tracing::warn!("could not record an ignored team action in the audit log");
     }
     panel.store().flush_soon();
-    let _ = panel.events.send(CoreEvent::StatusChanged);
+    panel.actions.status_changed();
 }
 
 #[cfg(test)]

@@ -28,25 +28,21 @@ const ACK_WAIT: Duration = Duration::from_secs(10);
 const RETRY_NOT_READY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// What the consumer works with besides the link: the intake deliveries go through, and what
-/// applying a teammate's action touches (the notification it withdraws, the views it tells, the
-/// name this laptop's own link changes are recorded under).
+/// What the consumer works with besides the link: the intake deliveries go through, and the
+/// actions' owner a teammate's action is applied through (the same transition and follow-up as
+/// the action taken here).
 #[derive(Debug, Clone)]
 pub struct TeamParts {
     pub intake: Intake,
-    pub notifier: std::sync::Arc<dyn crate::outbox::Notifier>,
+    pub actions: crate::actions::Actions,
+    /// Where the link's changes of state are told to the views.
     pub events: tokio::sync::broadcast::Sender<crate::events::CoreEvent>,
-    pub settings: std::sync::Arc<std::sync::RwLock<crate::config::Settings>>,
 }
 
 impl TeamParts {
     /// Who acts on this laptop, from `source`.
-    pub fn actor(&self, source: crate::audit::Source) -> crate::audit::Actor {
-        let name = match self.settings.read() {
-            Ok(s) => crate::audit::local_name(&s.display_name),
-            Err(poisoned) => crate::audit::local_name(&poisoned.into_inner().display_name),
-        };
-        crate::audit::Actor::new(name, source)
+    pub fn actor(&self, source: crate::domain::audit::Source) -> crate::domain::audit::Actor {
+        self.actions.actor(source)
     }
 
     pub fn store(&self) -> &crate::store::Store {
@@ -73,14 +69,13 @@ pub struct ConsumerHandle {
 
 impl ConsumerHandle {
     /// Starts following the relay: deliveries go through the panel's intake like HTTP ones, and
-    /// the team's actions are applied ([`super::actions`]); this laptop's own actions are
-    /// published from now on.
+    /// the team's actions are applied ([`super::actions`]); this laptop's own actions, queued
+    /// whatever ran when they were taken, are published while the link exists.
     pub fn start(panel: &TeamParts, link: LaptopLink) -> ConsumerHandle {
         let intake = panel.intake.clone();
         let status = RelayStatus::new("laptop");
-        intake.attach_relay_status(status.clone());
+        intake.attach_relay_status(std::sync::Arc::new(status.clone()));
         audit_link_changes(panel, &status, &link.consumer);
-        panel.store().set_team_publishing(true);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(panel.clone(), link, status.clone(), stopped));
         ConsumerHandle { stop, task, status }
@@ -102,9 +97,9 @@ impl ConsumerHandle {
 /// The audit log hears when the link came up and when it went down.
 fn audit_link_changes(panel: &TeamParts, status: &RelayStatus, consumer: &str) {
     let store = panel.store().clone();
-    let who = panel.actor(crate::audit::Source::Team(consumer.to_owned()));
+    let who = panel.actor(crate::domain::audit::Source::Team(consumer.to_owned()));
     status.on_link_change(move |connected, reason| {
-        use crate::audit::{AuditAction, AuditEntry};
+        use crate::domain::audit::{AuditAction, AuditEntry};
         let (action, detail) = match (connected, reason) {
             (true, _) => (AuditAction::RelayConnected, String::new()),
             (false, Some(why)) => (AuditAction::RelayDisconnected, why),
@@ -125,7 +120,6 @@ async fn run(panel: TeamParts, link: LaptopLink, status: RelayStatus, mut stop: 
         Err(e) => {
             tracing::error!(error = %e, "relay: cannot start; deliveries come over HTTP only");
             status.disconnected(Some(e.to_string()));
-            panel.store().set_team_publishing(false);
             return;
         }
     };
@@ -161,7 +155,6 @@ async fn run(panel: TeamParts, link: LaptopLink, status: RelayStatus, mut stop: 
             tracing::warn!(error = %e, "a team action task stopped with an error");
         }
     }
-    panel.store().set_team_publishing(false);
     // The last acknowledgments leave before the connection closes.
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }

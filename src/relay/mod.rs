@@ -28,12 +28,12 @@ pub mod status;
 pub use consume::{ConsumerHandle, LaptopLink, TeamParts};
 pub use control::{NatsPassword, RelayControlError, RelayController, RelayView};
 pub use publish::{Publisher, Relay};
-pub use status::{RelayHealth, RelayStatus};
+pub use status::RelayStatus;
 
 /// The stream's subjects: one per organization below this prefix.
 pub const SUBJECT_PREFIX: &str = "zof.deliveries";
 /// The relay's default stream name.
-pub const DEFAULT_STREAM: &str = "ZOF";
+pub use crate::config::DEFAULT_STREAM;
 /// When the relay received the delivery (RFC 3339): laptops judge the signature as of this time.
 pub const RECEIVED_AT_HEADER: &str = "Zof-Received-At";
 /// JetStream's de-duplication key: the event id, so a retried delivery is stored once.
@@ -152,7 +152,7 @@ pub fn consumer_name(user: &str, host: &str) -> String {
 /// default), made valid for NATS.
 pub async fn default_consumer_name() -> String {
     // Reads /etc/hostname: off the async threads.
-    let name = tokio::task::spawn_blocking(crate::audit::default_display_name).await.unwrap_or_default();
+    let name = tokio::task::spawn_blocking(crate::domain::audit::default_display_name).await.unwrap_or_default();
     let (user, host) = name.split_once('@').unwrap_or((name.as_str(), "host"));
     consumer_name(user, host)
 }

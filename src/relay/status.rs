@@ -6,28 +6,19 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// What `/healthz` shows under `detail.relay`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RelayHealth {
-    /// `connecting`, `connected`, `catching_up` or `disconnected`.
-    pub state: &'static str,
-    /// Messages the relay holds that this side has not taken yet (as of the last one taken).
-    pub pending: u64,
-    /// Since when the link is down.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub since: Option<DateTime<Utc>>,
-    /// The last error, when the link is down because of one (never a credential).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The same in one phrase: `connected`, `catching up 42`, `disconnected since …`.
-    pub text: String,
-}
+use crate::intake::{LinkHealth, LinkHealthSource};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Connecting,
     Connected { pending: u64 },
     Disconnected { since: DateTime<Utc>, reason: Option<String> },
+}
+
+impl LinkHealthSource for RelayStatus {
+    fn health(&self) -> LinkHealth {
+        self.snapshot()
+    }
 }
 
 /// A cheap, cloneable handle on the link's state.
@@ -75,7 +66,7 @@ impl RelayStatus {
         }
     }
 
-    pub fn snapshot(&self) -> RelayHealth {
+    pub fn snapshot(&self) -> LinkHealth {
         let state = self.with(|s| s.clone());
         let (name, pending, since, reason) = match &state {
             State::Connecting => ("connecting", 0, None, None),
@@ -83,7 +74,7 @@ impl RelayStatus {
             State::Connected { pending } => ("catching_up", *pending, None, None),
             State::Disconnected { since, reason } => ("disconnected", 0, Some(*since), reason.clone()),
         };
-        RelayHealth { state: name, pending, since, reason, text: describe(&state) }
+        LinkHealth { state: name, pending, since, reason, text: describe(&state) }
     }
 
     /// Changes each time the client reconnects after losing its connection.

@@ -112,3 +112,21 @@ pub fn secret_from_env(var: &str) -> Result<Secret, SecretsError> {
     let value = std::env::var(var).map_err(|_| SecretsError::EnvMissing(var.into()))?;
     Secret::new(&value).map_err(|reason| SecretsError::EnvInvalid { var: var.into(), reason })
 }
+
+/// Where the secrets come from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// The secret store (the OS keychain by default) with metadata in the config dir.
+    Store(Arc<dyn SecretStore>),
+    /// One secret from an environment variable the user named (headless use, CI).
+    Env(String),
+    /// A fixed set (tests, embedding).
+    Fixed(SecretSet),
+}
+
+impl SecretSource {
+    /// The OS keychain: the default for `serve` and the desktop app.
+    pub fn keychain() -> SecretSource {
+        SecretSource::Store(Arc::new(Keychain::default()))
+    }
+}

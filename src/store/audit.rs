@@ -1,11 +1,11 @@
-//! The audit log's rows ([`crate::audit`]), in the `audit` tree under increasing keys: appended,
+//! The audit log's rows ([`crate::domain::audit`]), in the `audit` tree under increasing keys: appended,
 //! read newest first, and removed only by pruning past the retention window. The API has no way
 //! to change or delete one row.
 
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
-use crate::audit::{AuditEntry, AuditFilter};
+use crate::domain::audit::{AuditEntry, AuditFilter};
 
 impl Store {
     /// Appends one row (durable with the next group commit; callers that answer a person wait
@@ -84,7 +84,7 @@ impl Store {
 mod tests {
     use chrono::Duration;
 
-    use crate::audit::{Actor, AuditAction, AuditEntry, AuditFilter, Source};
+    use crate::domain::audit::{Actor, AuditAction, AuditEntry, AuditFilter, Source};
     use crate::store::Store;
 
     fn row(at_minutes_ago: i64, action: AuditAction, plan: Option<&str>) -> AuditEntry {

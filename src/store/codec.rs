@@ -13,7 +13,7 @@ use super::records::{
     PlanState, Work,
 };
 use super::StoreError;
-use crate::audit::{AuditAction, AuditEntry, Source};
+use crate::domain::audit::{AuditAction, AuditEntry, Source};
 use crate::verify::Fingerprint;
 
 /// The first byte of a record in this format (never `{`, the first byte of a JSON record).
@@ -267,6 +267,8 @@ impl Record for PlanRecord {
         w.opt(self.snoozed_by.as_deref(), Writer::str);
         w.opt(self.decision_id.as_deref(), Writer::str);
         w.opt(self.snoozed_at, Writer::time);
+        // Appended in schema 5: absent from older records.
+        w.opt(self.snoozed_source.as_ref(), |w, s| w.str(&s.to_string()));
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
@@ -296,6 +298,7 @@ impl Record for PlanRecord {
             snoozed_by: None,
             decision_id: None,
             snoozed_at: None,
+            snoozed_source: None,
         };
         if !r.at_end() {
             plan.source = PlanSource::from_byte(r.u8()?)?;
@@ -307,6 +310,12 @@ impl Record for PlanRecord {
             plan.snoozed_by = r.opt(Reader::str)?;
             plan.decision_id = r.opt(Reader::str)?;
             plan.snoozed_at = r.opt(Reader::time)?;
+        }
+        if !r.at_end() {
+            plan.snoozed_source = match r.opt(Reader::str)? {
+                Some(text) => Some(Source::parse(&text).ok_or_else(|| format!("unknown snooze source `{text}`"))?),
+                None => None,
+            };
         }
         Ok(plan)
     }
@@ -412,6 +421,7 @@ mod tests {
             snoozed_by: Some("bob@laptop-2".into()),
             decision_id: Some("act_0123456789abcdef".into()),
             snoozed_at: Some(t),
+            snoozed_source: Some(Source::Team("bob_laptop-2".into())),
         }
     }
 
@@ -428,13 +438,15 @@ mod tests {
             snoozed_by: None,
             decision_id: None,
             snoozed_at: None,
+            snoozed_source: None,
             ..plan()
         };
         // (bytes cut from the end, what they held)
         for (cut, held) in [
-            (3, "snoozed_by, decision_id, snoozed_at (schema 4)"),
-            (7, "and source, console_status, decided_by, resolved_at (schema 3)"),
-            (8, "and the flag count"),
+            (1, "snoozed_source (schema 5)"),
+            (4, "and snoozed_by, decision_id, snoozed_at (schema 4)"),
+            (8, "and source, console_status, decided_by, resolved_at (schema 3)"),
+            (9, "and the flag count"),
         ] {
             let mut old = encode(&none);
             old.truncate(old.len() - cut);
@@ -472,7 +484,8 @@ mod tests {
         let snoozed =
             PlanRecord { snoozed_by: Some("alice@l7".into()), decision_id: Some("act_1".into()), ..p.clone() };
         assert_eq!(decode::<PlanRecord>("plans", &encode(&snoozed)).unwrap(), snoozed);
-        for source in [crate::audit::Source::Team("bob_l2".into()), crate::audit::Source::Notification] {
+        for source in [crate::domain::audit::Source::Team("bob_l2".into()), crate::domain::audit::Source::Notification]
+        {
             let a = AuditEntry {
                 at: p.created,
                 who: "alice@laptop-7".into(),
@@ -495,7 +508,8 @@ mod tests {
     #[test]
     fn a_damaged_record_is_a_clear_error_naming_its_tree() {
         let mut bytes = encode(&plan());
-        bytes.truncate(bytes.len() - 3);
+        // Cut right after the presence byte of the last field (a string and its length byte).
+        bytes.truncate(bytes.len() - "team:bob_laptop-2".len() - 1);
         let err = decode::<PlanRecord>("plans", &bytes).unwrap_err().to_string();
         assert!(err.contains("`plans`") && err.contains("ends early"), "{err}");
         // The format byte, then a first string said to be 50 bytes long, of which 3 are there.

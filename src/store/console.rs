@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::records::{
-    Claim, DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, PlanState, Work, CONSOLE_EVENT_PREFIX,
-};
+use super::changes::{Changed, Recorded};
+use super::records::{Claim, DeliveryRecord, DeliveryVerdict, PlanFlag, PlanRecord, Work, CONSOLE_EVENT_PREFIX};
 use super::{corrupt, Store, StoreError};
+use crate::domain::plan::NotApplied;
 use crate::envelope::{Envelope, PLAN_PENDING};
 use crate::verify::Fingerprint;
 
@@ -55,66 +55,59 @@ impl Store {
         decided_by: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Option<PlanRecord>, StoreError> {
-        let console = crate::audit::Actor::new(decided_by.unwrap_or("the Zof Console"), crate::audit::Source::Console);
+        let console = crate::domain::audit::Actor::new(
+            decided_by.unwrap_or("the Zof Console"),
+            crate::domain::audit::Source::Console,
+        );
         self.resolve_as(plan_id, status, decided_by, at, &console)
     }
 
-    /// [`Store::resolve_in_console`], recorded in the audit log as `actor`'s (a teammate's
-    /// reconciliation, read over the relay).
+    /// [`Store::resolve_in_console`], recorded in the audit log as `actor`'s. What the Console
+    /// said (source `console`) is queued for teammates in the same write, so it reaches those
+    /// without a Console connection of their own.
     pub(super) fn resolve_as(
         &self,
         plan_id: &str,
         status: &str,
         decided_by: Option<&str>,
         at: DateTime<Utc>,
-        actor: &crate::audit::Actor,
+        actor: &crate::domain::audit::Actor,
     ) -> Result<Option<PlanRecord>, StoreError> {
-        let resolved_now = std::cell::Cell::new(false);
-        let written = self.write_plan(plan_id, |old| {
-            let mut plan = old?;
-            let was_open = plan.is_open();
-            resolved_now.set(was_open);
-            plan.console_status = Some(status.to_owned());
-            plan.decided_by = decided_by.map(str::to_owned);
-            if was_open {
-                plan.state = PlanState::Resolved;
-                plan.resolved_at = Some(at);
-                plan.snoozed_until = None;
-                plan.held = false;
+        use crate::domain::audit::{AuditAction, AuditEntry, Source};
+        use crate::domain::team::{new_action_id, TeamAction, TeamVerb};
+        let changed = self.change_plan(plan_id, |plan| {
+            if !plan.resolve(status, decided_by, at) {
+                return Err(NotApplied::DecidedInConsole);
             }
-            Some(plan)
-        })?;
-        let Some((plan, true)) = written.filter(|_| resolved_now.get()) else {
-            return Ok(None);
-        };
-        let by = decided_by.map(|b| format!(" by {b}")).unwrap_or_default();
-        let mut row = crate::audit::AuditEntry::new(actor, crate::audit::AuditAction::Resolved, Some(plan_id), status);
-        row.at = at;
-        self.append_audit(&row)?;
-        // What the Console said reaches teammates without a Console connection of their own;
-        // a teammate's resolution read over the relay is not sent on again.
-        if actor.source == crate::audit::Source::Console {
-            self.share_with_team(&crate::team::TeamAction {
-                id: crate::team::new_action_id(),
+            let mut audit = AuditEntry::new(actor, AuditAction::Resolved, Some(plan_id), status);
+            audit.at = at;
+            let team = (actor.source == Source::Console).then(|| TeamAction {
+                id: new_action_id(),
                 plan_id: plan_id.to_owned(),
                 organization_id: plan.organization_id.clone(),
-                action: crate::team::TeamVerb::Resolved,
+                action: TeamVerb::Resolved,
                 by: actor.who.clone(),
                 at,
                 until: None,
                 status: Some(status.to_owned()),
-            })?;
-        }
-        self.record_delivery(&DeliveryRecord {
-            at: Utc::now(),
-            event_id: Some(plan.event_id.clone()),
-            verdict: DeliveryVerdict::Ignored,
-            status: 200,
-            code: "console_resolved".into(),
-            reason: format!("plan `{plan_id}` was {status} in the Console{by}; it left the queue"),
-            fingerprint: None,
+            });
+            Ok(Recorded { audit, team })
         })?;
-        Ok(Some(plan))
+        match changed {
+            Changed::Applied(plan) => {
+                self.log_resolution(&plan, status, decided_by)?;
+                Ok(Some(plan))
+            }
+            // Already out of the queue: the Console's word is still kept on the plan.
+            Changed::NotApplied(..) => {
+                self.write_plan(plan_id, |old| {
+                    let mut plan = old?;
+                    plan.resolve(status, decided_by, at);
+                    Some(plan)
+                })?;
+                Ok(None)
+            }
+        }
     }
 
     /// Plans whose arrival is acknowledged but not yet settled by the outbox (so no plan record
@@ -180,6 +173,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::PlanSource;
+    use crate::store::PlanState;
 
     fn facts(plan: &str) -> ConsolePlanFacts {
         ConsolePlanFacts {

@@ -19,7 +19,7 @@
 //! backoff, until a write and a flush succeed.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -27,10 +27,12 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::plan::{arrive, Announcement};
 use crate::envelope::Envelope;
 use crate::verify::Fingerprint;
 
 mod audit;
+mod changes;
 mod codec;
 mod commit;
 mod console;
@@ -40,6 +42,7 @@ mod schema;
 mod team;
 mod timers;
 
+pub use changes::{Changed, Recorded};
 use codec::Record;
 use commit::GroupCommit;
 pub use console::{ConsolePlanFacts, CONSOLE_FINGERPRINT};
@@ -126,10 +129,31 @@ struct Shared {
     /// Why the store is down, while it is.
     down: Mutex<Option<String>>,
     recovering: AtomicBool,
-    /// Whether this laptop's actions are queued for the team (a relay is attached), and the
-    /// signal its publisher waits on (see `team`).
-    team_publishing: AtomicBool,
+    /// The signal the team relay's publisher waits on: an action was queued (see `team`).
     team_queued: Arc<tokio::sync::Notify>,
+}
+
+/// Counts of trees that `/healthz` reports, kept as they change: sled's `len()` reads the
+/// whole tree, and `/healthz` answers strangers.
+#[derive(Debug, Default)]
+struct Counts {
+    outbox: AtomicUsize,
+    quarantine: AtomicUsize,
+}
+
+impl Counts {
+    fn added(counter: &AtomicUsize, previous: Option<&sled::IVec>) {
+        if previous.is_none() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn removed(counter: &AtomicUsize, previous: Option<&sled::IVec>) {
+        if previous.is_some() {
+            // Never below zero, whatever a test wrote around the API.
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -152,6 +176,7 @@ struct Inner {
     /// Serializes changes of a plan with its timers against upkeep's removal of stale timers.
     timers_lock: Mutex<()>,
     commit: GroupCommit,
+    counts: Counts,
 }
 
 impl Inner {
@@ -164,14 +189,18 @@ impl Inner {
             }
             other => StoreError::Open { path: dir.into(), source: other },
         })?;
+        let outbox = db.open_tree("outbox")?;
+        let quarantine = db.open_tree("quarantine")?;
+        // Counted once here (the store opens on a blocking thread), then kept as they change.
+        let counts = Counts { outbox: AtomicUsize::new(outbox.len()), quarantine: AtomicUsize::new(quarantine.len()) };
         Ok(Inner {
             events: db.open_tree("events")?,
             plans: db.open_tree("plans")?,
-            outbox: db.open_tree("outbox")?,
+            outbox,
             deliveries: db.open_tree("deliveries")?,
             meta: db.open_tree("meta")?,
             timers: db.open_tree("timers")?,
-            quarantine: db.open_tree("quarantine")?,
+            quarantine,
             audit: db.open_tree("audit")?,
             team_seen: db.open_tree("team_seen")?,
             team_out: db.open_tree("team_out")?,
@@ -179,6 +208,7 @@ impl Inner {
             timers_lock: Mutex::new(()),
             commit: GroupCommit::start(db.clone()),
             db,
+            counts,
         })
     }
 
@@ -215,7 +245,6 @@ impl Store {
             live: RwLock::new(Some(Arc::new(inner))),
             down: Mutex::new(None),
             recovering: AtomicBool::new(false),
-            team_publishing: AtomicBool::new(false),
             team_queued: Arc::new(tokio::sync::Notify::new()),
         };
         let store = Store { shared: Arc::new(shared) };
@@ -319,7 +348,8 @@ impl Store {
                     attempts: 0,
                     work: Work::Arrival,
                 };
-                i.outbox.insert(seq.to_be_bytes(), codec::encode(&entry))?;
+                let previous = i.outbox.insert(seq.to_be_bytes(), codec::encode(&entry))?;
+                Counts::added(&i.counts.outbox, previous.as_ref());
             }
             let claimed =
                 i.events.compare_and_swap(record.id.as_bytes(), None as Option<&[u8]>, Some(codec::encode(&record)))?;
@@ -327,7 +357,8 @@ impl Store {
                 return Ok(Claim::Accepted { acted_on: acts });
             };
             if let Some(seq) = seq {
-                i.outbox.remove(seq.to_be_bytes())?;
+                let previous = i.outbox.remove(seq.to_be_bytes())?;
+                Counts::removed(&i.counts.outbox, previous.as_ref());
             }
             // The first delivery's record may be unreadable (quarantined later): still a duplicate.
             let first_received_at = lost
@@ -342,7 +373,7 @@ impl Store {
     pub fn pending_plan_for(&self, event: &EventRecord) -> Result<PlanRecord, StoreError> {
         let previous = self.plan(&event.plan_id)?;
         let fresh = previous.is_none();
-        let plan = merge_event(previous, event).plan;
+        let plan = arrive(previous, &announcement(event)).plan;
         if fresh {
             return Ok(team::with_early_decision(plan, self.early_decision(&event.plan_id)?.as_ref()));
         }
@@ -365,7 +396,7 @@ impl Store {
         let waiting = self.early_decision(&event.plan_id)?;
         let plan = self.write_plan(&event.plan_id, |previous| {
             let fresh = previous.is_none();
-            let merged = merge_event(previous, event);
+            let merged = arrive(previous, &announcement(event));
             mismatch.set(merged.mismatch);
             let mut plan = merged.plan;
             // A teammate decided it before it arrived here: it arrives decided, never announced.
@@ -472,27 +503,24 @@ impl Store {
                 attempts: 0,
                 work: Work::Wake,
             };
-            i.outbox.insert(seq.to_be_bytes(), codec::encode(&entry))?;
+            let previous = i.outbox.insert(seq.to_be_bytes(), codec::encode(&entry))?;
+            Counts::added(&i.counts.outbox, previous.as_ref());
             Ok(())
         })?;
         let woken = self.update_plan(&plan.plan_id, |p| p.wake(now))?;
         if plan.state == PlanState::Snoozed && woken.state == PlanState::Pending {
-            self.record_unsnooze(&woken, now)?;
+            self.record_unsnooze(plan, now)?;
         }
         Ok(woken)
     }
 
-    /// The audit row of a snooze that ended, under the name and source of the snooze itself.
-    fn record_unsnooze(&self, plan: &PlanRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
-        use crate::audit::{Actor, AuditAction, AuditEntry, AuditFilter, Source};
-        let filter = AuditFilter { plan_id: Some(plan.plan_id.clone()), ..AuditFilter::default() };
-        let snoozed = self.audit(&filter)?.into_iter().find(|row| row.action == AuditAction::Snoozed);
-        let actor = match (snoozed, &plan.snoozed_by) {
-            (Some(row), _) => Actor::new(row.who, row.source),
-            (None, Some(who)) => Actor::new(who.clone(), Source::Panel),
-            (None, None) => Actor::new(crate::audit::local_name(""), Source::Panel),
-        };
-        let mut row = AuditEntry::new(&actor, AuditAction::Unsnoozed, Some(&plan.plan_id), "the snooze ended");
+    /// The audit row of a snooze that ended, under the name and source of the snooze itself,
+    /// as the plan keeps them.
+    fn record_unsnooze(&self, before: &PlanRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
+        use crate::domain::audit::{local_name, Actor, AuditAction, AuditEntry, Source};
+        let who = before.snoozed_by.clone().unwrap_or_else(|| local_name(""));
+        let actor = Actor::new(who, before.snoozed_source.clone().unwrap_or(Source::Panel));
+        let mut row = AuditEntry::new(&actor, AuditAction::Unsnoozed, Some(&before.plan_id), "the snooze ended");
         row.at = now;
         self.append_audit(&row)
     }
@@ -598,13 +626,15 @@ impl Store {
         }))
     }
 
+    /// Work acknowledged and not finished yet: a count kept as entries come and go (no scan).
     pub fn outbox_len(&self) -> usize {
-        self.with(|i| Ok(i.outbox.len())).unwrap_or(0)
+        self.live().map(|i| i.counts.outbox.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     pub fn complete_outbox(&self, seq: u64) -> Result<(), StoreError> {
         self.with(|i| {
-            i.outbox.remove(seq.to_be_bytes())?;
+            let previous = i.outbox.remove(seq.to_be_bytes())?;
+            Counts::removed(&i.counts.outbox, previous.as_ref());
             Ok(())
         })
     }
@@ -702,7 +732,7 @@ impl Store {
 
     /// How many records were set aside because they could not be read.
     pub fn quarantined_count(&self) -> usize {
-        self.with(|i| Ok(i.quarantine.len())).unwrap_or(0)
+        self.live().map(|i| i.counts.quarantine.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// The records set aside, oldest first.
@@ -718,7 +748,10 @@ impl Store {
     pub fn write_raw(&self, tree: &str, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
         self.with(|i| {
             let t = i.tree(tree).ok_or_else(|| corrupt("meta", format!("no tree named `{tree}`")))?;
-            t.insert(key, bytes)?;
+            let previous = t.insert(key, bytes)?;
+            if tree == "outbox" {
+                Counts::added(&i.counts.outbox, previous.as_ref());
+            }
             Ok(())
         })
     }
@@ -786,9 +819,13 @@ impl Store {
         let mut qkey = tree.as_bytes().to_vec();
         qkey.push(0);
         qkey.extend_from_slice(key);
-        i.quarantine.insert(qkey, serde_json::to_vec(&record).map_err(|e| corrupt("quarantine", e))?)?;
+        let previous = i.quarantine.insert(qkey, serde_json::to_vec(&record).map_err(|e| corrupt("quarantine", e))?)?;
+        Counts::added(&i.counts.quarantine, previous.as_ref());
         if let Some(t) = i.tree(tree) {
-            t.remove(key)?;
+            let removed = t.remove(key)?;
+            if tree == "outbox" {
+                Counts::removed(&i.counts.outbox, removed.as_ref());
+            }
         }
         Ok(())
     }
@@ -853,45 +890,15 @@ fn probe(inner: Inner) -> Result<Inner, StoreError> {
     Ok(inner)
 }
 
-/// What an accepted event does to its plan.
-struct Merged {
-    plan: PlanRecord,
-    /// The plan belongs to this other organization: the event was not merged.
-    mismatch: Option<String>,
-}
-
-fn merge_event(previous: Option<PlanRecord>, event: &EventRecord) -> Merged {
-    let merged = |plan| Merged { plan, mismatch: None };
-    match previous {
-        // Already recorded for this very event (a rebuild after a crash): keep it as it is.
-        Some(same) if same.event_id == event.id => merged(same),
-        // Decided in the Console: a late or repeated announcement does not bring it back.
-        Some(resolved) if resolved.state == PlanState::Resolved => merged(resolved),
-        // Found in the Console while its delivery was still being settled: the delivery's plan stands.
-        Some(open) if open.is_open() && event.id.starts_with(CONSOLE_EVENT_PREFIX) => merged(open),
-        // A plan id belongs to the organization that announced it first.
-        Some(mut other) if other.organization_id != event.organization_id => {
-            let org = other.organization_id.clone();
-            other.flag(PlanFlag::TenantMismatch);
-            Merged { plan: other, mismatch: Some(org) }
-        }
-        // The same plan announced again while still open keeps its state and notification
-        // history; the latest verified delivery names its run.
-        Some(open) if open.is_open() => merged(PlanRecord {
-            event_id: event.id.clone(),
-            run_id: event.run_id.clone(),
-            received_at: event.received_at,
-            created: event.created,
-            ..open
-        }),
-        _ => merged(PlanRecord::arrived(
-            &event.plan_id,
-            &event.id,
-            &event.run_id,
-            &event.organization_id,
-            event.created,
-            event.received_at,
-        )),
+/// The announcement an accepted event makes.
+fn announcement(event: &EventRecord) -> Announcement<'_> {
+    Announcement {
+        plan_id: &event.plan_id,
+        event_id: &event.id,
+        run_id: &event.run_id,
+        organization_id: &event.organization_id,
+        created: event.created,
+        received_at: event.received_at,
     }
 }
 

@@ -15,7 +15,9 @@
 //!    (source, status, decider): a state byte an older build does not know, so it must refuse
 //!    the store rather than misread it. Nothing to rewrite: older plans read as webhook plans;
 //! 4. the audit log (`audit`), and plans say who snoozed them and which action handled them:
-//!    fields an older build would find unexpected, so it must refuse the store. Nothing to rewrite.
+//!    fields an older build would find unexpected, so it must refuse the store. Nothing to rewrite;
+//! 5. plans say where their snooze was asked from, and team actions are queued whatever runs:
+//!    again fields an older build would not expect. Nothing to rewrite.
 
 use std::path::Path;
 
@@ -23,7 +25,7 @@ use super::records::{DeliveryRecord, DeliveryVerdict};
 use super::{codec, corrupt, Store, StoreError};
 
 /// The version this build writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 const VERSION_FILE: &str = "schema-version";
 
 /// Test hook: stop (and wait to be killed) after removing this many rows in a migration, so a
@@ -68,7 +70,7 @@ impl Store {
             self.index_timers_once()?;
             self.remove_logged_refusals()?;
         }
-        // Versions 3 and 4 add fields at the end of plan records, a plan state and a tree: no
+        // Versions 3 to 5 add fields at the end of plan records, a plan state and a tree: no
         // step, the stamp alone keeps older builds from misreading what this one writes.
         if found < SCHEMA_VERSION || !self.dir().join(VERSION_FILE).exists() {
             self.stamp(SCHEMA_VERSION)?;

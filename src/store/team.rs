@@ -1,50 +1,33 @@
-//! Team actions in the store ([`crate::team`]): the ids already applied (`team_seen`), this
-//! laptop's own actions waiting to be published (`team_out`, kept until JetStream acknowledged
-//! them), and teammates' actions on plans that have not arrived here yet (`team_early`, applied
-//! as the plan arrives, so it is never announced).
+//! Team actions in the store ([`crate::domain::team`]): the ids already applied (`team_seen`),
+//! this laptop's own actions waiting to be published (`team_out`, written in the same
+//! transaction as the change they share and kept until JetStream acknowledged them), and
+//! teammates' actions on plans that have not arrived here yet (`team_early`, applied as the plan
+//! arrives, so it is never announced). What an action does to a plan is the domain's
+//! [`PlanRecord::apply_team`], the same transition as the action taken here.
 
 use chrono::{DateTime, Utc};
 
-use super::records::{PlanRecord, PlanState};
+use super::changes::{Changed, Recorded};
+use super::records::{DeliveryRecord, DeliveryVerdict, PlanRecord};
 use super::{corrupt, Inner, Store, StoreError};
-use crate::audit::{Actor, AuditAction, AuditEntry, Source};
-use crate::team::{TeamAction, TeamOutcome, TeamVerb};
-
-/// Orders decisions the same way on every laptop: the earlier one, then the lower id.
-fn earlier(a: (Option<DateTime<Utc>>, Option<&str>), b: (DateTime<Utc>, &str)) -> bool {
-    match a {
-        (Some(at), id) => (at, id.unwrap_or("")) < b,
-        (None, _) => false,
-    }
-}
+use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
+use crate::domain::plan::NotApplied;
+use crate::domain::team::{TeamAction, TeamOutcome, TeamVerb};
 
 impl Store {
-    /// From now on, this laptop's actions (and what reconciliation resolves) are queued for the
-    /// team; `false` stops queueing (what is queued stays, and goes once a relay is back).
-    pub fn set_team_publishing(&self, on: bool) {
-        self.shared.team_publishing.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    pub fn team_publishing(&self) -> bool {
-        self.shared.team_publishing.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     /// Woken whenever an action is queued for the team.
     pub fn team_queued(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.shared.team_queued.clone()
     }
 
-    /// Queues `action` for the team when a relay is attached; a no-op otherwise.
-    pub fn share_with_team(&self, action: &TeamAction) -> Result<(), StoreError> {
-        if !self.team_publishing() {
-            return Ok(());
-        }
-        self.queue_team_action(action)?;
+    /// An action joined the queue: the publisher, if one runs, wakes.
+    pub(super) fn team_out_added(&self) {
         self.shared.team_queued.notify_one();
-        Ok(())
     }
 
-    /// Forgets what is past the retention window: ids applied, and decisions whose plan never came.
+    /// Forgets what is past the retention window: ids applied, decisions whose plan never
+    /// came, and own actions no relay took in that time (a teammate's consumer would not
+    /// accept them any more).
     pub(super) fn prune_team(&self, cutoff: DateTime<Utc>) -> Result<(), StoreError> {
         self.with(|i| {
             for kv in i.team_seen.iter() {
@@ -54,10 +37,12 @@ impl Store {
                     i.team_seen.remove(key)?;
                 }
             }
-            for kv in i.team_early.iter() {
-                let (key, value) = kv?;
-                if TeamAction::parse(&value).map_or(true, |a| a.at < cutoff) {
-                    i.team_early.remove(key)?;
+            for tree in [&i.team_early, &i.team_out] {
+                for kv in tree.iter() {
+                    let (key, value) = kv?;
+                    if TeamAction::parse(&value).map_or(true, |a| a.at < cutoff) {
+                        tree.remove(key)?;
+                    }
                 }
             }
             Ok(())
@@ -68,17 +53,6 @@ impl Store {
     fn claim_team_action(&self, i: &Inner, id: &str) -> Result<bool, StoreError> {
         let now = Utc::now().timestamp().to_be_bytes();
         Ok(i.team_seen.compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(&now[..]))?.is_ok())
-    }
-
-    /// Queues this laptop's own action for the team, and marks its id seen, so it is not
-    /// applied again when it comes back over the relay.
-    pub fn queue_team_action(&self, action: &TeamAction) -> Result<(), StoreError> {
-        self.with(|i| {
-            self.claim_team_action(i, &action.id)?;
-            let seq = i.db.generate_id()?;
-            i.team_out.insert(seq.to_be_bytes(), action.to_body())?;
-            Ok(())
-        })
     }
 
     /// The actions still to publish, oldest first, with their queue keys.
@@ -120,51 +94,43 @@ impl Store {
             return Ok(TeamOutcome::Seen);
         }
         let actor = Actor::new(action.by.clone(), Source::Team(consumer.to_owned()));
-        let Some(plan) = self.plan(&action.plan_id)? else {
+        if self.plan(&action.plan_id)?.is_none() {
             return self.keep_early(action, &actor);
-        };
-        let outcome = match action.action {
-            TeamVerb::Resolved => {
-                let status = action.status.as_deref().unwrap_or("resolved");
-                match self.resolve_as(&action.plan_id, status, Some(&action.by), action.at, &actor)? {
-                    Some(plan) => TeamOutcome::Applied(Box::new(plan)),
-                    None => TeamOutcome::NotApplied("it was already decided here".into()),
-                }
-            }
-            TeamVerb::Handled | TeamVerb::Snoozed => self.decide(&plan, action, &actor)?,
-        };
-        if let TeamOutcome::NotApplied(why) = &outcome {
-            let detail = format!("{} by {}: not applied, {why}", verb(action.action), action.by);
-            self.append_audit(&row(&actor, AuditAction::Ignored, action, detail))?;
         }
-        Ok(outcome)
+        let changed = self.change_plan(&action.plan_id, |plan| {
+            plan.apply_team(action, actor.source.clone(), Utc::now())?;
+            let (kind, detail) = applied_row(action);
+            Ok(Recorded { audit: row(&actor, kind, action, detail), team: None })
+        });
+        match changed {
+            Ok(Changed::Applied(plan)) => {
+                if action.action == TeamVerb::Resolved {
+                    self.log_resolution(&plan, action.status.as_deref().unwrap_or("resolved"), Some(&action.by))?;
+                }
+                Ok(TeamOutcome::Applied(Box::new(plan)))
+            }
+            Ok(Changed::NotApplied(_, why)) => {
+                let detail = format!("{} by {}: not applied, {why}", action.action, action.by);
+                self.append_audit(&row(&actor, AuditAction::Ignored, action, detail))?;
+                Ok(TeamOutcome::NotApplied(why))
+            }
+            Err(StoreError::UnknownPlan(_)) => self.keep_early(action, &actor),
+            Err(e) => Err(e),
+        }
     }
 
-    /// A handled or snoozed action on a plan this laptop knows.
-    fn decide(&self, plan: &PlanRecord, action: &TeamAction, actor: &Actor) -> Result<TeamOutcome, StoreError> {
-        let why_not = std::cell::RefCell::new(None);
-        let changed = self.write_plan(&plan.plan_id, |old| {
-            let mut p = old?;
-            match decision(&mut p, action) {
-                Ok(()) => Some(p),
-                Err(why) => {
-                    *why_not.borrow_mut() = Some(why);
-                    None
-                }
-            }
-        })?;
-        if let Some(why) = why_not.into_inner() {
-            return Ok(TeamOutcome::NotApplied(why));
-        }
-        let Some((plan, _)) = changed else {
-            return Ok(TeamOutcome::NotApplied("the plan cannot be read".into()));
-        };
-        let (kind, detail) = match action.action {
-            TeamVerb::Snoozed => (AuditAction::Snoozed, until_detail(action)),
-            _ => (AuditAction::Handled, String::new()),
-        };
-        self.append_audit(&row(actor, kind, action, detail))?;
-        Ok(TeamOutcome::Applied(Box::new(plan)))
+    /// The delivery log's line for a plan the Console decided (here, or as a teammate heard).
+    pub(super) fn log_resolution(&self, plan: &PlanRecord, status: &str, by: Option<&str>) -> Result<(), StoreError> {
+        let by = by.map(|b| format!(" by {b}")).unwrap_or_default();
+        self.record_delivery(&DeliveryRecord {
+            at: Utc::now(),
+            event_id: Some(plan.event_id.clone()),
+            verdict: DeliveryVerdict::Ignored,
+            status: 200,
+            code: "console_resolved".into(),
+            reason: format!("plan `{}` was {status} in the Console{by}; it left the queue", plan.plan_id),
+            fingerprint: None,
+        })
     }
 
     /// An action for a plan not here yet: kept, and applied when the plan arrives. Of two
@@ -188,19 +154,12 @@ impl Store {
             Ok(true)
         })?;
         if !kept {
-            let detail = format!(
-                "{} by {}: not applied, an earlier decision waits for this plan",
-                verb(action.action),
-                action.by
-            );
+            let why = NotApplied::EarlierDecisionWaits;
+            let detail = format!("{} by {}: not applied, {why}", action.action, action.by);
             self.append_audit(&row(actor, AuditAction::Ignored, action, detail))?;
-            return Ok(TeamOutcome::NotApplied("an earlier decision waits for this plan".into()));
+            return Ok(TeamOutcome::NotApplied(why));
         }
-        let (kind, detail) = match action.action {
-            TeamVerb::Snoozed => (AuditAction::Snoozed, until_detail(action)),
-            TeamVerb::Handled => (AuditAction::Handled, String::new()),
-            TeamVerb::Resolved => (AuditAction::Resolved, action.status.clone().unwrap_or_default()),
-        };
+        let (kind, detail) = applied_row(action);
         let detail = if detail.is_empty() {
             "before the plan arrived here".to_owned()
         } else {
@@ -224,87 +183,22 @@ impl Store {
     }
 }
 
-/// A new plan with the teammate's decision that waited for it (see [`Store::keep_early`]).
+/// A new plan with the teammate's decision that waited for it (see [`Store::keep_early`]): the
+/// same transition as when the plan is here. One that no longer applies (a snooze that has
+/// ended, another organization's) leaves the plan as it arrives.
 pub(super) fn with_early_decision(mut plan: PlanRecord, action: Option<&TeamAction>) -> PlanRecord {
-    let Some(action) = action.filter(|a| a.organization_id == plan.organization_id) else {
-        return plan;
-    };
-    match action.action {
-        TeamVerb::Resolved => {
-            plan.state = PlanState::Resolved;
-            plan.console_status = action.status.clone();
-            plan.decided_by = Some(action.by.clone());
-            plan.resolved_at = Some(action.at);
-        }
-        TeamVerb::Handled | TeamVerb::Snoozed => {
-            // Not applicable (a snooze that has ended): the plan arrives as it is.
-            let _ = decision(&mut plan, action);
-        }
+    if let Some(action) = action {
+        let _ = plan.apply_team(action, Source::Team("relay".into()), Utc::now());
     }
     plan
 }
 
-/// Applies a handled or snoozed action to a plan, or says why not.
-fn decision(p: &mut PlanRecord, action: &TeamAction) -> Result<(), String> {
+/// The audit row's action and detail for a teammate's action that applied.
+fn applied_row(action: &TeamAction) -> (AuditAction, String) {
     match action.action {
-        TeamVerb::Handled => match p.state {
-            PlanState::Resolved => Err("it was already decided in the Console".into()),
-            PlanState::Handled => {
-                // The earliest decision stands on every laptop, whichever arrived first.
-                if earlier((p.handled_at, p.decision_id.as_deref()), (action.at, &action.id)) {
-                    let by = p.decided_by.clone().unwrap_or_default();
-                    Err(format!("it was already handled by {by}"))
-                } else {
-                    handled(p, action);
-                    Ok(())
-                }
-            }
-            PlanState::Pending | PlanState::Snoozed => {
-                handled(p, action);
-                Ok(())
-            }
-        },
-        TeamVerb::Snoozed => {
-            if !p.is_open() {
-                let by = p.decided_by.clone().unwrap_or_else(|| "someone".into());
-                return Err(format!("a snooze of a plan already handled (by {by}) does nothing"));
-            }
-            let until = action.until.ok_or_else(|| "a snooze without an end time".to_owned())?;
-            if until <= Utc::now() {
-                return Err("the snooze had ended before it arrived".into());
-            }
-            // Of two snoozes, the later one stands on every laptop.
-            if p.state == PlanState::Snoozed
-                && p.snoozed_at.is_some_and(|at| (at, p.decision_id.as_deref().unwrap_or("")) > (action.at, &action.id))
-            {
-                let by = p.snoozed_by.clone().unwrap_or_default();
-                return Err(format!("a later snooze by {by} stands"));
-            }
-            p.state = PlanState::Snoozed;
-            p.snoozed_until = Some(until);
-            p.snoozed_by = Some(action.by.clone());
-            p.snoozed_at = Some(action.at);
-            p.decision_id = Some(action.id.clone());
-            Ok(())
-        }
-        TeamVerb::Resolved => Err("not a plan decision".into()),
-    }
-}
-
-fn handled(p: &mut PlanRecord, action: &TeamAction) {
-    p.state = PlanState::Handled;
-    p.handled_at = Some(action.at);
-    p.snoozed_until = None;
-    p.held = false;
-    p.decided_by = Some(action.by.clone());
-    p.decision_id = Some(action.id.clone());
-}
-
-fn verb(v: TeamVerb) -> &'static str {
-    match v {
-        TeamVerb::Handled => "handled",
-        TeamVerb::Snoozed => "snoozed",
-        TeamVerb::Resolved => "resolved",
+        TeamVerb::Snoozed => (AuditAction::Snoozed, until_detail(action)),
+        TeamVerb::Handled => (AuditAction::Handled, String::new()),
+        TeamVerb::Resolved => (AuditAction::Resolved, action.status.clone().unwrap_or_default()),
     }
 }
 
@@ -323,8 +217,9 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::audit::AuditFilter;
+    use crate::domain::audit::AuditFilter;
     use crate::envelope::{plan_pending_body, Envelope};
+    use crate::store::PlanState;
     use crate::verify::Fingerprint;
 
     fn arrive(store: &Store, plan: &str) -> PlanRecord {
@@ -417,9 +312,10 @@ mod tests {
             until: Some(now - Duration::minutes(1)),
             ..act("act_3", "q", TeamVerb::Snoozed, "alice", now)
         };
-        assert!(
-            matches!(store.apply_team_action(&ended, "me").unwrap(), TeamOutcome::NotApplied(w) if w.contains("ended"))
-        );
+        assert!(matches!(
+            store.apply_team_action(&ended, "me").unwrap(),
+            TeamOutcome::NotApplied(NotApplied::SnoozeEnded)
+        ));
         assert_eq!(store.plan("q").unwrap().unwrap().state, PlanState::Pending);
     }
 
@@ -438,13 +334,9 @@ mod tests {
     }
 
     #[test]
-    fn a_console_resolution_is_shared_only_while_a_relay_is_attached_and_resolves_a_teammates_plan() {
+    fn a_console_resolution_is_queued_for_the_team_whatever_runs_and_resolves_a_teammates_plan() {
         let (_d, store) = open();
-        arrive(&store, "p");
-        store.resolve_in_console("p", "approved", Some("dana@example.com"), Utc::now()).unwrap();
-        assert_eq!(store.outgoing_team_count(), 0, "no relay, nothing queued");
         arrive(&store, "q");
-        store.set_team_publishing(true);
         store.resolve_in_console("q", "rejected", Some("dana@example.com"), Utc::now()).unwrap();
         let out = store.outgoing_team_actions(10).unwrap();
         assert_eq!(out.len(), 1);

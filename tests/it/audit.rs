@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use zof_approvals::audit::{default_display_name, Actor, AuditAction, AuditEntry, AuditFilter, Source};
 use zof_approvals::config::{QuietHours, Settings};
-use zof_approvals::console::control::{send, Op, Request};
+use zof_approvals::control::{send, Op, Request};
+use zof_approvals::domain::audit::{default_display_name, Actor, AuditAction, AuditEntry, AuditFilter, Source};
 use zof_approvals::panel::{Panel, SettingsView};
 use zof_approvals::secrets::MemoryStore;
 use zof_approvals::store::PlanState;
@@ -77,14 +77,14 @@ async fn every_panel_action_is_recorded_with_who_what_and_from_where() {
     panel.set_secret(SECRET.into(), 24).await.unwrap();
     deliver(&app, "evt_a1", "plan_a").await;
     deliver(&app, "evt_b1", "plan_b").await;
-    let handled = panel.handle("plan_a".into(), Source::Panel).await.unwrap();
+    let handled = panel.actions().handle("plan_a", Source::Panel).await.unwrap();
     assert!(!handled.already);
-    assert!(panel.handle("plan_a".into(), Source::Panel).await.unwrap().already, "the first decision stands");
+    assert!(panel.actions().handle("plan_a", Source::Panel).await.unwrap().already, "the first decision stands");
     panel.snooze("plan_b".into(), 60).await.unwrap();
     let (generated, _) = panel.generate_secret(1).await.unwrap();
     panel.revoke_previous_secret().await.unwrap();
-    panel.mute(30).await.unwrap();
-    panel.mute(0).await.unwrap();
+    panel.mute(30, Source::Panel).await.unwrap();
+    panel.mute(0, Source::Panel).await.unwrap();
 
     let rows = rows_oldest_first(panel).await;
     let alice = "Alice Martin".to_owned();
@@ -129,7 +129,7 @@ async fn every_panel_action_is_recorded_with_who_what_and_from_where() {
 async fn a_snooze_that_ends_is_recorded_as_unsnoozed_under_the_snoozer() {
     let app = spawn_with(Spawn::default()).await;
     deliver(&app, "evt_u1", "plan_u").await;
-    app.panel.snooze_as("plan_u".into(), 60, Source::Notification).await.unwrap();
+    app.panel.actions().snooze("plan_u", 60, Source::Notification).await.unwrap();
     // The hour passes.
     let store = app.panel.store_for_tests();
     store.update_plan("plan_u", |p| p.snoozed_until = Some(Utc::now() - chrono::Duration::seconds(1))).unwrap();
@@ -153,7 +153,7 @@ async fn no_audit_row_holds_a_secret_or_a_body() {
     assert_eq!(app.post(&body, Some(&sign_zof(&secret(), &body))).await.status, 200);
     plan_written(panel, "plan_s").await;
     deliver(&app, "evt_s2", "plan_t").await;
-    panel.handle("plan_s".into(), Source::Panel).await.unwrap();
+    panel.actions().handle("plan_s", Source::Panel).await.unwrap();
     panel.snooze("plan_t".into(), 5).await.unwrap();
     let (generated, _) = panel.generate_secret(0).await.unwrap();
     panel.save_settings(SettingsView { allow_orgs: vec!["org_abc".into()], ..panel.settings_view() }).await.unwrap();
@@ -180,7 +180,7 @@ async fn rows_survive_a_restart_and_pruning_removes_only_rows_past_retention() {
     old.at = Utc::now() - chrono::Duration::days(40);
     app.panel.store_for_tests().append_audit(&old).unwrap();
     deliver(&app, "evt_r1", "plan_r").await;
-    app.panel.handle("plan_r".into(), Source::Panel).await.unwrap();
+    app.panel.actions().handle("plan_r", Source::Panel).await.unwrap();
     assert_eq!(app.panel.audit(AuditFilter::default()).await.unwrap().len(), 2, "40 days is within 60");
     let dir = app.stop().await;
 
@@ -206,7 +206,7 @@ async fn the_control_socket_applies_actions_as_the_cli_and_refuses_malformed_one
         let data = data.clone();
         async move { send(&data, &request).await.unwrap().expect("the receiver answers") }
     };
-    let code = |a: &zof_approvals::console::control::Answer| (a.ok, a.code.clone().unwrap_or_default());
+    let code = |a: &zof_approvals::control::Answer| (a.ok, a.code.map(|c| c.as_str().to_owned()).unwrap_or_default());
     let req = |op| Request::new(op);
     assert_eq!(code(&ask(req(Op::Handle)).await), (false, "invalid_request".into()));
     let nope = Request { plan_id: Some("plan_nope".into()), ..req(Op::Handle) };
@@ -217,18 +217,16 @@ async fn the_control_socket_applies_actions_as_the_cli_and_refuses_malformed_one
     assert_eq!(code(&ask(no_minutes).await), (false, "invalid_request".into()));
     let too_long = Request { plan_id: Some("plan_k".into()), minutes: Some(7 * 24 * 60 + 1), ..req(Op::Snooze) };
     assert_eq!(code(&ask(too_long).await), (false, "invalid_snooze".into()));
-    let not_a_fingerprint = Request {
-        action: Some(AuditAction::SecretSet),
-        fingerprints: Some(vec![SECRET.into()]),
-        ..req(Op::SecretChanged)
+    let not_a_secret = Request {
+        secret: Some(zof_approvals::control::SecretText(zeroize::Zeroizing::new("short".into()))),
+        ..req(Op::SecretSet)
     };
-    assert_eq!(code(&ask(not_a_fingerprint).await), (false, "invalid_request".into()));
-    let not_a_secret_action = Request {
-        action: Some(AuditAction::Handled),
-        fingerprints: Some(vec!["0123456789ab".into()]),
-        ..req(Op::SecretChanged)
-    };
-    assert_eq!(code(&ask(not_a_secret_action).await), (false, "invalid_request".into()));
+    assert_eq!(code(&ask(not_a_secret).await), (false, "invalid_secret".into()));
+    assert_eq!(code(&ask(req(Op::SecretSet)).await), (false, "invalid_request".into()));
+    // The receiver records only changes it made itself: the old "the CLI changed it" op is gone.
+    let claimed =
+        raw_request(&data, r#"{"op":"secret_changed","action":"secret_set","fingerprints":["0123456789ab"]}"#).await;
+    assert!(claimed.contains(r#""ok":false"#), "{claimed}");
     let long_line = Request { plan_id: Some("p".repeat(2000)), ..req(Op::Handle) };
     assert!(!ask(long_line).await.ok, "a line past the limit is refused");
     let audit = ask(req(Op::Audit)).await;
@@ -438,4 +436,14 @@ fn cli_handle_through_serve_withdraws_the_plans_notification() {
         calls.iter().find_map(|c| matches!(c, Call::Close { id, .. } if *id == shown).then_some(shown))
     });
     server.terminate();
+}
+
+/// Sends one raw line to the control socket and returns the answer line.
+async fn raw_request(data: &std::path::Path, line: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(zof_approvals::control::socket_path(data)).await.unwrap();
+    stream.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::io::BufReader::new(stream).read_line(&mut answer).await.unwrap();
+    answer
 }

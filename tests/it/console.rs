@@ -208,7 +208,7 @@ async fn without_a_console_url_nothing_is_asked_and_setting_one_in_settings_conn
 async fn the_control_socket_is_private_to_its_user_and_refuses_what_is_not_a_request() {
     use std::os::unix::fs::PermissionsExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use zof_approvals::console::control::{ask, socket_path, Op};
+    use zof_approvals::control::{ask, socket_path, Op};
     let app = connected_app("", TOKEN).await;
     let data = app.dir.path().join("data");
     let mode = std::fs::metadata(socket_path(&data)).unwrap().permissions().mode() & 0o777;
@@ -716,7 +716,7 @@ fn subscribe_keeps_the_returned_secret_in_the_keychain_and_deliveries_signed_wit
 
 #[tokio::test]
 async fn the_audit_log_records_console_resolutions_and_connection_changes() {
-    use zof_approvals::audit::{AuditAction, AuditFilter, Source};
+    use zof_approvals::domain::audit::{AuditAction, AuditFilter, Source};
     let (fake, url) = FakeConsole::start().await;
     let app = connected_app(&url, TOKEN).await;
     first_run(&app, ConnectionState::Ok).await;

@@ -331,7 +331,7 @@ async fn a_snooze_chosen_on_a_notification_is_kept_across_a_restart() {
 /// The notification's Snooze button is an action like the panel's: in the audit log, from `notification`.
 #[tokio::test]
 async fn a_snooze_chosen_on_a_notification_is_in_the_audit_log_from_the_notification() {
-    use zof_approvals::audit::{AuditAction, AuditFilter, Source};
+    use zof_approvals::domain::audit::{AuditAction, AuditFilter, Source};
     let turn = turn().await;
     let rec = recorder(&turn).await;
     let mut app = spawn(None, |s| s.display_name = "Alice Martin".into()).await;
@@ -405,14 +405,14 @@ async fn mute_holds_notifications_and_survives_a_restart() {
     let turn = turn().await;
     let rec = recorder(&turn).await;
     let app = spawn(None, |_| {}).await;
-    app.panel.mute(60).await.unwrap();
+    app.panel.mute(60, zof_approvals::domain::audit::Source::Panel).await.unwrap();
     let dir = app.stop().await;
     let mut app = spawn(Some(dir), |_| {}).await;
     assert!(app.panel.overview().await.unwrap().muted_until.is_some(), "the mute survived the restart");
     app.deliver("evt_m", "plan_m").await;
     written(&mut app, "plan_m").await;
     assert!(notifies(&rec.calls()).is_empty());
-    app.panel.mute(0).await.unwrap();
+    app.panel.mute(0, zof_approvals::domain::audit::Source::Panel).await.unwrap();
     let calls = until(&rec, "the held summary", |c| !notifies(c).is_empty()).await;
     assert_eq!(notifies(&calls)[0].2, "1 plan arrived while notifications were paused");
     app.stop().await;

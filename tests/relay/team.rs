@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use chrono::Utc;
 use zof_approvals::app::{AppConfig, Application, SecretSource};
-use zof_approvals::audit::{AuditAction, AuditFilter, Source};
 use zof_approvals::config::{Paths, Settings};
+use zof_approvals::domain::audit::{AuditAction, AuditFilter, Source};
+use zof_approvals::domain::team::{TeamAction, TeamVerb};
 use zof_approvals::envelope::plan_pending_body;
 use zof_approvals::notify::DesktopNotifier;
 use zof_approvals::outbox::{LogNotifier, Notifier};
@@ -17,7 +18,6 @@ use zof_approvals::panel::Panel;
 use zof_approvals::relay::actions::action_subject;
 use zof_approvals::relay::{delivery_subject, LaptopLink, NatsAuth, NatsConfig, Publisher, RelayStatus};
 use zof_approvals::store::PlanState;
-use zof_approvals::team::{TeamAction, TeamVerb};
 use zof_approvals::verify::{sign_zof, Secret, SecretSet};
 use zof_testkit::{BusTurn, Call, NotificationRecorder};
 
@@ -94,7 +94,7 @@ impl Mate {
         }
     }
 
-    async fn audit(&self, plan: &str) -> Vec<zof_approvals::audit::AuditEntry> {
+    async fn audit(&self, plan: &str) -> Vec<zof_approvals::domain::audit::AuditEntry> {
         let filter = AuditFilter { plan_id: Some(plan.into()), ..AuditFilter::default() };
         self.panel.audit(filter).await.unwrap()
     }
@@ -169,7 +169,7 @@ async fn a_plan_handled_or_snoozed_on_one_laptop_is_withdrawn_on_another_and_say
     let shown = notified(&calls, "plan_h").unwrap();
     alice.until("plan_h", "pending at alice's", |s, _| s == PlanState::Pending).await;
 
-    let handled = alice.panel.handle("plan_h".into(), Source::Panel).await.unwrap();
+    let handled = alice.panel.actions().handle("plan_h", Source::Panel).await.unwrap();
     assert!(!handled.already);
     let took = Instant::now();
     until_calls(&rec, "bob's notification is closed", |c| closed(c, shown)).await;
@@ -192,7 +192,7 @@ async fn a_plan_handled_or_snoozed_on_one_laptop_is_withdrawn_on_another_and_say
     let calls = until_calls(&rec, "bob is told of plan_z", |c| notified(c, "plan_z").is_some()).await;
     let shown = notified(&calls, "plan_z").unwrap();
     alice.until("plan_z", "pending at alice's", |s, _| s == PlanState::Pending).await;
-    alice.panel.snooze_as("plan_z".into(), 45, Source::Panel).await.unwrap();
+    alice.panel.actions().snooze("plan_z", 45, Source::Panel).await.unwrap();
     until_calls(&rec, "bob's notification of plan_z is closed", |c| closed(c, shown)).await;
     bob.until("plan_z", "snoozed", |s, _| s == PlanState::Snoozed).await;
     let view = bob.panel.plan("plan_z".into()).await.unwrap().plan;
@@ -214,7 +214,7 @@ async fn a_laptop_asleep_during_the_action_applies_it_before_announcing_the_plan
     let alice = mate(&nats, "alice", false, &[]).await;
     deliver(&p, "plan_s").await;
     alice.until("plan_s", "pending at alice's", |s, _| s == PlanState::Pending).await;
-    alice.panel.handle("plan_s".into(), Source::Panel).await.unwrap();
+    alice.panel.actions().handle("plan_s", Source::Panel).await.unwrap();
     drained(&nats, "alice_actions").await;
     // A later plan, announced once carol has read everything before it.
     deliver(&p, "plan_after").await;
@@ -297,10 +297,10 @@ async fn handled_and_snoozed_racing_on_two_laptops_end_in_the_same_state_on_ever
     }
     // plan_r1: alice handles while bob snoozes. plan_r2: both handle at once.
     let (handled, snoozed, h2a, h2b) = tokio::join!(
-        alice.panel.handle("plan_r1".into(), Source::Panel),
-        bob.panel.snooze_as("plan_r1".into(), 30, Source::Panel),
-        alice.panel.handle("plan_r2".into(), Source::Panel),
-        bob.panel.handle("plan_r2".into(), Source::Panel),
+        alice.panel.actions().handle("plan_r1", Source::Panel),
+        bob.panel.actions().snooze("plan_r1", 30, Source::Panel),
+        alice.panel.actions().handle("plan_r2", Source::Panel),
+        bob.panel.actions().handle("plan_r2", Source::Panel),
     );
     handled.unwrap();
     let _ = snoozed; // snoozed first, or refused because handled: both are fair outcomes here

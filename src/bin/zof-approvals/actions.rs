@@ -8,16 +8,16 @@
 //! 1 an error (no such plan, a bad duration, the store unavailable); 3 `snooze` of a plan that
 //! was already handled or decided in the Console (nothing changed).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::SecondsFormat;
-use zof_approvals::audit::{local_name, Actor, Source};
-use zof_approvals::config::{Paths, Settings};
+use zof_approvals::actions::{ActionError, ErrorCode, SNOOZE_MAX_MINUTES};
+use zof_approvals::config::Paths;
 #[cfg(unix)]
-use zof_approvals::console::control::{self, Op, Request};
-use zof_approvals::panel::{already_decided, handle_in_store, snooze_in_store, PanelError, SNOOZE_MAX_MINUTES};
-use zof_approvals::store::{PlanRecord, Store, StoreError};
+use zof_approvals::control::{self, Op, Request};
+use zof_approvals::domain::audit::Source;
+use zof_approvals::domain::plan::already_decided;
+use zof_approvals::store::PlanRecord;
 
 use crate::LocationArgs;
 
@@ -47,7 +47,7 @@ pub struct SnoozeArgs {
 
 /// A snooze length in whole minutes: `30m`, `2h`, `1d`, between 1 minute and 7 days.
 fn parse_snooze(text: &str) -> Result<u32, String> {
-    let span = crate::secret::parse_duration(text)?;
+    let span = crate::args::parse_duration(text)?;
     let minutes = span.num_minutes();
     if span.num_seconds() % 60 != 0 || minutes < 1 || minutes > i64::from(SNOOZE_MAX_MINUTES) {
         return Err(format!("`{text}`: snooze for whole minutes, between 1m and 7d"));
@@ -58,15 +58,12 @@ fn parse_snooze(text: &str) -> Result<u32, String> {
 /// What an action came to, from the receiver or from the store.
 enum Outcome {
     Done { plan: Box<PlanRecord>, already: bool },
-    Failed { code: String, message: String },
+    Failed { code: ErrorCode, message: String },
 }
 
-impl From<Result<PlanRecord, PanelError>> for Outcome {
-    fn from(r: Result<PlanRecord, PanelError>) -> Outcome {
-        match r {
-            Ok(plan) => Outcome::Done { plan: Box::new(plan), already: false },
-            Err(e) => Outcome::Failed { code: e.code.to_owned(), message: e.message },
-        }
+impl From<ActionError> for Outcome {
+    fn from(e: ActionError) -> Outcome {
+        Outcome::Failed { code: e.code(), message: e.to_string() }
     }
 }
 
@@ -75,7 +72,7 @@ fn from_answer(answer: control::Answer) -> Outcome {
     match (answer.ok, answer.plan) {
         (true, Some(plan)) => Outcome::Done { plan: Box::new(plan), already: answer.already.unwrap_or(false) },
         _ => Outcome::Failed {
-            code: answer.code.unwrap_or_else(|| "receiver".into()),
+            code: answer.code.unwrap_or(ErrorCode::Other),
             message: answer.error.unwrap_or_else(|| "the receiver could not do it".into()),
         },
     }
@@ -90,12 +87,11 @@ pub async fn handle(args: HandleArgs) -> anyhow::Result<ExitCode> {
             return Ok(print_handled(from_answer(answer)));
         }
     }
-    let id = args.plan_id;
-    let outcome = with_store(paths, move |store, actor| match handle_in_store(store, &id, actor) {
+    let actions = crate::offline::actions(paths).await?;
+    let outcome = match actions.handle(&args.plan_id, Source::Cli).await {
         Ok(done) => Outcome::Done { plan: Box::new(done.plan), already: done.already },
-        Err(e) => Outcome::Failed { code: e.code.to_owned(), message: e.message },
-    })
-    .await?;
+        Err(e) => e.into(),
+    };
     Ok(print_handled(outcome))
 }
 
@@ -110,37 +106,12 @@ pub async fn snooze(args: SnoozeArgs) -> anyhow::Result<ExitCode> {
             return Ok(print_snoozed(from_answer(answer)));
         }
     }
-    let id = args.plan_id;
-    let outcome = with_store(paths, move |store, actor| snooze_in_store(store, &id, minutes, actor).into()).await?;
+    let actions = crate::offline::actions(paths).await?;
+    let outcome = match actions.snooze(&args.plan_id, minutes, Source::Cli).await {
+        Ok(plan) => Outcome::Done { plan: Box::new(plan), already: false },
+        Err(e) => e.into(),
+    };
     Ok(print_snoozed(outcome))
-}
-
-/// Opens the store (no receiver holds it) and runs `act` as this machine's person from the CLI,
-/// on a blocking thread.
-async fn with_store(
-    paths: Paths,
-    act: impl FnOnce(&Store, &Actor) -> Outcome + Send + 'static,
-) -> anyhow::Result<Outcome> {
-    let dir: PathBuf = paths.data_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        let settings = Settings::load(&paths.settings_file())?;
-        let actor = Actor::new(local_name(&settings.display_name), Source::Cli);
-        let store = open_store(&dir)?;
-        Ok(act(&store, &actor))
-    })
-    .await?
-}
-
-/// The store, or why a receiver that holds it cannot be asked.
-pub fn open_store(dir: &std::path::Path) -> anyhow::Result<Store> {
-    Store::open(dir).map_err(|e| match e {
-        StoreError::Locked(dir) => anyhow::anyhow!(
-            "the data directory {} is in use by a receiver that does not answer on its control socket; \
-             use the app, or stop it and retry",
-            dir.display()
-        ),
-        other => other.into(),
-    })
 }
 
 fn print_handled(outcome: Outcome) -> ExitCode {
@@ -172,7 +143,7 @@ fn print_snoozed(outcome: Outcome) -> ExitCode {
             println!("Snoozed {} until {until} (by {by})", plan.plan_id);
             ExitCode::SUCCESS
         }
-        Outcome::Failed { code, message } if code == "plan_handled" => {
+        Outcome::Failed { code: ErrorCode::PlanHandled, message } => {
             eprintln!("{message}");
             ExitCode::from(EXIT_ALREADY_DECIDED)
         }

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{SecondsFormat, Utc};
-use zof_approvals::audit::{AuditEntry, AuditFilter};
 use zof_approvals::config::Paths;
 #[cfg(unix)]
-use zof_approvals::console::control::{self, Op, Request};
+use zof_approvals::control::{self, Op, Request};
+use zof_approvals::domain::audit::{AuditEntry, AuditFilter};
 
 use crate::LocationArgs;
 
@@ -20,7 +20,7 @@ pub struct AuditArgs {
     #[arg(long = "plan", value_name = "ID")]
     plan_id: Option<String>,
     /// Only the rows of this last stretch of time: 30m, 24h, 7d.
-    #[arg(long, value_name = "DURATION", value_parser = crate::secret::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::parse_duration)]
     since: Option<chrono::Duration>,
     /// One JSON object per line, newest first.
     #[arg(long)]
@@ -80,7 +80,7 @@ async fn read(
     let dir = paths.data_dir.clone();
     let filter = AuditFilter { plan_id, since, ..AuditFilter::default() };
     tokio::task::spawn_blocking(move || {
-        let store = crate::actions::open_store(&dir)?;
+        let store = crate::offline::open_store(&dir)?;
         Ok(store.audit(&filter)?)
     })
     .await?

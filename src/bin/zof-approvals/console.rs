@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -15,7 +14,8 @@ use zof_approvals::config::{Paths, Settings};
 use zof_approvals::console::{
     self, ConnectionState, ConsoleClient, ConsoleError, ConsoleToken, ReconcileReport, RetryPolicy,
 };
-use zof_approvals::secrets::{Keychain, SecretManager, SecretStore};
+use zof_approvals::domain::audit::Source;
+use zof_approvals::secrets::Keychain;
 use zof_approvals::store::{Store, StoreError};
 
 use crate::LocationArgs;
@@ -138,7 +138,7 @@ fn read_token_input() -> anyhow::Result<zeroize::Zeroizing<String>> {
 async fn status(conn: ConnectionArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (r, env) = conn.resolve()?;
     #[cfg(unix)]
-    if let Some(answer) = console::control::ask(&r.paths.data_dir, console::control::Op::Status).await? {
+    if let Some(answer) = zof_approvals::control::ask(&r.paths.data_dir, zof_approvals::control::Op::Status).await? {
         let mut status = answer.status.unwrap_or_default();
         status["receiver"] = serde_json::Value::Bool(true);
         let state: Option<ConnectionState> = serde_json::from_value(status["state"].clone()).ok();
@@ -213,7 +213,7 @@ fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
 async fn reconcile(conn: ConnectionArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (r, env) = conn.resolve()?;
     #[cfg(unix)]
-    if let Some(answer) = console::control::ask(&r.paths.data_dir, console::control::Op::Reconcile).await? {
+    if let Some(answer) = zof_approvals::control::ask(&r.paths.data_dir, zof_approvals::control::Op::Reconcile).await? {
         return match answer.report {
             Some(report) if answer.ok => print_report(&report, json),
             _ => Err(anyhow::anyhow!(answer.error.unwrap_or_else(|| "the receiver could not reconcile".into()))),
@@ -250,26 +250,38 @@ fn print_report(report: &ReconcileReport, json: bool) -> anyhow::Result<ExitCode
 }
 
 async fn subscribe(conn: ConnectionArgs, url: &str) -> anyhow::Result<ExitCode> {
+    let overrides = conn.console_url.is_some() || conn.console_token_env.is_some();
     let (r, env) = conn.resolve()?;
-    let client = client(&r, env, RetryPolicy::default()).await?;
-    let store: Arc<dyn SecretStore> = Arc::new(Keychain::default());
-    let manager = SecretManager::new(store, &r.paths.config_dir, r.settings.rotation_reminder_days);
-    let overlap = chrono::Duration::hours(i64::from(r.settings.secret_overlap_hours));
-    let subscription = console::subscribe(&client, &manager, url, overlap).await?;
-    // Remembered for Settings; a settings file that cannot be written does not undo the subscription.
-    let (path, public) = (r.paths.settings_file(), url.trim().to_owned());
-    let saved = tokio::task::spawn_blocking(move || {
-        let mut settings = Settings::load(&path)?;
-        settings.public_url = public;
-        settings.save(&path)
-    })
-    .await?;
-    if let Err(e) = saved {
-        eprintln!("note: the public URL was not saved in the settings: {e}");
+    // A running receiver subscribes with its own connection, so its secrets, its settings and
+    // the audit row change in one place.
+    #[cfg(unix)]
+    {
+        use zof_approvals::control::{send, Op, Request};
+        let request = Request { url: Some(url.to_owned()), ..Request::new(Op::Subscribe) };
+        if let Some(answer) = send(&r.paths.data_dir, &request).await? {
+            if overrides {
+                eprintln!(
+                    "note: a receiver runs on this data directory; it subscribed with its own Console connection"
+                );
+            }
+            let Some(subscription) = answer.subscription.filter(|_| answer.ok) else {
+                eprintln!("error: {}", answer.error.unwrap_or_else(|| "the receiver could not subscribe".into()));
+                return Ok(ExitCode::FAILURE);
+            };
+            print_subscribed(&subscription);
+            return Ok(ExitCode::SUCCESS);
+        }
     }
+    let client = client(&r, env, RetryPolicy::default()).await?;
+    let actions = crate::offline::actions(r.paths).await?;
+    let subscription = console::subscribe(&client, &actions, url, Source::Cli).await?;
+    print_subscribed(&subscription);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_subscribed(subscription: &console::Subscription) {
     println!(
         "subscribed {} in the Console (webhook {}); the current webhook secret is now {} (stored in the OS keychain, never shown)",
         subscription.url, subscription.webhook_id, subscription.secret_fingerprint
     );
-    Ok(ExitCode::SUCCESS)
 }

@@ -14,10 +14,12 @@ use zof_approvals::secrets::secret_from_env;
 use zof_approvals::verify::{sign_zof, Scheme};
 
 mod actions;
+mod args;
 mod audit;
 mod check;
 mod console;
 mod inbox;
+mod offline;
 mod plans;
 mod relay;
 mod secret;
@@ -137,7 +139,7 @@ fn main() -> ExitCode {
             Command::Snooze(a) => actions::snooze(a).await,
             Command::Audit(a) => audit::audit(a).await,
             Command::Console(c) => console::console_command(c).await,
-            Command::Secret(c) => tokio::task::spawn_blocking(move || secret::secret_command(c)).await?,
+            Command::Secret(c) => secret::secret_command(c).await,
             Command::Relay(a) => relay::relay(a).await,
             Command::RelayBench(a) => relay::relay_bench(a).await,
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use zof_approvals::config::Paths;
 #[cfg(unix)]
-use zof_approvals::console::control::Op;
+use zof_approvals::control::Op;
 use zof_approvals::store::{PlanRecord, PlanSource, Store, StoreError};
 
 use crate::inbox::plan_state_word;
@@ -46,7 +46,7 @@ pub async fn plans(args: PlansArgs) -> anyhow::Result<ExitCode> {
         // A receiver holds the store: ask it.
         #[cfg(unix)]
         Err(StoreError::Locked(dir)) => {
-            let answer = zof_approvals::console::control::ask(&paths.data_dir, Op::Plans).await?;
+            let answer = zof_approvals::control::ask(&paths.data_dir, Op::Plans).await?;
             match answer.and_then(|a| a.plans) {
                 Some(plans) => plans,
                 None => return Err(StoreError::Locked(dir).into()),

@@ -6,57 +6,21 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use zeroize::Zeroizing;
 use zof_approvals::config::{Settings, DEFAULT_SECRET_ENV};
 use zof_approvals::intake::{IntakePolicy, Judge};
 use zof_approvals::receiver::Limits;
-use zof_approvals::relay::{self, NatsAuth, NatsConfig, Publisher, Relay, RelayStatus, StreamSettings};
+use zof_approvals::relay::{self, Publisher, Relay, RelayStatus, StreamSettings};
 use zof_approvals::secrets::{secret_from_env, SecretUsage, SecretsHandle, SecretsStatus};
 use zof_approvals::verify::{Scheme, SecretSet};
 
+use crate::args::NatsArgs;
 use crate::parse_scheme;
-
-/// How to reach and authenticate to NATS; shared by `relay` and `serve --relay`.
-#[derive(Debug, clap::Args)]
-pub struct NatsArgs {
-    /// JetStream stream name.
-    #[arg(long, value_name = "NAME", default_value = relay::DEFAULT_STREAM)]
-    pub stream: String,
-    /// A NATS credentials file (JWT and NKey seed).
-    #[arg(long, value_name = "FILE", conflicts_with = "nats_user")]
-    pub nats_creds: Option<PathBuf>,
-    /// NATS user name (with --nats-password-env).
-    #[arg(long, value_name = "U", requires = "nats_password_env")]
-    pub nats_user: Option<String>,
-    /// The environment variable that holds the NATS password.
-    #[arg(long, value_name = "VAR", requires = "nats_user")]
-    pub nats_password_env: Option<String>,
-    /// A CA certificate (PEM) to trust for the NATS server's TLS, besides the system's.
-    #[arg(long, value_name = "FILE")]
-    pub nats_ca: Option<PathBuf>,
-}
-
-impl NatsArgs {
-    pub fn config(&self, url: &str, name: String) -> anyhow::Result<NatsConfig> {
-        let auth = match (&self.nats_creds, &self.nats_user, &self.nats_password_env) {
-            (Some(path), _, _) => NatsAuth::CredsFile(path.clone()),
-            (None, Some(user), Some(var)) => {
-                let password = std::env::var(var)
-                    .map_err(|_| anyhow::anyhow!("the environment variable {var} (the NATS password) is not set"))?;
-                NatsAuth::UserPassword { user: user.clone(), password: Zeroizing::new(password) }
-            }
-            _ => NatsAuth::None,
-        };
-        Ok(NatsConfig { url: url.to_owned(), auth, ca_file: self.nats_ca.clone(), name })
-    }
-}
 
 #[derive(Debug, clap::Args)]
 pub struct RelayArgs {

@@ -1,8 +1,9 @@
 //! `zof-approvals secret`: the webhook secrets in the OS keychain (status, set, generate,
 //! revoke-previous). Secrets are read from a hidden prompt or stdin, never from arguments, and
-//! are printed only by `generate`, once. Set, generate and revoke-previous are recorded in the
-//! audit log by fingerprint (source `cli`): through a running receiver's control socket, else in
-//! the store; a log that cannot be written is reported on stderr and does not undo the change.
+//! are printed only by `generate`, once. Set, generate and revoke-previous are made by the one
+//! owner of secret changes: in a running receiver (through its control socket, so the new set is
+//! in force at once), else on the store opened here; either way recorded once in the audit log,
+//! by fingerprint, source `cli`.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -11,11 +12,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
-use zof_approvals::audit::{local_name, Actor, AuditAction, AuditEntry, Source};
+use zof_approvals::actions::{ActionError, Actions};
 use zof_approvals::config::{Paths, Settings};
+use zof_approvals::control::{Op, Request, SecretText};
+use zof_approvals::domain::audit::Source;
 use zof_approvals::secrets::{Keychain, SecretManager, SecretRole, SecretStore, SecretsReport};
 use zof_approvals::verify::Secret;
 
+use crate::args::parse_duration;
 use crate::LocationArgs;
 
 #[derive(Debug, Subcommand)]
@@ -50,38 +54,18 @@ pub enum SecretCommand {
     },
 }
 
-/// `0`, `30s`, `90m`, `24h`, `7d`.
-pub(crate) fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(chrono::Duration::zero());
-    }
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number.parse().map_err(|_| format!("`{s}` is not a duration like 24h, 90m or 30s"))?;
-    match unit {
-        "s" => Ok(chrono::Duration::seconds(n)),
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        _ => Err(format!("`{s}` is not a duration like 24h, 90m or 30s")),
-    }
-}
-
-pub fn secret_command(command: SecretCommand) -> anyhow::Result<ExitCode> {
-    let manager = |location: LocationArgs| -> anyhow::Result<(SecretManager, Settings, Paths)> {
-        let paths = Paths::resolve(location.data_dir, location.config_dir)?;
-        let settings = Settings::load(&paths.settings_file())?;
-        let store: Arc<dyn SecretStore> = Arc::new(Keychain::default());
-        Ok((SecretManager::new(store, &paths.config_dir, settings.rotation_reminder_days), settings, paths))
-    };
-    let overlap_or_default = |given: Option<chrono::Duration>, settings: &Settings| {
-        given.unwrap_or_else(|| chrono::Duration::hours(i64::from(settings.secret_overlap_hours)))
-    };
+pub async fn secret_command(command: SecretCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
         SecretCommand::Status { location, json } => {
-            let (m, _, _) = manager(location)?;
-            let report = m.report(Utc::now(), true)?;
+            let paths = Paths::resolve(location.data_dir, location.config_dir)?;
+            let report = tokio::task::spawn_blocking(move || -> anyhow::Result<SecretsReport> {
+                let settings = Settings::load(&paths.settings_file())?;
+                let keychain: Arc<dyn SecretStore> = Arc::new(Keychain::default());
+                let m = SecretManager::new(keychain, &paths.config_dir, settings.rotation_reminder_days);
+                Ok(m.report(Utc::now(), true)?)
+            })
+            .await??;
             if json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;
             } else {
@@ -90,87 +74,99 @@ pub fn secret_command(command: SecretCommand) -> anyhow::Result<ExitCode> {
             return Ok(if report.keychain.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         SecretCommand::Set { location, overlap } => {
-            let (m, settings, paths) = manager(location)?;
-            let secret = Secret::new(&read_secret_input()?)?;
-            let overlap = overlap_or_default(overlap, &settings);
-            let meta = m.rotate_to(&secret, overlap, Utc::now())?;
-            writeln!(out, "the current webhook secret is now {} (stored in the OS keychain)", meta.fingerprint)?;
-            let change =
-                SecretChange { action: AuditAction::SecretSet, fingerprints: vec![meta.fingerprint.0.clone()] };
-            record(&paths, &settings, &change, Some(overlap));
+            let text = tokio::task::spawn_blocking(read_secret_input).await??;
+            let secret = Secret::new(&text)?;
+            let request = Request {
+                secret: Some(SecretText(zeroize::Zeroizing::new(secret.expose().to_owned()))),
+                overlap_secs: overlap.map(|d| d.num_seconds()),
+                ..Request::new(Op::SecretSet)
+            };
+            let fingerprint = secret.fingerprint();
+            change(
+                location,
+                request,
+                move |actions, overlap| async move {
+                    actions.set_secret(secret, overlap, Source::Cli).await.map(|_| Changed::default())
+                },
+                overlap,
+            )
+            .await?;
+            writeln!(out, "the current webhook secret is now {fingerprint} (stored in the OS keychain)")?;
         }
         SecretCommand::Generate { location, overlap } => {
-            let (m, settings, paths) = manager(location)?;
-            let overlap = overlap_or_default(overlap, &settings);
-            let secret = m.generate(overlap, Utc::now())?;
+            let request =
+                Request { overlap_secs: overlap.map(|d| d.num_seconds()), ..Request::new(Op::SecretGenerate) };
+            let changed = change(
+                location,
+                request,
+                |actions, overlap| async move {
+                    let (secret, _) = actions.generate_secret(overlap, Source::Cli).await?;
+                    Ok(Changed { secret: Some(secret.expose().to_owned()), ..Changed::default() })
+                },
+                overlap,
+            )
+            .await?;
+            let secret = Secret::new(&changed.secret.unwrap_or_default())?;
             eprintln!("New webhook secret {} (stored in the OS keychain). Paste it into Zof Admin Center now; it is shown only once:", secret.fingerprint());
             writeln!(out, "{}", secret.expose())?;
             out.flush()?;
-            let change =
-                SecretChange { action: AuditAction::SecretGenerated, fingerprints: vec![secret.fingerprint().0] };
-            record(&paths, &settings, &change, Some(overlap));
         }
         SecretCommand::RevokePrevious { location } => {
-            let (m, settings, paths) = manager(location)?;
-            let revoked = m.revoke_previous()?;
-            for fp in &revoked {
+            let changed = change(
+                location,
+                Request::new(Op::SecretRevokePrevious),
+                |actions, _| async move {
+                    let (revoked, _) = actions.revoke_previous_secret(Source::Cli).await?;
+                    Ok(Changed { revoked: revoked.into_iter().map(|f| f.0).collect(), ..Changed::default() })
+                },
+                None,
+            )
+            .await?;
+            for fp in &changed.revoked {
                 writeln!(out, "revoked {fp}: it no longer verifies deliveries and left the keychain")?;
-            }
-            if !revoked.is_empty() {
-                let fingerprints = revoked.into_iter().map(|f| f.0).collect();
-                record(&paths, &settings, &SecretChange { action: AuditAction::SecretRevoked, fingerprints }, None);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A change of the secrets, for the audit log: fingerprints only.
-struct SecretChange {
-    action: AuditAction,
-    fingerprints: Vec<String>,
+/// What a secret change gave back: a generated secret (shown once), revoked fingerprints.
+#[derive(Default)]
+struct Changed {
+    secret: Option<String>,
+    revoked: Vec<String>,
 }
 
-/// Records `change` in the audit log (source `cli`): through the receiver that holds the store,
-/// else in the store itself. Runs on a blocking thread of the runtime. The secret is already
-/// changed, so a log that cannot be written is said on stderr, not turned into a failure.
-fn record(paths: &Paths, settings: &Settings, change: &SecretChange, overlap: Option<chrono::Duration>) {
-    // Whole hours, rounded up: the row says at least how long the previous secret keeps verifying.
-    let overlap_hours = overlap.map(|d| u32::try_from((d.num_seconds().max(0) + 3599) / 3600).unwrap_or(u32::MAX));
-    if let Err(e) = record_change(paths, settings, change, overlap_hours) {
-        eprintln!("note: the secret change was not recorded in the audit log: {e:#}");
-    }
-}
-
-fn record_change(
-    paths: &Paths,
-    settings: &Settings,
-    change: &SecretChange,
-    overlap_hours: Option<u32>,
-) -> anyhow::Result<()> {
+/// Makes a secret change where it belongs: in the receiver that holds the data directory
+/// (through its control socket: it changes the keychain, puts the new set in force and records
+/// it once), else here, through the same owner on the store opened here.
+async fn change<F, Fut>(
+    location: LocationArgs,
+    request: Request,
+    here: F,
+    overlap: Option<chrono::Duration>,
+) -> anyhow::Result<Changed>
+where
+    F: FnOnce(Actions, chrono::Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<Changed, ActionError>>,
+{
+    let paths = Paths::resolve(location.data_dir, location.config_dir)?;
     #[cfg(unix)]
-    {
-        use zof_approvals::console::control::{self, Op, Request};
-        let request = Request {
-            action: Some(change.action),
-            fingerprints: Some(change.fingerprints.clone()),
-            overlap_hours,
-            ..Request::new(Op::SecretChanged)
-        };
-        let asked = tokio::runtime::Handle::current().block_on(control::send(&paths.data_dir, &request))?;
-        if let Some(answer) = asked {
-            return match answer.ok {
-                true => Ok(()),
-                false => Err(anyhow::anyhow!(answer.error.unwrap_or_else(|| "the receiver refused it".into()))),
-            };
+    if let Some(answer) = zof_approvals::control::send(&paths.data_dir, &request).await? {
+        if !answer.ok {
+            anyhow::bail!(answer.error.unwrap_or_else(|| "the receiver refused it".into()));
         }
+        return Ok(Changed {
+            secret: answer.secret.map(|s| s.0.to_string()),
+            revoked: answer.revoked.unwrap_or_default(),
+        });
     }
-    let actor = Actor::new(local_name(&settings.display_name), Source::Cli);
-    let row = AuditEntry::secret_change(&actor, change.action, &change.fingerprints, overlap_hours);
-    let store = crate::actions::open_store(&paths.data_dir)?;
-    store.append_audit(&row)?;
-    store.flush_blocking()?;
-    Ok(())
+    #[cfg(not(unix))]
+    let _ = request;
+    let actions = crate::offline::actions(paths).await?;
+    let overlap =
+        overlap.unwrap_or_else(|| chrono::Duration::hours(i64::from(actions.settings().secret_overlap_hours)));
+    Ok(here(actions, overlap).await?)
 }
 
 /// The new secret, from a hidden prompt on a terminal or else from standard input.

@@ -49,7 +49,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", requires = "relay")]
     consumer: Option<String>,
     #[command(flatten)]
-    nats: crate::relay::NatsArgs,
+    nats: crate::args::NatsArgs,
     /// Reconcile the queue with this Console API (default: `console_api_url` from settings).
     #[arg(long, value_name = "URL")]
     console_url: Option<String>,

@@ -101,6 +101,8 @@ pub enum Source {
     Panel,
     /// A notification's button.
     Notification,
+    /// The tray icon's menu (pause notifications).
+    Tray,
     /// The command line (`zof-approvals handle`, `serve`'s own connections, …).
     Cli,
     /// The Zof Console (reconciliation).
@@ -114,6 +116,7 @@ impl Source {
         Some(match text {
             "panel" => Source::Panel,
             "notification" => Source::Notification,
+            "tray" => Source::Tray,
             "cli" => Source::Cli,
             "console" => Source::Console,
             other => Source::Team(other.strip_prefix("team:")?.to_owned()),
@@ -126,6 +129,7 @@ impl fmt::Display for Source {
         match self {
             Source::Panel => f.write_str("panel"),
             Source::Notification => f.write_str("notification"),
+            Source::Tray => f.write_str("tray"),
             Source::Cli => f.write_str("cli"),
             Source::Console => f.write_str("console"),
             Source::Team(consumer) => write!(f, "team:{consumer}"),
@@ -283,8 +287,14 @@ mod tests {
 
     #[test]
     fn sources_read_back_as_written() {
-        for source in [Source::Panel, Source::Notification, Source::Cli, Source::Console, Source::Team("bob_l2".into())]
-        {
+        for source in [
+            Source::Panel,
+            Source::Notification,
+            Source::Tray,
+            Source::Cli,
+            Source::Console,
+            Source::Team("bob_l2".into()),
+        ] {
             assert_eq!(Source::parse(&source.to_string()), Some(source));
         }
         assert_eq!(Source::parse("elsewhere"), None);

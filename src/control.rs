@@ -1,12 +1,13 @@
 //! The local control socket (`control.sock` in the data dir, mode 0600): how
-//! `zof-approvals console reconcile`, `console status`, `plans`, `handle`, `snooze`, `audit`
-//! and the `secret` commands reach a receiver that holds the store.
+//! `zof-approvals console reconcile`, `console status`, `console subscribe`, `plans`, `handle`,
+//! `snooze`, `audit` and the `secret` commands reach a receiver that holds the store.
 //! A Unix domain socket, not an HTTP endpoint, so no web page can reach it; one JSON line in
 //! (`{"op":"reconcile"}`, `{"op":"status"}`, `{"op":"plans"}`, `{"op":"handle","plan_id":"p"}`,
 //! `{"op":"snooze","plan_id":"p","minutes":60}`, `{"op":"audit","plan_id":"p","since":"…"}`,
-//! `{"op":"secret_changed","action":"secret_set","fingerprints":["…"],"overlap_hours":24}`),
-//! one JSON line out. Actions go through the receiver's [`Panel`], as the panel's buttons do: the
-//! notification is withdrawn, the views hear of it, and the audit row says `cli`.
+//! `{"op":"secret_set","secret":"…","overlap_secs":86400}`, `{"op":"secret_generate"}`,
+//! `{"op":"secret_revoke_previous"}`, `{"op":"subscribe","url":"https://…"}`), one JSON line out.
+//! Every change goes to its one owner ([`crate::actions`]) in the receiver, which makes it and
+//! records it (source `cli`) once: the notification is withdrawn and the views hear of it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,14 +20,16 @@ use tokio::task::JoinHandle;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConsoleStatus, ReconcileReport};
-use crate::audit::{AuditAction, AuditEntry, AuditFilter, Source};
+use crate::actions::ErrorCode;
+use crate::console::{ConnectionState, ConsoleStatus, ReconcileReport, Subscription};
+use crate::domain::audit::{AuditEntry, AuditFilter, Source};
 use crate::panel::Panel;
 use crate::store::PlanRecord;
+use crate::verify::Secret;
 
 pub const SOCKET_FILE: &str = "control.sock";
-/// A request line longer than this is refused.
-const MAX_REQUEST: u64 = 1024;
+/// A request line longer than this is refused (a secret fits).
+const MAX_REQUEST: u64 = 4096;
 /// How long a client waits for a reconciliation (retries with backoff included).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -43,8 +46,37 @@ pub enum Op {
     Snooze,
     /// The audit log, newest first, filtered by `plan_id`, `since` and `limit`.
     Audit,
-    /// The CLI changed the webhook secrets itself: record `action` with `fingerprints`.
-    SecretChanged,
+    /// Make `secret` current (`zof-approvals secret set`); the previous one keeps verifying
+    /// for `overlap_secs` (default: the settings' overlap).
+    SecretSet,
+    /// Generate a secret and make it current; the answer carries it, once.
+    SecretGenerate,
+    /// End the overlap now.
+    SecretRevokePrevious,
+    /// Subscribe `url` in the Console; its webhook secret becomes current.
+    Subscribe,
+}
+
+/// A secret in a request or an answer: never in `Debug`, wiped on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(…)")
+    }
+}
+
+impl Serialize for SecretText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SecretText, D::Error> {
+        Ok(SecretText(zeroize::Zeroizing::new(String::deserialize(d)?)))
+    }
 }
 
 /// One request on the socket: the op and what it needs.
@@ -60,11 +92,11 @@ pub struct Request {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<AuditAction>,
+    pub secret: Option<SecretText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprints: Option<Vec<String>>,
+    pub overlap_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overlap_hours: Option<u32>,
+    pub url: Option<String>,
 }
 
 impl Request {
@@ -75,9 +107,9 @@ impl Request {
             minutes: None,
             since: None,
             limit: None,
-            action: None,
-            fingerprints: None,
-            overlap_hours: None,
+            secret: None,
+            overlap_secs: None,
+            url: None,
         }
     }
 }
@@ -98,12 +130,12 @@ pub struct Answer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<super::ConnectionState>,
+    pub state: Option<ConnectionState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plans: Option<Vec<PlanRecord>>,
     /// The error's stable code (`unknown_plan`, `plan_handled`, `invalid_request`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     /// The plan a `handle` or `snooze` acted on, as it now is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanRecord>,
@@ -112,6 +144,14 @@ pub struct Answer {
     pub already: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<Vec<AuditEntry>>,
+    /// `secret_generate`: the new secret, to show once; `secret_revoke_previous`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretText>,
+    /// `secret_revoke_previous`: the fingerprints revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Subscription>,
 }
 
 impl Answer {
@@ -127,6 +167,9 @@ impl Answer {
             plan: None,
             already: None,
             audit: None,
+            secret: None,
+            revoked: None,
+            subscription: None,
         }
     }
 }
@@ -229,17 +272,17 @@ async fn serve_request(request: Request, panel: &Panel) -> Answer {
         }
         Op::Handle => match plan_id(&request) {
             Err(why) => invalid(why),
-            Ok(id) => match panel.handle(id, Source::Cli).await {
+            Ok(id) => match panel.actions().handle(&id, Source::Cli).await {
                 Ok(done) => Answer { plan: Some(done.plan), already: Some(done.already), ..Answer::empty(true) },
-                Err(e) => panel_failure(&e),
+                Err(e) => coded(e.code(), &e.to_string()),
             },
         },
         Op::Snooze => match (plan_id(&request), request.minutes) {
             (Err(why), _) => invalid(why),
             (Ok(_), None) => invalid("`snooze` needs `minutes`"),
-            (Ok(id), Some(minutes)) => match panel.snooze_as(id, minutes, Source::Cli).await {
+            (Ok(id), Some(minutes)) => match panel.actions().snooze(&id, minutes, Source::Cli).await {
                 Ok(plan) => Answer { plan: Some(plan), ..Answer::empty(true) },
-                Err(e) => panel_failure(&e),
+                Err(e) => coded(e.code(), &e.to_string()),
             },
         },
         Op::Audit => {
@@ -254,26 +297,50 @@ async fn serve_request(request: Request, panel: &Panel) -> Answer {
                 Err(e) => panel_failure(&e),
             }
         }
-        Op::SecretChanged => secret_changed(request, panel).await,
+        Op::SecretSet | Op::SecretGenerate | Op::SecretRevokePrevious => secret_op(request, panel).await,
+        Op::Subscribe => {
+            let Some(url) = request.url else { return invalid("`subscribe` needs `url`") };
+            let client = match panel.console.client(&panel.settings()).await {
+                Ok(client) => client,
+                Err(e) => return failure(&e.to_string(), Some(e.state())),
+            };
+            match crate::console::subscribe(&client, panel.actions(), &url, Source::Cli).await {
+                Ok(s) => Answer { subscription: Some(s), ..Answer::empty(true) },
+                Err(e) => failure(&e.to_string(), Some(e.state())),
+            }
+        }
     }
 }
 
-/// Records a secret change the CLI made; only well-formed fingerprints reach the row.
-async fn secret_changed(request: Request, panel: &Panel) -> Answer {
-    let action = match request.action {
-        Some(a @ (AuditAction::SecretSet | AuditAction::SecretGenerated | AuditAction::SecretRevoked)) => a,
-        _ => return invalid("`secret_changed` needs `action`: secret_set, secret_generated or secret_revoked"),
+/// A change of the webhook secrets asked by the CLI, made (and recorded) here.
+async fn secret_op(request: Request, panel: &Panel) -> Answer {
+    let actions = panel.actions();
+    let overlap = match request.overlap_secs {
+        Some(secs) if secs < 0 => return invalid("`overlap_secs` must not be negative"),
+        Some(secs) => chrono::Duration::seconds(secs),
+        None => chrono::Duration::hours(i64::from(actions.settings().secret_overlap_hours)),
     };
-    let fingerprints = request.fingerprints.unwrap_or_default();
-    if fingerprints.is_empty()
-        || fingerprints.len() > 16
-        || !fingerprints.iter().all(|f| crate::audit::is_fingerprint(f))
-    {
-        return invalid("`fingerprints` must be 1 to 16 secret fingerprints (12 hex digits each)");
-    }
-    match panel.record_secret_change_by(Source::Cli, action, &fingerprints, request.overlap_hours).await {
-        Ok(()) => Answer::empty(true),
-        Err(e) => panel_failure(&e),
+    let done = match request.op {
+        Op::SecretSet => {
+            let Some(text) = request.secret else { return invalid("`secret_set` needs `secret`") };
+            let secret = match Secret::new(&text.0) {
+                Ok(secret) => secret,
+                Err(e) => return coded(ErrorCode::InvalidSecret, &e.to_string()),
+            };
+            actions.set_secret(secret, overlap, Source::Cli).await.map(|_| (None, None))
+        }
+        Op::SecretGenerate => actions
+            .generate_secret(overlap, Source::Cli)
+            .await
+            .map(|(secret, _)| (Some(SecretText(zeroize::Zeroizing::new(secret.expose().to_owned()))), None)),
+        _ => actions
+            .revoke_previous_secret(Source::Cli)
+            .await
+            .map(|(revoked, _)| (None, Some(revoked.into_iter().map(|f| f.0).collect()))),
+    };
+    match done {
+        Ok((secret, revoked)) => Answer { secret, revoked, ..Answer::empty(true) },
+        Err(e) => coded(e.code(), &e.to_string()),
     }
 }
 
@@ -292,14 +359,18 @@ fn check_plan_id(id: &str) -> Result<(), &'static str> {
 }
 
 fn invalid(message: &str) -> Answer {
-    Answer { code: Some("invalid_request".into()), ..failure(message, None) }
+    coded(ErrorCode::InvalidRequest, message)
+}
+
+fn coded(code: ErrorCode, message: &str) -> Answer {
+    Answer { code: Some(code), ..failure(message, None) }
 }
 
 fn panel_failure(e: &crate::panel::PanelError) -> Answer {
-    Answer { code: Some(e.code.to_owned()), ..failure(&e.message, None) }
+    Answer { code: serde_json::from_value(serde_json::Value::from(e.code)).ok(), ..failure(&e.message, None) }
 }
 
-fn failure(message: &str, state: Option<super::ConnectionState>) -> Answer {
+fn failure(message: &str, state: Option<ConnectionState>) -> Answer {
     Answer { error: Some(message.to_owned()), state, ..Answer::empty(false) }
 }
 

@@ -4,7 +4,7 @@
 //! An action is a small JSON object, `{id, plan_id, organization_id, action, by, at, until?,
 //! status?}`, signed with HMAC-SHA256 under the current webhook secret in the same header scheme
 //! as deliveries, so NATS credentials alone cannot forge one. Each laptop applies what it reads
-//! through [`crate::store::Store::apply_team_action`]: the first "handled" stands (the earliest,
+//! through the store's `apply_team_action`: the first "handled" stands (the earliest,
 //! then the lowest id, so every laptop keeps the same one), a snooze of a handled plan does
 //! nothing and is logged, and an action is applied once, by its id: a laptop's own actions
 //! come back to it and are recognised.
@@ -31,6 +31,16 @@ pub enum TeamVerb {
     Snoozed,
     /// Decided in the Console, as a teammate's reconciliation learned it.
     Resolved,
+}
+
+impl std::fmt::Display for TeamVerb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TeamVerb::Handled => "handled",
+            TeamVerb::Snoozed => "snoozed",
+            TeamVerb::Resolved => "resolved",
+        })
+    }
 }
 
 /// One team action, as published on `zof.actions.<org>`.
@@ -95,11 +105,11 @@ impl TeamAction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TeamOutcome {
     /// The plan changed; its notification is withdrawn.
-    Applied(Box<crate::store::PlanRecord>),
+    Applied(Box<super::plan::PlanRecord>),
     /// The plan has not arrived here yet: the action waits for it, and applies as it arrives.
     Early,
     /// Nothing changed; the audit log says why (a handled plan snoozed, an earlier decision).
-    NotApplied(String),
+    NotApplied(super::plan::NotApplied),
     /// Seen before (this laptop's own action coming back, or a redelivery).
     Seen,
 }
