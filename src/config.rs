@@ -25,6 +25,14 @@ pub enum ConfigError {
     Invalid { field: &'static str, message: String },
 }
 
+/// The path Zof delivers to.
+pub const WEBHOOK_PATH: &str = "/webhooks/zof";
+
+/// The URL Zof posts to for a receiver listening on `addr`.
+pub fn webhook_url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}{WEBHOOK_PATH}")
+}
+
 /// The JetStream stream the team relay uses unless the settings name another.
 pub const DEFAULT_STREAM: &str = "ZOF";
 

@@ -383,7 +383,14 @@ pub async fn ask(data_dir: &Path, op: Op) -> std::io::Result<Option<Answer>> {
 pub async fn send(data_dir: &Path, request: &Request) -> std::io::Result<Option<Answer>> {
     let mut stream = match UnixStream::connect(socket_path(data_dir)).await {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(e),

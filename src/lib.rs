@@ -1,7 +1,8 @@
 //! Zof Approvals: receive Zof's `remediation.plan_pending` webhooks and tell people that a
 //! remediation plan awaits their approval.
 //!
-//! An event flows one way, and every intake source goes through the same path:
+//! An event flows one way, and every intake source (HTTP, the team relay, the Console) goes
+//! through the same path: verify → store → ack → outbox.
 //!
 //! 1. [`receiver`] takes the HTTP request (`POST /webhooks/zof`) with its raw body, and refuses
 //!    what is not a webhook delivery (browser requests) before reading it;
@@ -10,22 +11,26 @@
 //!    ([`store`]), and answers only once that is on disk; refusals are only counted ([`refusals`]);
 //! 3. [`outbox`] drives each entry to done on its own thread: the user is told
 //!    ([`outbox::Notifier`], [`notify`]), and what was done is recorded; the notifier writes nothing;
-//! 4. [`events`] carries what changed to whoever shows it; [`panel`] is what the desktop shows and does.
+//! 4. [`events`] carries what changed to whoever shows it; [`panel`] is what the desktop shows.
 //!
-//! Where each concern lives:
-//! - [`store`]: sled, and only there (`records`, `codec`, `commit`, `timers`, `prune`; quarantine
-//!   of unreadable records; reopening after a disk failure);
-//! - [`secrets`]: the OS keychain (`keychain`, the only code that names `keyring`), rotation, the watcher;
-//! - [`notify`]: the pure policy (`policy`) and the D-Bus side (`desktop`, the only code that names `notify-rust`);
-//! - [`config`]: settings and paths; [`logging`]: logs that never block the receiver, to stderr and daily files;
-//! - [`audit`]: who did what, when and from where (the rows live in [`store`], append-only);
-//! - [`about`]: the build, the folders and the diagnostics a user copies (never a secret or a body);
-//! - [`console`]: the optional Console connection (reconciliation, catch-up, subscription); the
-//!   only code that knows the Console API's HTTP shape;
-//! - [`relay`]: the team relay over NATS JetStream (the only code that names `async-nats`): the
-//!   relay publishes what the [`intake::Judge`] verified; a laptop's consumer is one more intake source;
-//! - [`team`]: teammates' actions ("handled by alice") carried over the relay and applied once each;
-//! - [`app::Application`] wires these once; the `zof-approvals` CLI and the desktop shell both run it.
+//! What a person does (handle, snooze, mute, settings, secrets) has one owner, [`actions`], which
+//! every entry point calls: the panel, the [`control`] socket the CLI reaches a receiver through,
+//! the CLI alone ([`actions::Actions::offline`]), a notification, the tray, a teammate's action.
+//!
+//! Where each concern lives, by layer (each imports only from those above it in this list;
+//! `scripts/check-layers.py` checks it):
+//! - [`domain`]: pure types and rules (a plan and its transitions, the team action, the audit
+//!   vocabulary), with [`envelope`], [`verify`], [`config`] and [`logging`];
+//! - [`store`]: sled, and only there (records, codec, group commit, timers, pruning, quarantine,
+//!   reopening after a disk failure); it applies the domain's transitions and decides nothing;
+//! - the pipeline: [`intake`], [`outbox`], [`events`], [`refusals`], [`notify`] (the only code that
+//!   names `notify-rust`), [`secrets`] (the OS keychain; the only code that names `keyring`);
+//! - [`actions`]: the one owner of every person-action, and the follow-up after a change;
+//! - the sources: [`receiver`] (HTTP), [`relay`] (NATS JetStream; the only code that names
+//!   `async-nats`), [`console`] (the only code that knows the Console API's HTTP shape);
+//! - the outside: [`panel`] (views and the desktop's calls), [`control`], [`about`], and
+//!   [`app::Application`], which wires these once; the `zof-approvals` CLI and the desktop shell
+//!   both run it.
 //!
 //! ```
 //! use zof_approvals::verify::{sign_zof, Secret, SecretSet, Verifier};

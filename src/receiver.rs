@@ -18,24 +18,11 @@ use tower_http::timeout::TimeoutLayer;
 use crate::intake::{Intake, Rejection, Verdict};
 use crate::verify::HeaderSource;
 
-pub const WEBHOOK_PATH: &str = "/webhooks/zof";
-
-/// The URL Zof posts to for a receiver listening on `addr`.
-pub fn webhook_url(addr: std::net::SocketAddr) -> String {
-    format!("http://{addr}{WEBHOOK_PATH}")
-}
+pub use crate::config::{webhook_url, WEBHOOK_PATH};
+pub use crate::intake::{Limits, BROWSER_HEADERS};
 
 /// Seconds a sender is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "5";
-
-/// Limits that protect the receiver from large, slow or too many requests.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    /// Whole-request deadline, body included: a body trickled byte by byte is cut off here.
-    pub request_timeout: Duration,
-    pub max_concurrent_requests: usize,
-}
 
 #[derive(Debug, Clone)]
 struct ReceiverState {
@@ -98,11 +85,6 @@ pub fn router(intake: Intake, limits: Limits) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
         .with_state(state)
 }
-
-/// Headers only a web browser sends. A page the user visits can POST to a loopback address
-/// (`fetch(..., {mode: "no-cors"})`); such a request is never a webhook delivery, so it is
-/// refused before its body is read.
-pub const BROWSER_HEADERS: [&str; 3] = ["origin", "sec-fetch-mode", "sec-fetch-site"];
 
 async fn refuse_browsers(State(s): State<ReceiverState>, request: Request, next: Next) -> Response {
     if BROWSER_HEADERS.iter().any(|h| request.headers().contains_key(*h)) {

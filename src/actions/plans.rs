@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::{ActionError, Actions};
 use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
-use crate::domain::plan::{already_decided, Decision, PlanRecord, PlanState};
-use crate::domain::team::{new_action_id, TeamAction, TeamOutcome, TeamVerb};
+use crate::domain::plan::{already_decided, Decision, PlanRecord, PlanState, TeamOutcome};
+use crate::domain::team::{new_action_id, TeamAction, TeamVerb};
 use crate::store::{Changed, Recorded, Store, StoreError};
 
 /// The longest snooze (7 days), in minutes.

@@ -118,7 +118,7 @@ async fn an_action_taken_with_nothing_running_is_queued_for_the_team_with_its_au
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].action, rows[0].source.to_string()), (AuditAction::Handled, "cli".to_owned()));
     // Its own action coming back over the relay is recognised, not applied twice.
-    assert_eq!(actions.store().apply_team_action(action, "me").unwrap(), crate::domain::team::TeamOutcome::Seen);
+    assert_eq!(actions.store().apply_team_action(action, "me").unwrap(), crate::domain::plan::TeamOutcome::Seen);
 }
 
 #[tokio::test]

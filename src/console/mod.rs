@@ -153,10 +153,10 @@ pub async fn subscribe(
 /// The receiver's endpoint under a public base URL (which may already name it).
 pub fn webhook_endpoint(public_url: &str) -> String {
     let base = public_url.trim().trim_end_matches('/');
-    if base.ends_with(crate::receiver::WEBHOOK_PATH) {
+    if base.ends_with(crate::config::WEBHOOK_PATH) {
         base.to_owned()
     } else {
-        format!("{base}{}", crate::receiver::WEBHOOK_PATH)
+        format!("{base}{}", crate::config::WEBHOOK_PATH)
     }
 }
 

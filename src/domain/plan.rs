@@ -290,6 +290,19 @@ impl PlanRecord {
     }
 }
 
+/// What applying a team action did on this laptop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeamOutcome {
+    /// The plan changed; its notification is withdrawn.
+    Applied(Box<PlanRecord>),
+    /// The plan has not arrived here yet: the action waits for it, and applies as it arrives.
+    Early,
+    /// Nothing changed; the audit log says why (a handled plan snoozed, an earlier decision).
+    NotApplied(NotApplied),
+    /// Seen before (this laptop's own action coming back, or a redelivery).
+    Seen,
+}
+
 /// What an announcement of a plan (a verified delivery, or the Console's word that it is
 /// pending) says about it.
 #[derive(Debug, Clone, PartialEq)]

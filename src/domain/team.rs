@@ -101,19 +101,6 @@ impl TeamAction {
     }
 }
 
-/// What applying a team action did on this laptop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TeamOutcome {
-    /// The plan changed; its notification is withdrawn.
-    Applied(Box<super::plan::PlanRecord>),
-    /// The plan has not arrived here yet: the action waits for it, and applies as it arrives.
-    Early,
-    /// Nothing changed; the audit log says why (a handled plan snoozed, an earlier decision).
-    NotApplied(super::plan::NotApplied),
-    /// Seen before (this laptop's own action coming back, or a redelivery).
-    Seen,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

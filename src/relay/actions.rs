@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::consume::TeamParts;
+use super::TeamParts;
 use super::{LaptopLink, NatsHeaders, RelayError, MSG_ID_HEADER, PUBLISH_TIMEOUT};
 use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
 use crate::domain::team::TeamAction;

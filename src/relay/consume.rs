@@ -15,7 +15,7 @@ use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{NatsConfig, NatsHeaders, RelayError, RelayStatus, RECEIVED_AT_HEADER, SUBJECT_PREFIX};
+use super::{LaptopLink, NatsHeaders, RelayError, RelayStatus, TeamParts, RECEIVED_AT_HEADER, SUBJECT_PREFIX};
 use crate::intake::{Intake, Verdict};
 
 /// Messages judged at once: enough to keep the store's group commit busy.
@@ -27,37 +27,6 @@ const ACK_WAIT: Duration = Duration::from_secs(10);
 /// A message refused only because this side is not ready (no secret yet) is offered again after this.
 const RETRY_NOT_READY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// What the consumer works with besides the link: the intake deliveries go through, and the
-/// actions' owner a teammate's action is applied through (the same transition and follow-up as
-/// the action taken here).
-#[derive(Debug, Clone)]
-pub struct TeamParts {
-    pub intake: Intake,
-    pub actions: crate::actions::Actions,
-    /// Where the link's changes of state are told to the views.
-    pub events: tokio::sync::broadcast::Sender<crate::events::CoreEvent>,
-}
-
-impl TeamParts {
-    /// Who acts on this laptop, from `source`.
-    pub fn actor(&self, source: crate::domain::audit::Source) -> crate::domain::audit::Actor {
-        self.actions.actor(source)
-    }
-
-    pub fn store(&self) -> &crate::store::Store {
-        self.intake.store()
-    }
-}
-
-/// What a laptop needs to follow the relay.
-#[derive(Debug, Clone)]
-pub struct LaptopLink {
-    pub nats: NatsConfig,
-    pub stream: String,
-    /// The durable consumer's name: one per laptop (`user@host`, sanitized).
-    pub consumer: String,
-}
 
 /// The running consumer; [`ConsumerHandle::stop`] lets messages in flight finish first.
 #[derive(Debug)]

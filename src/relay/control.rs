@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
-use super::consume::TeamParts;
+use super::TeamParts;
 use super::{ConsumerHandle, LaptopLink, NatsAuth, NatsConfig, RelayStatus};
 use crate::config::RelaySettings;
 use crate::events::CoreEvent;

@@ -25,7 +25,7 @@ pub mod control;
 pub mod publish;
 pub mod status;
 
-pub use consume::{ConsumerHandle, LaptopLink, TeamParts};
+pub use consume::ConsumerHandle;
 pub use control::{NatsPassword, RelayControlError, RelayController, RelayView};
 pub use publish::{Publisher, Relay};
 pub use status::RelayStatus;
@@ -264,4 +264,35 @@ mod tests {
         let shown = format!("{auth:?}");
         assert!(!shown.contains("hunter2") && shown.contains("alice"), "{shown}");
     }
+}
+
+/// What the consumer works with besides the link: the intake deliveries go through, and the
+/// actions' owner a teammate's action is applied through (the same transition and follow-up as
+/// the action taken here).
+#[derive(Debug, Clone)]
+pub struct TeamParts {
+    pub intake: crate::intake::Intake,
+    pub actions: crate::actions::Actions,
+    /// Where the link's changes of state are told to the views.
+    pub events: tokio::sync::broadcast::Sender<crate::events::CoreEvent>,
+}
+
+impl TeamParts {
+    /// Who acts on this laptop, from `source`.
+    pub fn actor(&self, source: crate::domain::audit::Source) -> crate::domain::audit::Actor {
+        self.actions.actor(source)
+    }
+
+    pub fn store(&self) -> &crate::store::Store {
+        self.intake.store()
+    }
+}
+
+/// What a laptop needs to follow the relay.
+#[derive(Debug, Clone)]
+pub struct LaptopLink {
+    pub nats: NatsConfig,
+    pub stream: String,
+    /// The durable consumer's name: one per laptop (`user@host`, sanitized).
+    pub consumer: String,
 }

@@ -21,8 +21,9 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::{RelayError, RelayStatus, FORWARDED_HEADERS, MSG_ID_HEADER, PUBLISH_TIMEOUT, RECEIVED_AT_HEADER};
+use crate::config::WEBHOOK_PATH;
 use crate::intake::{Judge, Rejection, Verdict};
-use crate::receiver::{Limits, BROWSER_HEADERS, WEBHOOK_PATH};
+use crate::intake::{Limits, BROWSER_HEADERS};
 use crate::verify::HeaderSource;
 
 /// What JetStream said about one publish.

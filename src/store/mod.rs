@@ -27,16 +27,15 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::plan::{arrive, Announcement};
-use crate::envelope::Envelope;
-use crate::verify::Fingerprint;
-
 mod audit;
 mod changes;
 mod codec;
 mod commit;
 mod console;
+mod events;
+mod outbox;
 mod prune;
+mod quarantine;
 mod records;
 mod schema;
 mod team;
@@ -307,136 +306,6 @@ impl Store {
         }
     }
 
-    /// Records a verified event whose raw body is `body`.
-    ///
-    /// Two writes, in an order that makes every crash point recoverable without a multi-tree
-    /// transaction (sled recovers a prefix of its log): first the outbox entry, then the claim of
-    /// the id (a compare-and-swap that only succeeds where the id is absent, and names the outbox
-    /// entry). An outbox entry without its claim is discarded at open. The plan and the accepted
-    /// delivery's log line are written by the outbox worker ([`Store::settle_event`]), off the
-    /// request path: until that entry is done it stays in the outbox, across restarts too.
-    pub fn record_event(
-        &self,
-        env: &Envelope,
-        body: &[u8],
-        received_at: DateTime<Utc>,
-        fingerprint: &Fingerprint,
-    ) -> Result<Claim, StoreError> {
-        let acts = env.is_plan_pending();
-        let payload = raw_payload(body)?;
-        self.with(|i| {
-            let seq = if acts { Some(i.db.generate_id()?) } else { None };
-            let record = EventRecord {
-                id: env.id.clone(),
-                kind: env.kind.clone(),
-                created: env.created,
-                received_at,
-                verdict: if acts { EventVerdict::Accepted } else { EventVerdict::Ignored },
-                fingerprint: fingerprint.clone(),
-                plan_id: env.data.object.id.clone(),
-                run_id: env.data.object.run_id.clone(),
-                organization_id: env.data.object.organization_id.clone(),
-                outbox_seq: seq,
-                payload,
-            };
-            if let Some(seq) = seq {
-                let entry = OutboxEntry {
-                    seq,
-                    event_id: record.id.clone(),
-                    plan_id: record.plan_id.clone(),
-                    enqueued_at: received_at,
-                    attempts: 0,
-                    work: Work::Arrival,
-                };
-                let previous = i.outbox.insert(seq.to_be_bytes(), codec::encode(&entry))?;
-                Counts::added(&i.counts.outbox, previous.as_ref());
-            }
-            let claimed =
-                i.events.compare_and_swap(record.id.as_bytes(), None as Option<&[u8]>, Some(codec::encode(&record)))?;
-            let Err(lost) = claimed else {
-                return Ok(Claim::Accepted { acted_on: acts });
-            };
-            if let Some(seq) = seq {
-                let previous = i.outbox.remove(seq.to_be_bytes())?;
-                Counts::removed(&i.counts.outbox, previous.as_ref());
-            }
-            // The first delivery's record may be unreadable (quarantined later): still a duplicate.
-            let first_received_at = lost
-                .current
-                .and_then(|bytes| codec::decode::<EventRecord>("events", &bytes).ok())
-                .map(|first| first.received_at);
-            Ok(Claim::Duplicate { first_received_at })
-        })
-    }
-
-    /// The plan `event` makes pending, as [`Store::settle_event`] would write it now.
-    pub fn pending_plan_for(&self, event: &EventRecord) -> Result<PlanRecord, StoreError> {
-        let previous = self.plan(&event.plan_id)?;
-        let fresh = previous.is_none();
-        let plan = arrive(previous, &announcement(event)).plan;
-        if fresh {
-            return Ok(team::with_early_decision(plan, self.early_decision(&event.plan_id)?.as_ref()));
-        }
-        Ok(plan)
-    }
-
-    /// The worker's share of an accepted event: makes its plan pending (creating it, or
-    /// refreshing an open one announced again: the latest verified delivery's run wins), then
-    /// applies `change` (what the notifier did), and logs the delivery that brought it. A
-    /// delivery that names a known plan under another organization is not merged: the plan is
-    /// flagged and the log line says so. Repeating this for the same event changes nothing more,
-    /// so an entry resumed after a crash is safe. Returns the plan, and whether it changed.
-    pub fn settle_event(
-        &self,
-        event: &EventRecord,
-        change: impl Fn(&mut PlanRecord),
-    ) -> Result<(PlanRecord, bool), StoreError> {
-        let mismatch = std::cell::Cell::new(None);
-        let early = std::cell::Cell::new(false);
-        let waiting = self.early_decision(&event.plan_id)?;
-        let plan = self.write_plan(&event.plan_id, |previous| {
-            let fresh = previous.is_none();
-            let merged = arrive(previous, &announcement(event));
-            mismatch.set(merged.mismatch);
-            let mut plan = merged.plan;
-            // A teammate decided it before it arrived here: it arrives decided, never announced.
-            if fresh && waiting.is_some() {
-                plan = team::with_early_decision(plan, waiting.as_ref());
-                early.set(true);
-            }
-            change(&mut plan);
-            Some(plan)
-        })?;
-        if early.get() {
-            self.drop_early_decision(&event.plan_id)?;
-        }
-        if let Some(seq) = event.outbox_seq {
-            let line = match mismatch.take() {
-                None => DeliveryRecord::accepted(&event.id, event.received_at, Some(event.fingerprint.clone())),
-                Some(plan_org) => DeliveryRecord {
-                    at: event.received_at,
-                    event_id: Some(event.id.clone()),
-                    verdict: DeliveryVerdict::Accepted,
-                    status: 200,
-                    code: "tenant_mismatch".into(),
-                    reason: format!(
-                        "tenant mismatch: plan `{}` belongs to organization `{plan_org}`, but this delivery names `{}`; \
-                         it was not merged",
-                        event.plan_id, event.organization_id
-                    ),
-                    fingerprint: Some(event.fingerprint.clone()),
-                },
-            };
-            self.with(|i| {
-                if !i.deliveries.contains_key(seq.to_be_bytes())? {
-                    i.deliveries.insert(seq.to_be_bytes(), codec::encode(&line))?;
-                }
-                Ok(())
-            })?;
-        }
-        plan.ok_or_else(|| corrupt("plans", "a plan could not be written"))
-    }
-
     /// Replaces one plan with `next(current)` (a record that cannot be read counts as absent;
     /// `None` from `next` leaves it alone, as does an unchanged plan: the flag says which),
     /// keeping its timers in step. New timers are written before the plan and old ones removed
@@ -487,42 +356,6 @@ impl Store {
             Some(plan)
         })?;
         plan.map(|(plan, _)| plan).ok_or_else(|| StoreError::UnknownPlan(plan_id.into()))
-    }
-
-    /// A snooze ended: the plan is pending again, and an outbox entry tells the user (retried,
-    /// and kept across a crash, until that is recorded). The entry is written first, so a crash
-    /// between the two writes leaves an entry that wakes the plan itself.
-    pub fn wake(&self, plan: &PlanRecord, now: DateTime<Utc>) -> Result<PlanRecord, StoreError> {
-        self.with(|i| {
-            let seq = i.db.generate_id()?;
-            let entry = OutboxEntry {
-                seq,
-                event_id: plan.event_id.clone(),
-                plan_id: plan.plan_id.clone(),
-                enqueued_at: now,
-                attempts: 0,
-                work: Work::Wake,
-            };
-            let previous = i.outbox.insert(seq.to_be_bytes(), codec::encode(&entry))?;
-            Counts::added(&i.counts.outbox, previous.as_ref());
-            Ok(())
-        })?;
-        let woken = self.update_plan(&plan.plan_id, |p| p.wake(now))?;
-        if plan.state == PlanState::Snoozed && woken.state == PlanState::Pending {
-            self.record_unsnooze(plan, now)?;
-        }
-        Ok(woken)
-    }
-
-    /// The audit row of a snooze that ended, under the name and source of the snooze itself,
-    /// as the plan keeps them.
-    fn record_unsnooze(&self, before: &PlanRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
-        use crate::domain::audit::{local_name, Actor, AuditAction, AuditEntry, Source};
-        let who = before.snoozed_by.clone().unwrap_or_else(|| local_name(""));
-        let actor = Actor::new(who, before.snoozed_source.clone().unwrap_or(Source::Panel));
-        let mut row = AuditEntry::new(&actor, AuditAction::Unsnoozed, Some(&before.plan_id), "the snooze ended");
-        row.at = now;
-        self.append_audit(&row)
     }
 
     /// Resolves once everything written before this call is on disk (group commit).
@@ -603,16 +436,6 @@ impl Store {
         i.plans.iter().filter_map(move |kv| self.decode_entry(i, "plans", kv).transpose())
     }
 
-    /// Readable outbox entries in the order they were enqueued.
-    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.with(|i| self.scan(i, "outbox"))
-    }
-
-    /// Readable outbox entries in order, read lazily.
-    pub fn outbox_iter(&self) -> impl Iterator<Item = Result<OutboxEntry, StoreError>> + '_ {
-        self.lazily("outbox")
-    }
-
     /// The readable records of `tree` in key order, decoded one at a time; unreadable ones are
     /// quarantined on the way. A store that is down yields its error once.
     fn lazily<'a, T: Record + 'a>(&'a self, tree: &'static str) -> impl Iterator<Item = Result<T, StoreError>> + 'a {
@@ -624,48 +447,6 @@ impl Store {
             let iter = i.tree(tree).map(sled::Tree::iter).into_iter().flatten();
             iter.filter_map(move |kv| self.decode_entry(&i, tree, kv).transpose())
         }))
-    }
-
-    /// Work acknowledged and not finished yet: a count kept as entries come and go (no scan).
-    pub fn outbox_len(&self) -> usize {
-        self.live().map(|i| i.counts.outbox.load(Ordering::Relaxed)).unwrap_or(0)
-    }
-
-    pub fn complete_outbox(&self, seq: u64) -> Result<(), StoreError> {
-        self.with(|i| {
-            let previous = i.outbox.remove(seq.to_be_bytes())?;
-            Counts::removed(&i.counts.outbox, previous.as_ref());
-            Ok(())
-        })
-    }
-
-    pub fn retry_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        let mut next = entry.clone();
-        next.attempts = next.attempts.saturating_add(1);
-        self.with(|i| {
-            i.outbox.insert(entry.seq.to_be_bytes(), codec::encode(&next))?;
-            Ok(())
-        })
-    }
-
-    /// An outbox entry whose claim never reached the disk (a crash between the two writes) was
-    /// never acknowledged: the sender retries it. Runs at open, before any delivery is taken.
-    fn discard_orphan_outbox_entries(&self) -> Result<usize, StoreError> {
-        let mut discarded = 0;
-        for entry in self.outbox()? {
-            if entry.work != Work::Arrival {
-                continue;
-            }
-            let claimed = self.event(&entry.event_id)?.is_some_and(|e| e.outbox_seq == Some(entry.seq));
-            if !claimed {
-                self.complete_outbox(entry.seq)?;
-                discarded += 1;
-            }
-        }
-        if discarded > 0 {
-            tracing::info!(discarded, "discarded outbox entries of deliveries that were never acknowledged");
-        }
-        Ok(discarded)
     }
 
     /// A small piece of state kept across restarts (e.g. the mute switch). A value that cannot
@@ -742,6 +523,13 @@ impl Store {
         })
     }
 
+    /// Counts a tree's records by reading it whole (sled's `len()`): what `/healthz` did before
+    /// it kept counts, for the benchmark that compares the two.
+    #[doc(hidden)]
+    pub fn count_by_scan(&self, tree: &str) -> usize {
+        self.with(|i| Ok(i.tree(tree).map_or(0, sled::Tree::len))).unwrap_or(0)
+    }
+
     /// Writes raw bytes under `key` in one of the store's trees, bypassing the codec: how tests
     /// make a store with damaged records, or records of a future format version.
     #[doc(hidden)]
@@ -792,42 +580,6 @@ impl Store {
             out.extend(self.decode_entry(i, tree, kv)?);
         }
         Ok(out)
-    }
-
-    /// Moves an unreadable record out of its tree into `quarantine`, with the error: the
-    /// subsystem that met it goes on with the next record.
-    fn quarantine(
-        &self,
-        i: &Inner,
-        tree: &'static str,
-        key: &[u8],
-        bytes: &[u8],
-        error: &StoreError,
-    ) -> Result<(), StoreError> {
-        let key_text = match std::str::from_utf8(key) {
-            Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
-            _ => hex::encode(key),
-        };
-        tracing::warn!(tree, key = %key_text, error = %error, "set aside a record that cannot be read");
-        let record = QuarantinedRecord {
-            tree: tree.into(),
-            key: key_text,
-            error: error.to_string(),
-            at: Utc::now(),
-            bytes: hex::encode(bytes),
-        };
-        let mut qkey = tree.as_bytes().to_vec();
-        qkey.push(0);
-        qkey.extend_from_slice(key);
-        let previous = i.quarantine.insert(qkey, serde_json::to_vec(&record).map_err(|e| corrupt("quarantine", e))?)?;
-        Counts::added(&i.counts.quarantine, previous.as_ref());
-        if let Some(t) = i.tree(tree) {
-            let removed = t.remove(key)?;
-            if tree == "outbox" {
-                Counts::removed(&i.counts.outbox, removed.as_ref());
-            }
-        }
-        Ok(())
     }
 }
 
@@ -888,23 +640,6 @@ fn probe(inner: Inner) -> Result<Inner, StoreError> {
     inner.meta.insert("probe", Utc::now().to_rfc3339().as_bytes())?;
     inner.db.flush()?;
     Ok(inner)
-}
-
-/// The announcement an accepted event makes.
-fn announcement(event: &EventRecord) -> Announcement<'_> {
-    Announcement {
-        plan_id: &event.plan_id,
-        event_id: &event.id,
-        run_id: &event.run_id,
-        organization_id: &event.organization_id,
-        created: event.created,
-        received_at: event.received_at,
-    }
-}
-
-fn raw_payload(body: &[u8]) -> Result<Box<serde_json::value::RawValue>, StoreError> {
-    let text = std::str::from_utf8(body).map_err(|e| corrupt("events", e))?;
-    serde_json::value::RawValue::from_string(text.trim().to_owned()).map_err(|e| corrupt("events", e))
 }
 
 fn corrupt(tree: &'static str, e: impl std::fmt::Display) -> StoreError {

@@ -11,8 +11,8 @@ use super::changes::{Changed, Recorded};
 use super::records::{DeliveryRecord, DeliveryVerdict, PlanRecord};
 use super::{corrupt, Inner, Store, StoreError};
 use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
-use crate::domain::plan::NotApplied;
-use crate::domain::team::{TeamAction, TeamOutcome, TeamVerb};
+use crate::domain::plan::{NotApplied, TeamOutcome};
+use crate::domain::team::{TeamAction, TeamVerb};
 
 impl Store {
     /// Woken whenever an action is queued for the team.

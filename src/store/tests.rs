@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::envelope::plan_pending_body;
+use crate::envelope::Envelope;
+use crate::verify::Fingerprint;
 
 use super::timers::timer_keys;
 

@@ -540,6 +540,11 @@ async fn subscribing_from_the_panel_makes_the_returned_secret_current_and_rememb
     assert_eq!(sub.secret_fingerprint, secret.fingerprint().to_string());
     assert_eq!(keychain.get(&secret.fingerprint()).unwrap(), secret);
     assert_eq!(panel.settings().public_url, "https://laptop.example.net/");
+    let rows = panel.audit(zof_approvals::domain::audit::AuditFilter::default()).await.unwrap();
+    let set: Vec<_> =
+        rows.iter().filter(|r| r.action == zof_approvals::domain::audit::AuditAction::SecretSet).collect();
+    assert_eq!(set.len(), 1, "{rows:?}");
+    assert!(set[0].detail.contains(&secret.fingerprint().to_string()) && set[0].source.to_string() == "panel");
     let report = panel.secrets().await.unwrap();
     assert_eq!(report.secrets[0].fingerprint, secret.fingerprint());
     let _ = stop.send(());
@@ -697,6 +702,16 @@ fn subscribe_keeps_the_returned_secret_in_the_keychain_and_deliveries_signed_wit
     let asked = fake.0.lock().unwrap().webhooks[0].clone();
     assert_eq!(asked["url"], "https://laptop.example.net/webhooks/zof");
     assert_eq!(asked["events"], json!(["remediation.plan_pending"]));
+    // The rotation is recorded like every other: by fingerprint, with who and from where.
+    let audit = session.command(bin()).args(["audit", "--json"]).output().unwrap();
+    let rows: Vec<Value> =
+        String::from_utf8_lossy(&audit.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        rows.iter().any(|r| r["action"] == "secret_set"
+            && r["source"] == "cli"
+            && r["detail"].as_str().is_some_and(|d| d.contains(&fingerprint))),
+        "{rows:?}"
+    );
 
     let mut serve = session.command(bin());
     serve.args(["serve", "--listen", "127.0.0.1:0", "--notifications", "off"]).stderr(Stdio::null());

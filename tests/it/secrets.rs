@@ -349,7 +349,8 @@ fn secret_commands_are_recorded_by_fingerprint_with_and_without_a_receiver() {
     }
     stop(server);
 
-    // A store that cannot be opened: the secret is changed, and stderr says the row is missing.
+    // A store that cannot be opened: nothing is changed, so no change goes unrecorded.
+    let third = "third-webhook-secret-0123456789";
     let mut child = s
         .command(bin())
         .args(["secret", "set", "--data-dir", "/dev/null/not-a-dir"])
@@ -358,8 +359,14 @@ fn secret_commands_are_recorded_by_fingerprint_with_and_without_a_receiver() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"third-webhook-secret-0123456789").unwrap();
+    child.stdin.take().unwrap().write_all(third.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not recorded in the audit log"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/dev/null/not-a-dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fingerprint = zof_approvals::verify::Secret::new(third).unwrap().fingerprint().to_string();
+    assert_eq!(s.keyring_lookup(&fingerprint), None, "the keychain is left as it was");
 }

@@ -361,3 +361,43 @@ fn a_plan_handled_with_the_cli_on_one_laptop_reads_handled_by_that_person_on_ano
     pa.terminate();
     pb.terminate();
 }
+
+#[test]
+fn a_plan_handled_with_the_cli_while_no_receiver_runs_is_shared_once_serve_relay_starts() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&nats, dir.path(), "relay", &[]);
+    let a = Laptop::new(dir.path(), "alice_l7").with_settings(r#"{"display_name": "alice"}"#);
+    let b = Laptop::new(dir.path(), "bob_l2").with_settings(r#"{"display_name": "bob"}"#);
+    let (pa, pb) = (a.start(&nats), b.start(&nats));
+    assert_eq!(send(&relay.url(), 2, &[])["accepted"], 2);
+    let plan = |l: &Laptop, state: &str| {
+        plans_json(l)
+            .into_iter()
+            .filter(|p| p["state"] == state)
+            .map(|p| p["plan"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    wait_until(30, "both laptops hold the two plans", || {
+        plan(&a, "pending").len() == 2 && plan(&b, "pending").len() == 2
+    });
+    // Alice's receiver stops; she handles the plan with the CLI on her store alone.
+    pa.terminate();
+    let target = plan(&a, "pending").remove(0);
+    let out = std::process::Command::new(bin())
+        .args(["handle", &target, "--data-dir"])
+        .arg(a.home.join("data"))
+        .arg("--config-dir")
+        .arg(a.home.join("config"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(plan(&b, "handled"), Vec::<String>::new(), "nothing could reach bob yet");
+    // Once `serve --relay` runs again, the queued action goes out and bob reads it.
+    let pa = a.start(&nats);
+    wait_until(30, "bob's laptop reads the plan handled", || plan(&b, "handled") == [target.clone()]);
+    let row = plans_json(&b).into_iter().find(|p| p["plan"] == target.as_str()).unwrap();
+    assert_eq!(row["decided_by"], "alice", "{row}");
+    pa.terminate();
+    pb.terminate();
+}
