@@ -21,7 +21,7 @@ const START_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub enum CoreState {
     Starting,
-    Running(Panel),
+    Running(Box<Panel>),
     /// It could not start, or its server stopped by itself: the reason, for the panel.
     Failed(String),
     /// Quit was asked for: no new work is taken.
@@ -79,7 +79,7 @@ impl Core {
                 }
             };
             tracing::info!(url = %app.webhook_url(), "receiver started");
-            me.state.send_replace(CoreState::Running(app.panel()));
+            me.state.send_replace(CoreState::Running(Box::new(app.panel())));
             on_running(app.panel());
             // The team relay from the settings, if any: off the start path (a keychain read).
             let panel = app.panel();
@@ -126,7 +126,7 @@ impl Core {
     /// The running core's panel, waiting while it starts.
     pub async fn panel(&self) -> Result<Panel, PanelError> {
         match self.settled().await {
-            CoreState::Running(panel) => Ok(panel),
+            CoreState::Running(panel) => Ok(*panel),
             CoreState::Failed(why) => Err(not_started(&why)),
             CoreState::Starting => Err(error("starting", "Zof Approvals is still starting; try again in a moment")),
             CoreState::Stopping | CoreState::Stopped => Err(error("stopping", "Zof Approvals is quitting")),
@@ -136,7 +136,7 @@ impl Core {
     /// The running panel, if the core runs now (no waiting): for the tray menu.
     pub fn panel_now(&self) -> Option<Panel> {
         match &*self.state.borrow() {
-            CoreState::Running(panel) => Some(panel.clone()),
+            CoreState::Running(panel) => Some((**panel).clone()),
             _ => None,
         }
     }
