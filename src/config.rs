@@ -299,10 +299,13 @@ impl Settings {
         if self.reconcile_interval_secs < MIN_RECONCILE_INTERVAL_SECS {
             return invalid("reconcile_interval_secs", "must be at least 30 seconds");
         }
-        for (field, url) in [("console_api_url", &self.console_api_url), ("public_url", &self.public_url)] {
-            if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
-                return invalid(field, "must be empty or start with https:// or http://");
-            }
+        if !self.console_api_url.is_empty() {
+            crate::console::check_api_url(&self.console_api_url)
+                .map_err(|e| ConfigError::Invalid { field: "console_api_url", message: e.to_string() })?;
+        }
+        let web = |url: &str| url.starts_with("https://") || url.starts_with("http://");
+        if !self.public_url.is_empty() && !web(&self.public_url) {
+            return invalid("public_url", "must be empty or start with https:// or http://");
         }
         if self.display_name.len() > 128 || self.display_name.chars().any(char::is_control) {
             return invalid("display_name", "must be at most 128 characters, without control characters");
@@ -406,6 +409,16 @@ mod tests {
             assert!(e.contains(field), "{bad}: {e}");
             assert!(!e.contains("hunter2"), "the error does not repeat a password: {e}");
         }
+    }
+
+    #[test]
+    fn the_console_api_url_must_be_https_unless_it_is_this_computer() {
+        let with = |url: &str| Settings { console_api_url: url.into(), ..Settings::default() }.validate();
+        for ok in ["", "https://api.zof.ai", "http://127.0.0.1:8080", "http://localhost:3000", "http://[::1]:9000"] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        let e = with("http://api.zof.ai").unwrap_err().to_string();
+        assert!(e.contains("console_api_url") && e.contains("https://"), "{e}");
     }
 
     #[test]
