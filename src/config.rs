@@ -181,6 +181,8 @@ pub struct Settings {
     pub retention_days: u32,
     pub request_timeout_secs: u32,
     pub max_concurrent_requests: usize,
+    /// Open connections to the receiver; at the cap a new one closes the one idle the longest.
+    pub max_connections: usize,
     /// `{plan_id}`, `{run_id}` and `{organization_id}` are replaced.
     pub console_url_template: String,
     pub notifications: NotificationSettings,
@@ -217,6 +219,7 @@ impl Default for Settings {
             retention_days: 30,
             request_timeout_secs: 10,
             max_concurrent_requests: 512,
+            max_connections: crate::receiver::DEFAULT_MAX_CONNECTIONS,
             console_url_template: "https://console.zof.ai/approvals/{plan_id}?org={organization_id}&run={run_id}"
                 .into(),
             notifications: NotificationSettings::default(),
@@ -270,6 +273,9 @@ impl Settings {
         }
         if self.max_concurrent_requests == 0 {
             return invalid("max_concurrent_requests", "must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
         }
         if self.tolerance_secs == 0 {
             return invalid("tolerance_secs", "must be at least 1 second");
@@ -383,6 +389,8 @@ mod tests {
         assert!(Settings::load(&path).unwrap_err().to_string().contains("coalesce_window_secs"));
         std::fs::write(&path, r#"{"reconcile_interval_secs":10}"#).unwrap();
         assert!(Settings::load(&path).unwrap_err().to_string().contains("reconcile_interval_secs"));
+        std::fs::write(&path, r#"{"max_connections":0}"#).unwrap();
+        assert!(Settings::load(&path).unwrap_err().to_string().contains("max_connections"));
         std::fs::write(&path, r#"{"console_api_url":"ftp://x"}"#).unwrap();
         assert!(Settings::load(&path).unwrap_err().to_string().contains("console_api_url"));
     }
