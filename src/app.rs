@@ -129,6 +129,7 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
             max_concurrent_requests: settings.max_concurrent_requests,
+            max_connections: settings.max_connections,
         };
         let (stop_pruning, stopped) = tokio::sync::oneshot::channel();
         let pruner = (tokio::spawn(upkeep(intake.clone(), settings.retention_days, stopped)), stop_pruning);
@@ -258,7 +259,7 @@ impl Application {
         let served = loop {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let app = receiver::router(panel.intake.clone(), limits);
-            let mut server = tokio::spawn(receiver::serve(listener, app, limits.request_timeout, async {
+            let mut server = tokio::spawn(receiver::serve(listener, app, limits, async {
                 let _ = stopped.await;
             }));
             tokio::select! {

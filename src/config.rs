@@ -33,6 +33,43 @@ pub fn webhook_url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}{WEBHOOK_PATH}")
 }
 
+/// The cap on open connections when the settings name none: far above what Zof opens, far
+/// below the file descriptors a service gets (`LimitNOFILE=65536` in the packaged units).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Why a Console API URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiUrlError {
+    #[error("`{0}` is not a URL (e.g. https://api.zof.ai)")]
+    NotAUrl(String),
+    #[error("the Console API must be reached over https:// (the token travels with every request); http:// is allowed only for this computer (localhost, 127.0.0.1, ::1)")]
+    NotHttps,
+}
+
+/// Checks a Console API URL: `https://`, or `http://` to a loopback address (a local test
+/// Console or a tunnel's local end), where the token never leaves this computer.
+pub fn check_console_api_url(api_url: &str) -> Result<(), ApiUrlError> {
+    let text = api_url.trim();
+    let not_a_url = || ApiUrlError::NotAUrl(text.to_owned());
+    let (scheme, rest) = text.split_once("://").ok_or_else(not_a_url)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(not_a_url());
+    }
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(ApiUrlError::NotHttps),
+    }
+}
+
 /// The JetStream stream the team relay uses unless the settings name another.
 pub const DEFAULT_STREAM: &str = "ZOF";
 
@@ -192,6 +229,8 @@ pub struct Settings {
     pub retention_days: u32,
     pub request_timeout_secs: u32,
     pub max_concurrent_requests: usize,
+    /// Open connections to the receiver; at the cap a new one closes the one idle the longest.
+    pub max_connections: usize,
     /// `{plan_id}`, `{run_id}` and `{organization_id}` are replaced.
     pub console_url_template: String,
     pub notifications: NotificationSettings,
@@ -228,6 +267,7 @@ impl Default for Settings {
             retention_days: 30,
             request_timeout_secs: 10,
             max_concurrent_requests: 512,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             console_url_template: "https://console.zof.ai/approvals/{plan_id}?org={organization_id}&run={run_id}"
                 .into(),
             notifications: NotificationSettings::default(),
@@ -282,6 +322,9 @@ impl Settings {
         if self.max_concurrent_requests == 0 {
             return invalid("max_concurrent_requests", "must be at least 1");
         }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
         if self.tolerance_secs == 0 {
             return invalid("tolerance_secs", "must be at least 1 second");
         }
@@ -310,10 +353,13 @@ impl Settings {
         if self.reconcile_interval_secs < MIN_RECONCILE_INTERVAL_SECS {
             return invalid("reconcile_interval_secs", "must be at least 30 seconds");
         }
-        for (field, url) in [("console_api_url", &self.console_api_url), ("public_url", &self.public_url)] {
-            if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
-                return invalid(field, "must be empty or start with https:// or http://");
-            }
+        if !self.console_api_url.is_empty() {
+            check_console_api_url(&self.console_api_url)
+                .map_err(|e| ConfigError::Invalid { field: "console_api_url", message: e.to_string() })?;
+        }
+        let web = |url: &str| url.starts_with("https://") || url.starts_with("http://");
+        if !self.public_url.is_empty() && !web(&self.public_url) {
+            return invalid("public_url", "must be empty or start with https:// or http://");
         }
         if self.display_name.len() > 128 || self.display_name.chars().any(char::is_control) {
             return invalid("display_name", "must be at most 128 characters, without control characters");
@@ -391,6 +437,8 @@ mod tests {
         assert!(Settings::load(&path).unwrap_err().to_string().contains("coalesce_window_secs"));
         std::fs::write(&path, r#"{"reconcile_interval_secs":10}"#).unwrap();
         assert!(Settings::load(&path).unwrap_err().to_string().contains("reconcile_interval_secs"));
+        std::fs::write(&path, r#"{"max_connections":0}"#).unwrap();
+        assert!(Settings::load(&path).unwrap_err().to_string().contains("max_connections"));
         std::fs::write(&path, r#"{"console_api_url":"ftp://x"}"#).unwrap();
         assert!(Settings::load(&path).unwrap_err().to_string().contains("console_api_url"));
     }
@@ -417,6 +465,16 @@ mod tests {
             assert!(e.contains(field), "{bad}: {e}");
             assert!(!e.contains("hunter2"), "the error does not repeat a password: {e}");
         }
+    }
+
+    #[test]
+    fn the_console_api_url_must_be_https_unless_it_is_this_computer() {
+        let with = |url: &str| Settings { console_api_url: url.into(), ..Settings::default() }.validate();
+        for ok in ["", "https://api.zof.ai", "http://127.0.0.1:8080", "http://localhost:3000", "http://[::1]:9000"] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        let e = with("http://api.zof.ai").unwrap_err().to_string();
+        assert!(e.contains("console_api_url") && e.contains("https://"), "{e}");
     }
 
     #[test]

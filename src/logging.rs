@@ -110,7 +110,11 @@ pub fn init_stderr(default_filter: &str) -> LogGuard {
     let (writer, guard) = lossy(std::io::stderr());
     let dropped = writer.error_counter();
     // A second initialisation (tests, embedding) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt().with_writer(writer).with_env_filter(filter(default_filter)).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(stderr_wants_colour())
+        .with_writer(writer)
+        .with_env_filter(filter(default_filter))
+        .try_init();
     guard_with(vec![guard], vec![dropped], None)
 }
 
@@ -124,10 +128,22 @@ pub fn init_with_files(default_filter: &str, dir: &Path) -> Result<LogGuard, Log
     let dropped = vec![stderr.error_counter(), file.error_counter()];
     let _ = tracing_subscriber::registry()
         .with(filter(default_filter))
-        .with(tracing_subscriber::fmt::layer().with_writer(stderr))
+        .with(tracing_subscriber::fmt::layer().with_ansi(stderr_wants_colour()).with_writer(stderr))
         .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(file))
         .try_init();
     Ok(guard_with(vec![stderr_guard, file_guard], dropped, Some(dir.to_path_buf())))
+}
+
+/// Colour codes only for a person at a terminal: never into a pipe, a file or the journal, where
+/// they would be noise, and never when `NO_COLOR` is set (<https://no-color.org>).
+fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal;
+    wants_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref())
+}
+
+/// `NO_COLOR` counts when it is set to anything but the empty string, as no-color.org says.
+fn wants_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 /// One file a day in `dir`, the last [`KEEP_LOG_FILES`] kept, each at most [`MAX_FILE_BYTES`].
@@ -244,6 +260,15 @@ mod tests {
         file.write_on(next, b"next\n").unwrap();
         let expected = [&b"12345\n"[..], CAPPED_NOTE, b"next\n"].concat();
         assert_eq!(String::from_utf8(file.inner).unwrap(), String::from_utf8(expected).unwrap());
+    }
+
+    #[test]
+    fn colour_is_for_terminals_only_and_never_with_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        assert!(wants_colour(true, None));
+        assert!(!wants_colour(false, None), "a pipe or a file gets no escape codes");
+        assert!(!wants_colour(true, set), "NO_COLOR wins over a terminal");
+        assert!(wants_colour(true, Some(std::ffi::OsStr::new(""))), "an empty NO_COLOR is unset");
     }
 
     #[test]

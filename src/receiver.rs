@@ -1,7 +1,7 @@
 //! HTTP: `POST /webhooks/zof` and `GET /healthz`. Handlers only translate between HTTP and the
 //! [`Intake`] pipeline; every decision is made there.
 
-use std::time::Duration;
+mod connections;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -19,7 +19,7 @@ use crate::intake::{Intake, Rejection, Verdict};
 use crate::verify::HeaderSource;
 
 pub use crate::config::{webhook_url, WEBHOOK_PATH};
-pub use crate::intake::{Limits, BROWSER_HEADERS};
+pub use crate::intake::{Limits, BROWSER_HEADERS, DEFAULT_MAX_CONNECTIONS};
 
 /// Seconds a sender is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "5";
@@ -32,40 +32,48 @@ struct ReceiverState {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish.
 ///
-/// Unlike `axum::serve`, connections get a header-read deadline: a client that trickles its
-/// headers (or idles on a keep-alive connection) is cut off instead of holding a task forever.
+/// Unlike `axum::serve`, connections are not held for free: one without a request in flight is
+/// closed after `limits.request_timeout` idle (from its accept, so a socket that never sends a
+/// request is closed too; see `receiver/connections.rs`), and at most `limits.max_connections` are open.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
-    header_timeout: Duration,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let idle_timeout = limits.request_timeout;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(idle_timeout);
+    // Pings find a peer that vanished during a long request; the idle deadline closes the rest.
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(idle_timeout).keep_alive_timeout(idle_timeout);
+    let registry = connections::Registry::new(limits.max_connections);
+    let mut failures = connections::AcceptFailures::default();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
+                Err(e) if connections::AcceptFailures::is_per_connection(&e) => continue,
                 Err(e) => {
-                    // Out of file descriptors, say: pause instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors, say: free one, and pause instead of spinning.
+                    registry.make_room();
+                    tokio::time::sleep(failures.failed(&e)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        failures.accepted();
+        let Some(tracked) = registry.admit() else {
+            tracing::debug!("refused a connection: every open connection has a request in flight");
+            continue;
+        };
+        let service =
+            connections::Counted::new(hyper_util::service::TowerToHyperService::new(router.clone()), &tracked);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        tokio::spawn(connections::hold(connection, tracked, idle_timeout));
     }
     drop(listener);
     graceful.shutdown().await;

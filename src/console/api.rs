@@ -22,6 +22,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PAGE_LIMIT: usize = 100;
 /// A list longer than this many pages is treated as a misbehaving cursor.
 const MAX_PAGES: usize = 1000;
+/// The largest answer read from the Console. A page of [`PAGE_LIMIT`] plans is a few hundred
+/// KiB; anything near this is a misbehaving server, and reading on would only fill memory.
+pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+pub use crate::config::{check_console_api_url as check_api_url, ApiUrlError};
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
 
 /// How failed requests are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,13 +138,18 @@ pub struct ConsoleClient {
 
 impl ConsoleClient {
     pub fn new(api_url: &str, token: ConsoleToken, retry: RetryPolicy) -> Result<ConsoleClient, ConsoleError> {
+        check_api_url(api_url)?;
+        let base = api_url.trim().trim_end_matches('/').to_owned();
+        // Checked here too, not only in the settings: a redirect must not take the token to
+        // plain http either.
+        let loopback = reqwest::Url::parse(&base).is_ok_and(|u| is_loopback(&u));
         let http = reqwest::Client::builder()
+            .https_only(!loopback)
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("zof-approvals/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConsoleError::Unreachable(e.without_url().to_string()))?;
-        let base = api_url.trim().trim_end_matches('/').to_owned();
         Ok(ConsoleClient { http, base, token, retry, requests: Arc::new(AtomicU64::new(0)) })
     }
 
@@ -265,13 +281,41 @@ impl ConsoleClient {
             if !expected.contains(&status) {
                 return Err(ConsoleError::Status(status.as_u16()));
             }
-            match response.bytes().await {
-                Ok(body) => return Ok((status, body.to_vec())),
-                Err(e) => last = ConsoleError::Unreachable(describe(&e)),
+            match read_capped(response, MAX_ANSWER_BYTES).await {
+                Ok(body) => return Ok((status, body)),
+                Err(Unread::TooLarge) => return Err(too_large()),
+                Err(Unread::Network(e)) => last = ConsoleError::Unreachable(describe(&e)),
             }
         }
         Err(last)
     }
+}
+
+/// Why an answer's body was not read.
+enum Unread {
+    /// Over the cap: not retried, the next try would be as large.
+    TooLarge,
+    Network(reqwest::Error),
+}
+
+/// The body, chunk by chunk, refused as soon as it passes `cap` bytes (whatever
+/// `Content-Length` claims), so a huge or endless answer never sits in memory whole.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, Unread> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(Unread::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Unread::Network)? {
+        if body.len() + chunk.len() > cap {
+            return Err(Unread::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn too_large() -> ConsoleError {
+    ConsoleError::BadAnswer(format!("the Console's answer is over {} MiB", MAX_ANSWER_BYTES / (1024 * 1024)))
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -348,6 +392,28 @@ mod tests {
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::from_secs(60)));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn the_console_api_is_https_except_on_this_computer() {
+        for ok in [
+            "https://api.zof.ai",
+            "https://api.zof.ai/",
+            " https://10.0.0.5:8443/base ",
+            "http://127.0.0.1:8080",
+            "http://127.8.9.10",
+            "http://localhost:3000/",
+            "http://LOCALHOST",
+            "http://[::1]:9000",
+        ] {
+            assert_eq!(check_api_url(ok), Ok(()), "{ok}");
+        }
+        for plain in ["http://api.zof.ai", "http://10.0.0.5", "http://localhost.example.com", "http://[::2]", "ftp://x"]
+        {
+            assert_eq!(check_api_url(plain), Err(ApiUrlError::NotHttps), "{plain}");
+        }
+        assert!(matches!(check_api_url("api.zof.ai"), Err(ApiUrlError::NotAUrl(_))));
+        assert!(ApiUrlError::NotHttps.to_string().contains("https://"));
     }
 
     #[test]

@@ -19,7 +19,10 @@ mod reconcile;
 mod token;
 mod wake;
 
-pub use api::{ConsoleClient, ConsolePlan, CreatedWebhook, RetryPolicy, StatusMeaning, PAGE_LIMIT, REQUEST_TIMEOUT};
+pub use api::{
+    check_api_url, ApiUrlError, ConsoleClient, ConsolePlan, CreatedWebhook, RetryPolicy, StatusMeaning,
+    MAX_ANSWER_BYTES, PAGE_LIMIT, REQUEST_TIMEOUT,
+};
 pub use connection::{ConnectionParts, ConnectionState, ConsoleConnection, ConsoleHandle, ConsoleStatus};
 pub use reconcile::{reconcile, Outcome, ReconcileReport};
 pub use token::{ConsoleToken, TokenError, TOKEN_ACCOUNT};
@@ -100,6 +103,8 @@ pub enum ConsoleError {
     RateLimited { retry_after: Option<std::time::Duration> },
     #[error("the Console's answer could not be read: {0}")]
     BadAnswer(String),
+    #[error(transparent)]
+    BadUrl(#[from] ApiUrlError),
     #[error("the Console API token could not be read: {0}")]
     Token(#[from] TokenError),
     #[error(transparent)]

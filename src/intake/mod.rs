@@ -109,7 +109,11 @@ pub struct Limits {
     /// Whole-request deadline, body included: a body trickled byte by byte is cut off here.
     pub request_timeout: std::time::Duration,
     pub max_concurrent_requests: usize,
+    /// Open connections; at the cap a new one closes the one idle the longest.
+    pub max_connections: usize,
 }
+
+pub use crate::config::DEFAULT_MAX_CONNECTIONS;
 
 /// Headers only a web browser sends. A page the user visits can POST to a loopback address
 /// (`fetch(..., {mode: "no-cors"})`); such a request is never a webhook delivery, so it is

@@ -271,3 +271,69 @@ fn crash_mid_burst_loses_no_acknowledged_event() {
     let unfinished = rows.iter().filter(|r| r["notified_at"].is_null()).count();
     assert_eq!(unfinished, 0, "every accepted plan's outbox work is completed after the restart");
 }
+
+/// `zof-approvals ARGS` with its stdout a pipe whose reader is already gone (as after
+/// `| head -c 10` has read its fill), and its stderr captured.
+fn run_with_stdout_closed(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(bin())
+        .args(args)
+        .env("ZOF_WEBHOOK_SECRET", SECRET)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_command_ends_quietly_when_its_output_is_no_longer_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, br#"{"id":"evt_1"}"#).unwrap();
+    let url = server.url.clone();
+    let body = body.to_str().unwrap();
+    let mut runs = vec![
+        vec!["send", "--url", &url, "--count", "3", "--json"],
+        vec!["send", "--url", &url, "--count", "3"],
+        vec!["sign", "--file", body],
+    ];
+    for args in &runs {
+        let out = run_with_stdout_closed(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !stderr.contains("panicked"), "{args:?}: {:?}\n{stderr}", out.status);
+    }
+    terminate(server);
+    let data = dir.path().to_str().unwrap();
+    runs = vec![
+        vec!["inbox", "--data-dir", data, "--json"],
+        vec!["inbox", "--data-dir", data],
+        vec!["plans", "--data-dir", data, "--json"],
+        vec!["audit", "--data-dir", data],
+    ];
+    for args in &runs {
+        let out = run_with_stdout_closed(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !stderr.contains("panicked"), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut command = serve_command(dir.path(), None);
+    command.stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
+    let server = ServeChild::spawn(command);
+    assert!(cli(&["send", "--url", &server.url]).status.success());
+    terminate(server);
+    let served = std::fs::read_to_string(&stderr).unwrap();
+    let inbox = Command::new(bin()).args(["inbox", "--data-dir"]).arg(dir.path()).env("ZOF_LOG", "debug").output();
+    let listed = String::from_utf8_lossy(&inbox.unwrap().stderr).into_owned();
+    for (what, log) in [("serve", &served), ("inbox", &listed)] {
+        assert!(log.contains("INFO") || log.contains("DEBUG"), "{what} logged nothing to look at:\n{log}");
+        assert!(!log.contains("\x1b["), "{what}'s log has escape codes:\n{log:?}");
+    }
+}

@@ -362,6 +362,60 @@ async fn a_plan_decided_before_its_arrival_was_written_is_never_announced() {
     assert_eq!((plan.state, plan.decided_by.as_deref()), (PlanState::Resolved, Some("carol@example.com")));
 }
 
+/// A Console that answers every list request with `bytes` bytes of JSON-looking padding,
+/// announced with a `Content-Length` or streamed without one. Counts the requests.
+async fn oversized_console(bytes: usize, announced: bool) -> (String, Arc<Mutex<usize>>) {
+    let requests = Arc::new(Mutex::new(0));
+    let seen = requests.clone();
+    let answer = move || {
+        *seen.lock().unwrap() += 1;
+        let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+        let chunks = bytes / chunk.len();
+        if announced {
+            axum::body::Body::from(vec![b' '; bytes])
+        } else {
+            axum::body::Body::from_stream(futures::stream::iter(
+                std::iter::repeat_n(chunk, chunks).map(Ok::<_, std::convert::Infallible>),
+            ))
+        }
+    };
+    let app = Router::new().route("/v1/remediation/plans", get(move || std::future::ready(answer())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn an_answer_over_8_mib_is_refused_without_reading_it_all_or_retrying() {
+    use zof_approvals::console::{ConsoleClient, ConsoleError};
+    for announced in [true, false] {
+        let (url, requests) = oversized_console(9 * 1024 * 1024, announced).await;
+        let client = ConsoleClient::new(&url, ConsoleToken::new(TOKEN).unwrap(), fast_retries()).unwrap();
+        let err = client.pending_plans().await.unwrap_err();
+        assert!(matches!(err, ConsoleError::BadAnswer(_)), "{err:?}");
+        assert!(err.to_string().contains("the Console's answer is over 8 MiB"), "{err}");
+        assert_eq!(*requests.lock().unwrap(), 1, "a too-large answer is not asked for again");
+    }
+}
+
+#[tokio::test]
+async fn a_console_api_over_plain_http_is_refused_unless_it_is_this_computer() {
+    use zof_approvals::console::{ApiUrlError, ConsoleClient, ConsoleError};
+    let token = ConsoleToken::new(TOKEN).unwrap();
+    let err = ConsoleClient::new("http://api.zof.example", token.clone(), fast_retries()).unwrap_err();
+    assert!(matches!(err, ConsoleError::BadUrl(ApiUrlError::NotHttps)), "{err:?}");
+    assert!(err.to_string().contains("https://"), "{err}");
+    let settings = Settings { console_api_url: "http://api.zof.example".into(), ..Settings::default() };
+    let err = settings.validate().unwrap_err().to_string();
+    assert!(err.contains("console_api_url") && err.contains("https://"), "{err}");
+    // The fake Console on loopback, over http, is fine.
+    let (fake, url) = FakeConsole::start().await;
+    fake.put("plan_l", "pending", "org_abc", "run_xyz", None);
+    let client = ConsoleClient::new(&url, token, fast_retries()).unwrap();
+    assert_eq!(client.pending_plans().await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_and_the_reconciliation_recovers() {
     let (fake, url) = FakeConsole::start().await;

@@ -5,6 +5,7 @@
 
 mod audit;
 mod cli;
+mod connections;
 mod console;
 mod hardening;
 mod helpers;

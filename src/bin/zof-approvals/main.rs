@@ -3,9 +3,12 @@
 //! log, manage the webhook secrets, connect the Console and run the team relay. One module per command;
 //! this file parses the command line and runs the chosen one on a runtime that suits it.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -106,6 +109,7 @@ fn random_tag() -> anyhow::Result<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let stdout_gone = quiet_when_stdout_is_gone();
     // Only the long-running receiver keeps log files; the other commands log to stderr.
     let log = match &cli.command {
         Command::Serve(a) => serve::init_logging(a),
@@ -127,31 +131,68 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(a) => serve::serve(a, log_dir).await,
-            Command::Send(a) => send::send(a).await,
-            Command::Sign(a) => sign(&a),
-            Command::Check(a) => check::check(a).await,
-            Command::Inbox(a) => inbox::inbox(a).await,
-            Command::Plans(a) => plans::plans(a).await,
-            Command::Handle(a) => actions::handle(a).await,
-            Command::Snooze(a) => actions::snooze(a).await,
-            Command::Audit(a) => audit::audit(a).await,
-            Command::Console(c) => console::console_command(c).await,
-            Command::Secret(c) => secret::secret_command(c).await,
-            Command::Relay(a) => relay::relay(a).await,
-            Command::RelayBench(a) => relay::relay_bench(a).await,
-        }
-    });
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(async move {
+            match cli.command {
+                Command::Serve(a) => serve::serve(a, log_dir).await,
+                Command::Send(a) => send::send(a).await,
+                Command::Sign(a) => sign(&a),
+                Command::Check(a) => check::check(a).await,
+                Command::Inbox(a) => inbox::inbox(a).await,
+                Command::Plans(a) => plans::plans(a).await,
+                Command::Handle(a) => actions::handle(a).await,
+                Command::Snooze(a) => actions::snooze(a).await,
+                Command::Audit(a) => audit::audit(a).await,
+                Command::Console(c) => console::console_command(c).await,
+                Command::Secret(c) => secret::secret_command(c).await,
+                Command::Relay(a) => relay::relay(a).await,
+                Command::RelayBench(a) => relay::relay_bench(a).await,
+            }
+        })
+    }));
+    let gone = || stdout_gone.load(Ordering::SeqCst);
     match result {
-        Ok(code) => code,
-        Err(e) => {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) if gone() || stdout_closed(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+        Err(_) if gone() => ExitCode::SUCCESS,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
+
+/// Whether the command failed because the reader of its output went away
+/// (`zof-approvals send --json | head -c 10`): the reader has what it wanted, so the command
+/// ends quietly and successfully, as `grep` and `rg` do. Only an error the command itself
+/// returned counts, not one inside another (a network error carrying a broken pipe).
+fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// `println!` panics when the reader of stdout went away. Such a panic is not reported: it is
+/// flagged, and the command ends as for [`stdout_closed`]. Every other panic is reported as usual.
+fn quiet_when_stdout_is_gone() -> Arc<AtomicBool> {
+    let gone = Arc::new(AtomicBool::new(false));
+    let flag = gone.clone();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map_or("", String::as_str);
+        if message.starts_with("failed printing to stdout") && message.contains(BROKEN_PIPE) {
+            flag.store(true, Ordering::SeqCst);
+        } else {
+            report(info);
+        }
+    }));
+    gone
+}
+
+/// How a broken pipe reads in `println!`'s panic message (the OS error's number).
+#[cfg(windows)]
+const BROKEN_PIPE: &str = "(os error 232)";
+#[cfg(not(windows))]
+const BROKEN_PIPE: &str = "(os error 32)";
 
 fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
     let secret = secret_from_env(&args.secret_env)?;
@@ -162,6 +203,6 @@ fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
             std::io::stdin().read_to_end(&mut body).context("cannot read standard input")?;
         }
     }
-    println!("{}", sign_zof(&secret, &body));
+    writeln!(std::io::stdout().lock(), "{}", sign_zof(&secret, &body))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -70,6 +70,7 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
         max_body_bytes: settings.max_body_bytes,
         request_timeout: Duration::from_secs(u64::from(settings.request_timeout_secs)),
         max_concurrent_requests: settings.max_concurrent_requests,
+        max_connections: settings.max_connections,
     };
     eprintln!("Zof Approvals relay");
     eprintln!("  webhook URL : http://{addr}{}", zof_approvals::receiver::WEBHOOK_PATH);
@@ -83,7 +84,7 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
     drop(out);
     let app = relay::publish::router(relay.clone(), limits);
-    zof_approvals::receiver::serve(listener, app, limits.request_timeout, crate::serve::shutdown_signal()).await;
+    zof_approvals::receiver::serve(listener, app, limits, crate::serve::shutdown_signal()).await;
     relay.publisher().flush().await;
     tracing::info!("relay stopped");
     Ok(ExitCode::SUCCESS)
