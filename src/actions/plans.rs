@@ -129,6 +129,7 @@ fn change_plan(
             at: now,
             until: plan.snoozed_until.filter(|_| verb == TeamVerb::Snoozed),
             status: None,
+            comment: None,
         };
         Ok(Recorded { audit, team: Some(team) })
     })

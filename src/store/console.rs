@@ -90,6 +90,7 @@ impl Store {
                 at,
                 until: None,
                 status: Some(status.to_owned()),
+                comment: None,
             });
             Ok(Recorded { audit, team })
         })?;

@@ -252,6 +252,7 @@ async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_not
         at: Utc::now(),
         until: None,
         status: None,
+        comment: None,
     };
     let wrong = Secret::new("not-the-team-secret-0123456789").unwrap();
     let right = Secret::new(SECRET).unwrap();
