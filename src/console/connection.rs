@@ -352,6 +352,9 @@ impl Runner {
         if outcome.report.added > 0 {
             self.parts.outbox.kick();
         }
+        for plan_id in &outcome.refresh {
+            self.parts.details.request(plan_id);
+        }
         for plan_id in outcome.changed {
             let withdraw = outcome.resolved.contains(&plan_id);
             if let Err(e) = self.parts.actions.after_plan_change(&plan_id, withdraw).await {

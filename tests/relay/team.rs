@@ -42,11 +42,17 @@ struct Mate {
 /// A laptop named `name` (its display name and consumer), following `nats`; `desktop` picks the
 /// real notification client, otherwise plans are only logged.
 async fn mate(nats: &Nats, name: &str, desktop: bool, allow: &[&str]) -> Mate {
+    mate_with_console(nats, name, desktop, allow, None).await
+}
+
+/// [`mate`], connected to the Console at `console` (the review console's API URL), if given.
+async fn mate_with_console(nats: &Nats, name: &str, desktop: bool, allow: &[&str], console: Option<&str>) -> Mate {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         display_name: name.into(),
         allow_orgs: allow.iter().map(|o| (*o).to_owned()).collect(),
+        console_api_url: console.unwrap_or_default().into(),
         ..Settings::default()
     };
     let config = AppConfig {
@@ -56,7 +62,13 @@ async fn mate(nats: &Nats, name: &str, desktop: bool, allow: &[&str]) -> Mate {
     };
     let notifier: Arc<dyn Notifier> =
         if desktop { Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())) } else { Arc::new(LogNotifier) };
-    let mut app = Application::build(config, notifier).await.unwrap();
+    let token = zof_approvals::console::ConsoleToken::new(zof_testkit::review_console::TOKEN).unwrap();
+    let setup = zof_approvals::console::ConsoleSetup {
+        token: zof_approvals::console::TokenSource::Fixed(token),
+        watch_system: false,
+        ..zof_approvals::console::ConsoleSetup::default()
+    };
+    let mut app = Application::build_with_console(config, notifier, setup).await.unwrap();
     let nats_config = NatsConfig { url: nats.url(), auth: NatsAuth::None, ca_file: None, name: name.into() };
     app.attach_relay(LaptopLink { nats: nats_config, stream: "ZOF".into(), consumer: name.into() });
     let panel = app.panel();
@@ -353,4 +365,36 @@ async fn the_relay_link_coming_up_going_down_and_back_is_in_the_audit_log() {
     let rows = alice.panel.audit(AuditFilter::default()).await.unwrap();
     assert!(rows.iter().all(|r| r.who == "alice" && r.source == Source::Team("alice".into())), "{rows:?}");
     alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_alice_approves_on_her_laptop_is_withdrawn_on_bobs_and_reads_approved_by_her() {
+    let turn = turn().await;
+    let rec = recorder(&turn).await;
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let (console, url) = zof_testkit::review_console::ReviewConsole::start().await;
+    console.add("plan_ap", "medium", true);
+    let alice = mate_with_console(&nats, "alice", false, &[], Some(&url)).await;
+    let bob = mate(&nats, "bob", true, &[]).await;
+    deliver(&p, "plan_ap").await;
+    let calls = until_calls(&rec, "bob is told of plan_ap", |c| notified(c, "plan_ap").is_some()).await;
+    let shown = notified(&calls, "plan_ap").unwrap();
+    alice.until("plan_ap", "pending at alice's", |s, _| s == PlanState::Pending).await;
+
+    let report = alice
+        .panel
+        .decide("plan_ap".into(), zof_approvals::domain::review::Verdict::Approve, Some("rev_1".into()), "ok".into())
+        .await;
+    assert_eq!(report.outcome, zof_approvals::actions::DecisionOutcome::Decided, "{}", report.message);
+    until_calls(&rec, "bob's notification is withdrawn", |c| closed(c, shown)).await;
+    bob.until("plan_ap", "decided by Alice Example", |s, by| s == PlanState::Resolved && by == Some("Alice Example"))
+        .await;
+    let view = bob.panel.plan("plan_ap".into()).await.unwrap().plan;
+    assert!(view.resolution.as_deref().is_some_and(|r| r.starts_with("Approved by Alice Example")), "{view:?}");
+    let rows = bob.audit("plan_ap").await;
+    assert!(rows.iter().any(|r| r.action == AuditAction::Approved && r.who == "Alice Example"), "{rows:?}");
+    assert_eq!(console.decisions().len(), 1, "one decision reached the Console");
+    alice.stop().await;
+    bob.stop().await;
 }
