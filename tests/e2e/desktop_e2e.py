@@ -185,6 +185,7 @@ class WebDriver:
             "setTimeout(() => { clearInterval(t); d.remove(); }, 1500);"
         )
         png = base64.b64decode(self.call("GET", self.s("/screenshot")))
+        os.makedirs(SHOTS, exist_ok=True)
         path = os.path.join(SHOTS, name)
         with open(path, "wb") as f:
             f.write(png)
@@ -1239,21 +1240,22 @@ def review_and_approve_in_the_window():
         check("the review shows the steps", "rollback" in steps, steps)
         check("a script in the diff is shown as written", "<script>window.pwned = true</script>" in diff, diff)
         check("a script in the diff never runs", wd.script("return window.pwned === undefined;") is True)
-        wd.screenshot("review")
+        wd.screenshot("review.png")
         wd.click(wd.wait_for('[data-testid="approve"]'))
         confirm = wd.wait_for('[data-testid="decision-confirm"]')
-        check("Approve stays disabled until the environment is typed",
-              wd.script("return arguments[0].disabled;", confirm) is True)
+        disabled = "return document.querySelector('[data-testid=\"decision-confirm\"]').disabled;"
+        check("Approve stays disabled until the environment is typed", wd.script(disabled) is True)
         wd.type(wd.find('[data-testid="type-environment"]'), "prod-eu")
         wd.type(wd.find('[data-testid="decision-comment"]'), "diff checked")
-        wd.screenshot("review-approve-dialog")
+        check("typing the environment enables Approve", wd.script(disabled) is False)
+        wd.screenshot("review-approve-dialog.png")
         wd.click(confirm)
         wd.wait_containing('[data-testid="decision-report"]', "Approved by Alice Example", timeout=20)
         check("the review says who approved it", True)
         check("the Console received exactly one decision, with the revision shown and a key",
               len(decisions) == 1 and decisions[0]["body"].get("revision") == "rev_7" and bool(decisions[0]["key"]),
               decisions)
-        wd.screenshot("review-approved")
+        wd.screenshot("review-approved.png")
     finally:
         end_console_story(wd, driver_proc, console)
 
