@@ -180,6 +180,7 @@ mod tests {
         board.wait("p", Utc::now() + chrono::Duration::seconds(30));
         answer.join().unwrap();
         board.expect("q");
+        assert_eq!(requests.try_recv().ok().as_deref(), Some("q"));
         board.wait("q", Utc::now() + chrono::Duration::milliseconds(50));
         board.disconnect();
         board.expect("r");
