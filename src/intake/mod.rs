@@ -252,6 +252,8 @@ pub enum TeamRefusal {
     Malformed(#[from] crate::domain::team::TeamActionError),
     #[error("team action refused: organization `{0}` is not in this receiver's allow-list")]
     OrganizationNotAllowed(String),
+    #[error("team action refused: it was taken more than {0} days ago, beyond the replay window")]
+    TooOld(u32),
     #[error("team action not judged: {0}")]
     Unavailable(String),
 }
@@ -266,7 +268,7 @@ impl TeamRefusal {
 impl Judge {
     /// Verifies a team action's signature over its raw body with this laptop's own secrets, as
     /// of when the stream took it (so the rotation overlap applies as for deliveries), then
-    /// reads it and applies the allow-list. `subject_org` is the organization its subject names
+    /// reads it, refuses one taken before the retention window, and applies the allow-list. `subject_org` is the organization its subject names
     /// (as the source spells it), and `names_organization` says whether the body's organization is that one.
     pub fn judge_team_action(
         &self,
@@ -283,8 +285,14 @@ impl Judge {
             SecretsStatus::Unavailable(why) => return Err(TeamRefusal::Unavailable(why.clone())),
         };
         let policy = self.policy();
-        policy.verifier.verify(set, headers, body, as_of.min(now))?;
+        let as_of = as_of.min(now);
+        policy.verifier.verify(set, headers, body, as_of)?;
         let action = crate::domain::team::TeamAction::parse(body)?;
+        // The applied ids are forgotten after the retention window: an action older than that
+        // could be applied a second time.
+        if action.at < now - Duration::days(i64::from(policy.retention_days)) {
+            return Err(TeamRefusal::TooOld(policy.retention_days));
+        }
         if !names_organization(&action.organization_id) {
             return Err(crate::domain::team::TeamActionError::SubjectMismatch {
                 subject: subject_org.to_owned(),

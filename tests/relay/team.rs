@@ -247,6 +247,7 @@ async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_not
         id: id.into(),
         plan_id: plan.into(),
         organization_id: org.into(),
+        run_id: Some("run_xyz".into()),
         action: TeamVerb::Handled,
         by: "mallory".into(),
         at: Utc::now(),
