@@ -268,7 +268,9 @@ impl TeamRefusal {
 impl Judge {
     /// Verifies a team action's signature over its raw body with this laptop's own secrets, as
     /// of when the stream took it (so the rotation overlap applies as for deliveries), then
-    /// reads it, refuses one taken before the retention window, and applies the allow-list. `subject_org` is the organization its subject names
+    /// reads it, refuses one taken before the retention window, and applies the allow-list.
+    /// The action's `at` comes back moved into `as_of` ± the tolerance, so what it claims about
+    /// its own time cannot reach further than that. `subject_org` is the organization its subject names
     /// (as the source spells it), and `names_organization` says whether the body's organization is that one.
     pub fn judge_team_action(
         &self,
@@ -287,7 +289,7 @@ impl Judge {
         let policy = self.policy();
         let as_of = as_of.min(now);
         policy.verifier.verify(set, headers, body, as_of)?;
-        let action = crate::domain::team::TeamAction::parse(body)?;
+        let mut action = crate::domain::team::TeamAction::parse(body)?;
         // The applied ids are forgotten after the retention window: an action older than that
         // could be applied a second time.
         if action.at < now - Duration::days(i64::from(policy.retention_days)) {
@@ -303,6 +305,10 @@ impl Judge {
         if !policy.allow_orgs.is_empty() && !policy.allow_orgs.contains(&action.organization_id) {
             return Err(TeamRefusal::OrganizationNotAllowed(action.organization_id));
         }
+        // Its time is believed within the tolerance of when the stream took it: one from the
+        // future would never be pruned, and a back-dated one would always be "the earliest".
+        let tolerance = policy.verifier.tolerance;
+        action.at = action.at.clamp(as_of - tolerance, as_of + tolerance);
         Ok(action)
     }
 

@@ -91,3 +91,14 @@ fn a_team_action_taken_before_the_retention_window_is_refused() {
     assert!(judge_action(&j, &s, now - Duration::days(29), now).is_ok());
 }
 
+#[test]
+fn a_team_actions_time_is_believed_only_within_the_tolerance_of_when_the_stream_stored_it() {
+    let s = Secret::generate().unwrap();
+    let j = judge(SecretSet::single(s.clone()), Scheme::Zof, 300);
+    let stored = Utc::now() - Duration::minutes(1);
+    let tolerance = Duration::seconds(300);
+    assert_eq!(judge_action(&j, &s, stored + Duration::days(365), stored), Ok(stored + tolerance), "future");
+    assert_eq!(judge_action(&j, &s, stored - Duration::days(2), stored), Ok(stored - tolerance), "back-dated");
+    let within = stored - Duration::seconds(10);
+    assert_eq!(judge_action(&j, &s, within, stored), Ok(within));
+}
