@@ -64,7 +64,11 @@ async fn publish_pass(panel: &TeamParts, js: &jetstream::Context) -> Result<(), 
         .map_err(|e| RelayError::Publish(e.to_string()))?;
     for (seq, action) in queued {
         let body = action.to_body();
-        let Some(signed) = panel.intake.judge().sign(&action.id, action.at, &body) else {
+        // Signed as of now, when it is published: a Standard Webhooks timestamp is checked
+        // against when the stream takes the message, and an action may have waited in the
+        // queue for long (taken while the relay was away, or a Console resolution). When it
+        // was taken is `at`, inside the signed body.
+        let Some(signed) = panel.intake.judge().sign(&action.id, Utc::now(), &body) else {
             return Err(RelayError::Publish("no webhook secret to sign team actions with yet".into()));
         };
         let mut headers = async_nats::HeaderMap::new();

@@ -18,7 +18,7 @@ use zof_approvals::panel::Panel;
 use zof_approvals::relay::actions::action_subject;
 use zof_approvals::relay::{delivery_subject, LaptopLink, NatsAuth, NatsConfig, Publisher, RelayStatus};
 use zof_approvals::store::PlanState;
-use zof_approvals::verify::{sign_zof, Secret, SecretSet};
+use zof_approvals::verify::{sign_zof, signature_headers, Scheme, Secret, SecretSet};
 use zof_testkit::{BusTurn, Call, NotificationRecorder};
 
 use super::support::{Nats, SECRET};
@@ -42,13 +42,14 @@ struct Mate {
 /// A laptop named `name` (its display name and consumer), following `nats`; `desktop` picks the
 /// real notification client, otherwise plans are only logged.
 async fn mate(nats: &Nats, name: &str, desktop: bool, allow: &[&str]) -> Mate {
+    let allow_orgs = allow.iter().map(|o| (*o).to_owned()).collect();
+    mate_with(nats, name, desktop, Settings { allow_orgs, ..Settings::default() }).await
+}
+
+/// [`mate`] with these settings (a signature scheme, say).
+async fn mate_with(nats: &Nats, name: &str, desktop: bool, settings: Settings) -> Mate {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        display_name: name.into(),
-        allow_orgs: allow.iter().map(|o| (*o).to_owned()).collect(),
-        ..Settings::default()
-    };
+    let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), display_name: name.into(), ..settings };
     let config = AppConfig {
         paths: Paths { data_dir: dir.path().join("data"), config_dir: dir.path().join("config") },
         settings,
@@ -109,10 +110,16 @@ async fn publisher(nats: &Nats) -> Publisher {
 
 /// A delivery as the relay publishes it.
 async fn deliver(p: &Publisher, plan: &str) {
+    deliver_signed(p, plan, Scheme::Zof).await;
+}
+
+/// [`deliver`], signed in `scheme`.
+async fn deliver_signed(p: &Publisher, plan: &str, scheme: Scheme) {
     let id = format!("evt_{plan}");
     let body = plan_pending_body(&id, Utc::now(), plan, "org_abc", "run_xyz");
-    let sig = sign_zof(&Secret::new(SECRET).unwrap(), &body);
-    p.publish(delivery_subject("org_abc"), &id, &[("x-zof-signature", sig.as_str())], Bytes::from(body)).await.unwrap();
+    let signed = signature_headers(scheme, &Secret::new(SECRET).unwrap(), &id, Utc::now(), &body);
+    let headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    p.publish(delivery_subject("org_abc"), &id, &headers, Bytes::from(body)).await.unwrap();
 }
 
 /// Waits until `consumer` has taken and acknowledged everything in the stream.
@@ -354,3 +361,61 @@ async fn the_relay_link_coming_up_going_down_and_back_is_in_the_audit_log() {
     assert!(rows.iter().all(|r| r.who == "alice" && r.source == Source::Team("alice".into())), "{rows:?}");
     alice.stop().await;
 }
+
+/// Queues in `m`'s store an action on `plan` as if `m`'s person had taken it at `at`, long
+/// before the relay took it (the relay was away): it is published as soon as the link is up.
+async fn queue_handled_taken_at(m: &Mate, plan: &str, at: chrono::DateTime<Utc>) {
+    use zof_approvals::domain::audit::{Actor, AuditEntry};
+    use zof_approvals::domain::plan::Decision;
+    use zof_approvals::domain::team::new_action_id;
+    use zof_approvals::store::Recorded;
+    let store = m.panel.store_for_tests();
+    let plan = plan.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let actor = Actor::new("alice", Source::Panel);
+        let decision = Decision { id: new_action_id(), by: "alice".into(), source: Source::Panel, at };
+        store.change_plan(&plan, |p| {
+            p.handle(&decision)?;
+            let mut audit = AuditEntry::new(&actor, AuditAction::Handled, Some(&plan), "");
+            audit.at = at;
+            let team = TeamAction {
+                id: decision.id.clone(),
+                plan_id: plan.clone(),
+                organization_id: p.organization_id.clone(),
+                run_id: Some(p.run_id.clone()),
+                action: TeamVerb::Handled,
+                by: "alice".into(),
+                at,
+                until: None,
+                status: None,
+            };
+            Ok(Recorded { audit, team: Some(team) })
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_published_half_an_hour_after_it_was_taken_reaches_a_teammate_under_either_scheme() {
+    for scheme in [Scheme::Zof, Scheme::StandardWebhooks] {
+        let nats = Nats::start();
+        let p = publisher(&nats).await;
+        let settings = || Settings { scheme, ..Settings::default() };
+        let alice = mate_with(&nats, "alice", false, settings()).await;
+        let bob = mate_with(&nats, "bob", false, settings()).await;
+        deliver_signed(&p, "plan_late", scheme).await;
+        for m in [&alice, &bob] {
+            m.until("plan_late", "pending", |s, _| s == PlanState::Pending).await;
+        }
+        queue_handled_taken_at(&alice, "plan_late", Utc::now() - chrono::Duration::minutes(30)).await;
+        bob.until("plan_late", &format!("handled by alice ({scheme:?})"), |s, by| {
+            s == PlanState::Handled && by == Some("alice")
+        })
+        .await;
+        alice.stop().await;
+        bob.stop().await;
+    }
+}
+
