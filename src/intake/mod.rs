@@ -450,7 +450,8 @@ impl Intake {
     }
 
     /// Like [`Intake::receive`], for a delivery that reached us through a relay: the signature
-    /// is judged as of `received_at`, when the relay took it (see [`Judge::judge`]).
+    /// is judged as of `received_at`, when the relay's stream took it (see [`Judge::judge`]);
+    /// callers pass a time the sender of the message cannot choose.
     pub async fn receive_as_of(&self, headers: &dyn HeaderSource, body: &[u8], received_at: DateTime<Utc>) -> Verdict {
         let now = Utc::now();
         let (verdict, fingerprint) = match self.judge_and_store(headers, body, received_at, now).await {

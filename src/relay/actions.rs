@@ -186,11 +186,7 @@ async fn follow_once(
 async fn take(panel: &TeamParts, consumer: &str, message: jetstream::Message) {
     let headers = NatsHeaders(message.headers.as_ref());
     // When the stream stored it (set by the server, not by whoever published it).
-    let as_of = message
-        .info()
-        .ok()
-        .and_then(|i| DateTime::from_timestamp(i.published.unix_timestamp(), i.published.nanosecond()))
-        .unwrap_or_else(Utc::now);
+    let as_of = super::stored_at(&message).unwrap_or_else(Utc::now);
     let subject_org = message.subject.as_str().strip_prefix(ACTIONS_PREFIX).unwrap_or("").trim_start_matches('.');
     let names_org = |org: &str| super::subject_token(org) == subject_org;
     let judged =
