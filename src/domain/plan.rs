@@ -464,7 +464,8 @@ mod tests {
         let now = Utc::now();
         let mut p = plan("run_1");
         let before = p.clone();
-        let elsewhere = TeamAction { organization_id: "org_other".into(), ..action(TeamVerb::Handled, Some("run_1"), now) };
+        let elsewhere =
+            TeamAction { organization_id: "org_other".into(), ..action(TeamVerb::Handled, Some("run_1"), now) };
         assert_eq!(
             p.apply_team(&elsewhere, team(), now),
             Err(NotApplied::OtherOrganization { action: "org_other".into(), plan: "org_abc".into() })
@@ -476,7 +477,8 @@ mod tests {
     fn a_team_snooze_lasts_at_most_seven_days_after_it_was_asked() {
         let now = Utc::now();
         let mut p = plan("run_1");
-        let forever = TeamAction { until: Some(now + Duration::days(3650)), ..action(TeamVerb::Snoozed, Some("run_1"), now) };
+        let forever =
+            TeamAction { until: Some(now + Duration::days(3650)), ..action(TeamVerb::Snoozed, Some("run_1"), now) };
         p.apply_team(&forever, team(), now).unwrap();
         assert_eq!((p.state, p.snoozed_until), (PlanState::Snoozed, Some(now + SNOOZE_MAX)));
     }
