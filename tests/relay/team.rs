@@ -243,7 +243,7 @@ async fn publish_action(p: &Publisher, org: &str, action: &TeamAction, signature
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_nothing() {
+async fn forged_and_wrongly_signed_team_actions_change_nothing_and_are_counted_with_the_refusals() {
     let nats = Nats::start();
     let p = publisher(&nats).await;
     let bob = mate(&nats, "bob", false, &["org_abc"]).await;
@@ -275,20 +275,15 @@ async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_not
 
     bob.until("plan_sentinel", "handled by alice", |s, by| s == PlanState::Handled && by == Some("alice")).await;
     assert_eq!(bob.state("plan_f").await, Some((PlanState::Pending, None)), "nothing applied from a forgery");
-    let ignored: Vec<_> = bob
-        .panel
-        .audit(AuditFilter::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.action == AuditAction::Ignored)
-        .collect();
-    let details: Vec<&str> = ignored.iter().map(|r| r.detail.as_str()).collect();
-    assert_eq!(ignored.len(), 3, "each refusal is shown: {details:#?}");
-    assert!(details.iter().any(|d| d.contains("missing")), "{details:#?}");
-    assert!(details.iter().any(|d| d.contains("match")), "{details:#?}");
-    assert!(details.iter().any(|d| d.contains("org_other") && d.contains("allow-list")), "{details:#?}");
-    assert!(ignored.iter().all(|r| r.who == "unverified" && r.plan_id.is_none()), "{ignored:?}");
+    let rows = bob.panel.audit(AuditFilter::default()).await.unwrap();
+    assert!(rows.iter().all(|r| r.action != AuditAction::Ignored), "counted, not written one by one: {rows:#?}");
+    let counted = bob.panel.overview().await.unwrap().refusals;
+    let codes: Vec<(&str, u64)> = counted.iter().map(|r| (r.code.as_str(), r.total)).collect();
+    for code in
+        ["team_action_missing_signature", "team_action_signature_mismatch", "team_action_organization_not_allowed"]
+    {
+        assert!(codes.contains(&(code, 1)), "{code} is counted once: {codes:?}");
+    }
     bob.stop().await;
 }
 
@@ -419,3 +414,86 @@ async fn an_action_published_half_an_hour_after_it_was_taken_reaches_a_teammate_
     }
 }
 
+/// The size of the files under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut size = 0;
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        let meta = entry.metadata().unwrap();
+        size += if meta.is_dir() { dir_size(&entry.path()) } else { meta.len() };
+    }
+    size
+}
+
+/// Not a timing: prints how much the store grew, and bounds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_forged_actions_cost_the_store_under_a_mebibyte() {
+    const FORGED: usize = 100_000;
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let bob = mate(&nats, "bob", false, &[]).await;
+    deliver(&p, "plan_sentinel").await;
+    bob.until("plan_sentinel", "pending", |s, _| s == PlanState::Pending).await;
+    let data = bob._dir.path().join("data");
+    let store = bob.panel.store_for_tests();
+    tokio::task::spawn_blocking(move || store.flush_blocking()).await.unwrap().unwrap();
+    let before = dir_size(&data);
+
+    // Unsigned, on a subject naming a long made-up organization, as fast as JetStream takes them.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let subject = action_subject(&"o".repeat(1000));
+    let started = Instant::now();
+    for chunk in 0..FORGED / 1000 {
+        let mut acks = Vec::with_capacity(1000);
+        for n in 0..1000 {
+            let id = format!("act_forged_{chunk}_{n}");
+            let body = format!(
+                r#"{{"id":"{id}","plan_id":"plan_{n}","organization_id":"x","action":"handled","by":"m","at":"2026-01-01T00:00:00Z"}}"#
+            );
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            acks.push(js.publish_with_headers(subject.clone(), headers, body.into()).await.unwrap());
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+    eprintln!("published {FORGED} forged actions in {:?}", started.elapsed());
+    // Read after them all: a genuine action.
+    let right = Secret::new(SECRET).unwrap();
+    let genuine = TeamAction {
+        id: "act_genuine".into(),
+        plan_id: "plan_sentinel".into(),
+        organization_id: "org_abc".into(),
+        run_id: Some("run_xyz".into()),
+        action: TeamVerb::Handled,
+        by: "alice".into(),
+        at: Utc::now(),
+        until: None,
+        status: None,
+    };
+    publish_action(&p, "org_abc", &genuine, Some(&sign_zof(&right, &genuine.to_body()))).await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while bob.state("plan_sentinel").await.map(|s| s.0) != Some(PlanState::Handled) {
+        assert!(Instant::now() < deadline, "the forged actions were not all read within 10 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("read and refused them all in {:?}", started.elapsed());
+    let refusals = bob.panel.overview().await.unwrap().refusals;
+    let counted: u64 = refusals.iter().map(|r| r.total).sum();
+    let last = &refusals[0].last_reason;
+    assert!(last.contains(&"o".repeat(64)) && !last.contains(&"o".repeat(65)), "the subject is cut short: {last}");
+    let Mate { panel, stop, task, _dir } = bob;
+    drop(panel);
+    let _ = stop.unwrap().send(());
+    task.unwrap().await.unwrap();
+    let after = dir_size(&_dir.path().join("data"));
+    let growth = after.saturating_sub(before);
+    let store = zof_approvals::store::Store::open(&_dir.path().join("data")).unwrap();
+    let record = serde_json::to_vec(&store.meta::<serde_json::Value>("refusals").unwrap()).unwrap().len();
+    eprintln!(
+        "store: {before} bytes before, {after} after: {growth} bytes for {FORGED} forged actions \
+         ({counted} counted; the refusal record is {record} bytes)"
+    );
+    assert_eq!(counted, FORGED as u64, "every forged action is counted");
+    assert!(growth < 1024 * 1024, "{growth} bytes");
+}
