@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent / "src"
 LAYERS = [
     ("domain", ["domain", "envelope", "verify", "config", "logging"]),
     ("store", ["store"]),
-    ("pipeline", ["intake", "outbox", "events", "refusals", "notify", "secrets"]),
+    ("pipeline", ["intake", "outbox", "details", "events", "refusals", "notify", "secrets"]),
     ("actions", ["actions"]),
     ("sources", ["receiver", "relay", "console"]),
     ("app", ["panel", "control", "about", "app"]),

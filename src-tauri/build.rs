@@ -6,6 +6,8 @@ const COMMANDS: &[&str] = &[
     "get_overview",
     "get_queue",
     "get_plan",
+    "get_review",
+    "decide_plan",
     "list_activity",
     "list_audit",
     "mark_handled",

@@ -99,6 +99,10 @@ impl Application {
         notifier.mute_until(muted);
         let (actions, chosen) = mpsc::unbounded_channel();
         notifier.attach(&events, &actions);
+        // A new plan's notification waits a moment for its details from the Console.
+        let details = crate::details::DetailsBoard::default();
+        let notifier: Arc<dyn Notifier> =
+            Arc::new(crate::details::WithDetails::new(notifier, details.clone(), store.clone()));
         let worker = match OutboxWorker::start(store.clone(), notifier.clone(), events.clone()) {
             Ok(w) => w,
             Err(e) => {
@@ -107,7 +111,7 @@ impl Application {
             }
         };
         let policy = IntakePolicy::from_settings(&settings);
-        let intake = Intake::new(store.clone(), secrets, usage, policy, events.clone(), worker.kick());
+        let intake = Intake::new(store.clone(), secrets, usage, policy, events.clone(), worker.kick(), details);
         // The team relay's consumer, a second intake source beside HTTP; its password beside the secrets.
         let relay_keychain = match &config.secrets {
             SecretSource::Store(store) => Some(store.clone()),
@@ -143,6 +147,7 @@ impl Application {
                 events: events.clone(),
                 outbox: worker.kick(),
                 actions: actions.clone(),
+                details: intake.details().clone(),
             },
             console,
         );

@@ -20,16 +20,17 @@ use tokio::task::JoinHandle;
 
 use chrono::{DateTime, Utc};
 
-use crate::actions::ErrorCode;
+use crate::actions::{DecisionOutcome, DecisionReport, ErrorCode, Review};
 use crate::console::{ConnectionState, ConsoleStatus, ReconcileReport, Subscription};
 use crate::domain::audit::{AuditEntry, AuditFilter, Source};
+use crate::domain::review::Verdict;
 use crate::panel::Panel;
 use crate::store::PlanRecord;
 use crate::verify::Secret;
 
 pub const SOCKET_FILE: &str = "control.sock";
-/// A request line longer than this is refused (a secret fits).
-const MAX_REQUEST: u64 = 4096;
+/// A request line longer than this is refused (a secret, or a decision's comment, fits).
+const MAX_REQUEST: u64 = 16 * 1024;
 /// How long a client waits for a reconciliation (retries with backoff included).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -55,6 +56,10 @@ pub enum Op {
     SecretRevokePrevious,
     /// Subscribe `url` in the Console; its webhook secret becomes current.
     Subscribe,
+    /// `plan_id` to review: its details read again from the Console (`zof-approvals show`).
+    Review,
+    /// Approve or reject `plan_id` (`verdict`), as shown at `revision`, with `comment`.
+    Decide,
 }
 
 /// A secret in a request or an answer: never in `Debug`, wiped on drop.
@@ -97,6 +102,12 @@ pub struct Request {
     pub overlap_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl Request {
@@ -110,6 +121,9 @@ impl Request {
             secret: None,
             overlap_secs: None,
             url: None,
+            verdict: None,
+            revision: None,
+            comment: None,
         }
     }
 }
@@ -152,6 +166,10 @@ pub struct Answer {
     pub revoked: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription: Option<Subscription>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionReport>,
 }
 
 impl Answer {
@@ -170,6 +188,8 @@ impl Answer {
             secret: None,
             revoked: None,
             subscription: None,
+            review: None,
+            decision: None,
         }
     }
 }
@@ -298,6 +318,27 @@ async fn serve_request(request: Request, panel: &Panel) -> Answer {
             }
         }
         Op::SecretSet | Op::SecretGenerate | Op::SecretRevokePrevious => secret_op(request, panel).await,
+        Op::Review => match plan_id(&request) {
+            Err(why) => invalid(why),
+            Ok(id) => match panel.actions().review(&id).await {
+                Ok(review) => Answer { review: Some(review), ..Answer::empty(true) },
+                Err(e) => coded(e.code(), &e.to_string()),
+            },
+        },
+        Op::Decide => match (plan_id(&request), request.verdict) {
+            (Err(why), _) => invalid(why),
+            (Ok(_), None) => invalid("`decide` needs `verdict`: approve or reject"),
+            (Ok(_), Some(_))
+                if request.comment.as_ref().is_some_and(|c| c.len() > crate::domain::team::MAX_COMMENT) =>
+            {
+                invalid("the comment is too long")
+            }
+            (Ok(id), Some(verdict)) => {
+                let comment = request.comment.unwrap_or_default();
+                let report = panel.actions().decide(&id, verdict, request.revision, &comment, Source::Cli).await;
+                Answer { ok: report.outcome == DecisionOutcome::Decided, decision: Some(report), ..Answer::empty(true) }
+            }
+        },
         Op::Subscribe => {
             let Some(url) = request.url else { return invalid("`subscribe` needs `url`") };
             let client = match panel.console.client(&panel.settings()).await {

@@ -24,4 +24,6 @@ pub enum CoreEvent {
     OpenQueue,
     /// The user chose "Snooze" on a plan's notification.
     Snooze { plan_id: String, until: DateTime<Utc> },
+    /// A decision got no answer: the plan is being read to learn its outcome.
+    DecisionChecking { plan_id: String },
 }

@@ -49,6 +49,7 @@ pub mod config;
 pub mod console;
 #[cfg(unix)]
 pub mod control;
+pub mod details;
 pub mod domain;
 pub mod envelope;
 pub mod events;

@@ -5,6 +5,8 @@ use tauri::{AppHandle, State};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
 use zof_approvals::about::About;
+use zof_approvals::actions::{DecisionReport, Review};
+use zof_approvals::domain::review::Verdict;
 use zof_approvals::console::{ConsoleStatus, ReconcileReport, Subscription};
 use zof_approvals::domain::audit::{AuditEntry, AuditFilter};
 use zof_approvals::panel::{Overview, PanelError, PlanDetail, PlanView, SettingsView};
@@ -32,6 +34,24 @@ pub async fn get_queue(core: State<'_, Core>, limit: usize) -> Answer<Vec<PlanVi
 #[tauri::command]
 pub async fn get_plan(core: State<'_, Core>, plan_id: String) -> Answer<PlanDetail> {
     core.panel().await?.plan(plan_id).await
+}
+
+/// The plan to review: its details read again from the Console.
+#[tauri::command]
+pub async fn get_review(core: State<'_, Core>, plan_id: String) -> Answer<Review> {
+    core.panel().await?.review(plan_id).await
+}
+
+/// Approve or reject, as shown at `revision`; every outcome is a report the review shows.
+#[tauri::command]
+pub async fn decide_plan(
+    core: State<'_, Core>,
+    plan_id: String,
+    verdict: Verdict,
+    revision: Option<String>,
+    comment: String,
+) -> Answer<DecisionReport> {
+    Ok(core.panel().await?.decide(plan_id, verdict, revision, comment).await)
 }
 
 #[tauri::command]

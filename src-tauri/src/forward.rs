@@ -16,7 +16,9 @@ use crate::tray;
 use crate::window::{self, Navigate};
 
 pub const OVERVIEW: &str = "zof://overview";
-pub const DELIVERY: &str = "zof://delivery";
+pub /// The event the review listens to while a decision's outcome is being checked.
+const DECISION_CHECKING: &str = "zof://decision-checking";
+const DELIVERY: &str = "zof://delivery";
 const DEBOUNCE: Duration = Duration::from_millis(150);
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
@@ -117,6 +119,12 @@ async fn forward_events(app: AppHandle, panel: Panel, refresh: Arc<Notify>, core
             Ok(CoreEvent::OpenQueue) => {
                 window::show_focused(&app);
                 window::navigate(&app, &Navigate::view("queue"));
+            }
+            // The review says "checking with the Console…" until the decision's outcome is known.
+            Ok(CoreEvent::DecisionChecking { plan_id }) => {
+                if let Err(e) = app.emit(DECISION_CHECKING, &plan_id) {
+                    tracing::warn!(error = %e, "could not push a decision's check");
+                }
             }
             // Missed events: the next overview carries the state anyway.
             Err(RecvError::Lagged(_)) => refresh.notify_one(),

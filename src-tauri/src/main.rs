@@ -67,6 +67,8 @@ fn main() -> ExitCode {
             commands::get_overview,
             commands::get_queue,
             commands::get_plan,
+            commands::get_review,
+            commands::decide_plan,
             commands::list_activity,
             commands::list_audit,
             commands::mark_handled,

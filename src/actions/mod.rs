@@ -5,7 +5,8 @@
 //!
 //! - `plans`: handle, snooze, and a teammate's action applied here;
 //! - `secrets`: set, generate, revoke the previous one, and a secret from a Console subscription;
-//! - `settings`: saving settings (the only writer of the settings file), mute.
+//! - `settings`: saving settings (the only writer of the settings file), mute;
+//! - `review`: a plan's details, and approve or reject with the Console.
 //!
 //! After a plan changes, [`Actions::after_plan_change`] is the one follow-up: the change is on
 //! disk, the notification is withdrawn, the views hear of it (the team relay's publisher was
@@ -24,10 +25,12 @@ use crate::secrets::{SecretManager, SecretsError};
 use crate::store::{Store, StoreError};
 
 mod plans;
+mod review;
 mod secrets;
 mod settings;
 
 pub use plans::{Handled, SNOOZE_MAX_MINUTES};
+pub use review::{ConsoleReviews, DecisionOutcome, DecisionReport, Review, ReviewError};
 pub use settings::{save_settings_without_receiver, stored_mute};
 
 /// Why an action was not done. Each has a stable [`ErrorCode`] for the panel and the CLI.
@@ -121,6 +124,8 @@ pub struct Actions {
     settings: Arc<RwLock<Settings>>,
     manager: Option<SecretManager>,
     running: Option<Running>,
+    /// Where review and decide reach the Console, once the application set it.
+    reviews: Arc<std::sync::OnceLock<Arc<dyn ConsoleReviews>>>,
 }
 
 /// What a running receiver adds: who hears of a change.
@@ -142,13 +147,27 @@ impl Actions {
         events: broadcast::Sender<CoreEvent>,
     ) -> Actions {
         let store = intake.store().clone();
-        Actions { store, paths, settings, manager, running: Some(Running { notifier, events, intake }) }
+        Actions {
+            store,
+            paths,
+            settings,
+            manager,
+            running: Some(Running { notifier, events, intake }),
+            reviews: Arc::default(),
+        }
     }
 
     /// The actions on a store opened with no receiver running (the CLI's own): the same
     /// changes and audit rows, and the same team queue, published when a relay link next exists.
     pub fn offline(store: Store, paths: Paths, settings: Settings, manager: Option<SecretManager>) -> Actions {
-        Actions { store, paths, settings: Arc::new(RwLock::new(settings)), manager, running: None }
+        Actions {
+            store,
+            paths,
+            settings: Arc::new(RwLock::new(settings)),
+            manager,
+            running: None,
+            reviews: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {

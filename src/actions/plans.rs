@@ -69,9 +69,15 @@ impl Actions {
         let store = self.store.clone();
         let consumer = consumer.to_owned();
         let plan_id = action.plan_id.clone();
+        let hint = action.action == TeamVerb::Decided;
         let outcome = tokio::task::spawn_blocking(move || store.apply_team_action(&action, &consumer))
             .await
             .map_err(|_| StoreError::Closed)??;
+        // A teammate's decision is a hint: this laptop asks the Console itself, and flags the
+        // plan if the Console says otherwise.
+        if let (true, TeamOutcome::Applied(_), Some(running)) = (hint, &outcome, &self.running) {
+            running.intake.details().request(&plan_id);
+        }
         match &outcome {
             TeamOutcome::Applied(plan) => self.after_plan_change(&plan_id, plan.state != PlanState::Pending).await?,
             TeamOutcome::NotApplied(why) => {
@@ -130,6 +136,7 @@ fn change_plan(
             at: now,
             until: plan.snoozed_until.filter(|_| verb == TeamVerb::Snoozed),
             status: None,
+            comment: None,
         };
         Ok(Recorded { audit, team: Some(team) })
     })

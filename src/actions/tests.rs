@@ -97,6 +97,7 @@ async fn handle_and_snooze_do_the_same_to_a_plan_taken_here_or_read_from_a_teamm
                 at: Utc::now(),
                 until: (verb == TeamVerb::Snoozed).then(|| Utc::now() + Duration::minutes(30)),
                 status: None,
+                comment: None,
             };
             there.store().apply_team_action(&action, "laptop").unwrap();
             let remote = there.store().plan("p").unwrap().unwrap();

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::token::ConsoleToken;
 use super::ConsoleError;
+use crate::domain::review::{
+    DecisionAnswer, DecisionRequest, Person, PlanDetails, PolicyPack, Risk, Step, Verdict, Viewer,
+};
 
 /// Each request's limit, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,6 +137,8 @@ pub struct ConsoleClient {
     token: ConsoleToken,
     retry: RetryPolicy,
     requests: Arc<AtomicU64>,
+    /// How long a decision waits for its answer before its outcome is checked instead.
+    decision_timeout: Duration,
 }
 
 impl ConsoleClient {
@@ -150,7 +155,20 @@ impl ConsoleClient {
             .user_agent(concat!("zof-approvals/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConsoleError::Unreachable(e.without_url().to_string()))?;
-        Ok(ConsoleClient { http, base, token, retry, requests: Arc::new(AtomicU64::new(0)) })
+        Ok(ConsoleClient {
+            http,
+            base,
+            token,
+            retry,
+            requests: Arc::new(AtomicU64::new(0)),
+            decision_timeout: REQUEST_TIMEOUT,
+        })
+    }
+
+    /// The same client, with decisions waiting `timeout` for an answer (tests shorten it).
+    pub fn with_decision_timeout(mut self, timeout: Duration) -> ConsoleClient {
+        self.decision_timeout = timeout;
+        self
     }
 
     pub fn token(&self) -> &ConsoleToken {
@@ -232,6 +250,88 @@ impl ConsoleClient {
             ConsoleError::BadAnswer(format!("the webhook secret the Console returned is unusable: {e}"))
         })?;
         Ok(CreatedWebhook { id: answer.id, url: answer.url, events: answer.events, secret })
+    }
+
+    /// Who the token belongs to (`GET /v1/me`): the person decisions are recorded under.
+    pub async fn me(&self) -> Result<Person, ConsoleError> {
+        let url = format!("{}/v1/me", self.base);
+        let (_, body) = self.send(|| self.http.get(&url), &[StatusCode::OK]).await?;
+        parse(&body)
+    }
+
+    /// One plan with its review fields, within the app's bounds; `None` when the Console does
+    /// not know it (404).
+    pub async fn plan_details(&self, plan_id: &str) -> Result<Option<PlanDetails>, ConsoleError> {
+        let url = format!("{}/v1/remediation/plans/{}", self.base, path_segment(plan_id));
+        let (status, body) = self.send(|| self.http.get(&url), &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(details_from(&body)?))
+    }
+
+    /// Sends one decision, once: a decision is never retried blindly. A network error or a
+    /// timeout leaves the outcome unknown ([`ConsoleError::Unreachable`]); the caller reads the
+    /// plan to learn it.
+    pub async fn decide(&self, plan_id: &str, request: &DecisionRequest) -> Result<DecisionAnswer, ConsoleError> {
+        let url = format!("{}/v1/remediation/plans/{}/decision", self.base, path_segment(plan_id));
+        let body = serde_json::json!({
+            "decision": match request.verdict { Verdict::Approve => "approve", Verdict::Reject => "reject" },
+            "revision": request.revision,
+            "comment": request.comment,
+        })
+        .to_string();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut auth = HeaderValue::from_str(&self.token.bearer()).map_err(|_| ConsoleError::BadToken)?;
+        auth.set_sensitive(true);
+        let response = self
+            .http
+            .post(&url)
+            .header(AUTHORIZATION, auth)
+            .header(CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", request.idempotency_key.as_str())
+            .timeout(self.decision_timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ConsoleError::Unreachable(describe(&e)))?;
+        let status = response.status();
+        let body = match read_capped(response, MAX_ANSWER_BYTES).await {
+            Ok(body) => body,
+            Err(Unread::TooLarge) => return Err(too_large()),
+            Err(Unread::Network(e)) => return Err(ConsoleError::Unreachable(describe(&e))),
+        };
+        #[derive(Deserialize)]
+        struct Refusal {
+            #[serde(default)]
+            error: String,
+            #[serde(default)]
+            message: Option<String>,
+            #[serde(default)]
+            plan: Option<serde_json::Value>,
+        }
+        let refusal = || serde_json::from_slice::<Refusal>(&body).map_err(|e| bad_answer(&e));
+        match status {
+            StatusCode::OK => Ok(DecisionAnswer::Decided(Box::new(details_from(&body)?))),
+            StatusCode::CONFLICT => {
+                let r = refusal()?;
+                let plan = r.plan.ok_or_else(|| ConsoleError::BadAnswer("a 409 without the plan".into()))?;
+                let plan = details_from(&serde_json::to_vec(&plan).map_err(|e| bad_answer(&e))?)?;
+                Ok(DecisionAnswer::Conflict { error: r.error, plan: Box::new(plan) })
+            }
+            StatusCode::FORBIDDEN => match refusal() {
+                Ok(r) if matches!(r.error.as_str(), "not_permitted" | "self_approval") => {
+                    let message = r.message.unwrap_or_else(|| r.error.replace('_', " "));
+                    Ok(DecisionAnswer::NotPermitted { error: r.error, message })
+                }
+                _ => Err(ConsoleError::TokenRejected(403)),
+            },
+            StatusCode::UNAUTHORIZED => Err(ConsoleError::TokenRejected(401)),
+            StatusCode::GONE => Ok(DecisionAnswer::Expired),
+            StatusCode::UNPROCESSABLE_ENTITY => Ok(DecisionAnswer::CommentRequired),
+            StatusCode::TOO_MANY_REQUESTS => Err(ConsoleError::RateLimited { retry_after: None }),
+            other => Err(ConsoleError::Status(other.as_u16())),
+        }
     }
 
     /// Sends a request (built afresh for each try) until it gets one of `expected`, retrying
@@ -326,6 +426,72 @@ fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A plan's review fields as the Console sends them: every one optional, a risk this build does
+/// not know read as unknown.
+#[derive(Deserialize)]
+struct DetailsAnswer {
+    id: String,
+    status: String,
+    organization_id: String,
+    run_id: String,
+    #[serde(default)]
+    updated: Option<DateTime<Utc>>,
+    #[serde(default)]
+    decided_by: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    risk: Option<String>,
+    #[serde(default)]
+    environment: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    policy_pack: Option<PolicyPack>,
+    #[serde(default)]
+    requested_by: Option<String>,
+    #[serde(default)]
+    steps: Option<Vec<Step>>,
+    #[serde(default)]
+    diff: Option<String>,
+    #[serde(default)]
+    revision: Option<String>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    viewer: Option<Viewer>,
+}
+
+fn details_from(body: &[u8]) -> Result<PlanDetails, ConsoleError> {
+    let a: DetailsAnswer = parse(body)?;
+    Ok(PlanDetails {
+        plan_id: a.id,
+        status: a.status,
+        organization_id: a.organization_id,
+        run_id: a.run_id,
+        updated: a.updated,
+        decided_by: a.decided_by,
+        title: a.title,
+        summary: a.summary,
+        risk: a.risk.as_deref().and_then(Risk::parse),
+        environment: a.environment,
+        service: a.service,
+        policy_pack: a.policy_pack,
+        requested_by: a.requested_by,
+        steps: a.steps.unwrap_or_default(),
+        steps_omitted: 0,
+        diff: a.diff,
+        diff_cut: false,
+        revision: a.revision,
+        expires_at: a.expires_at,
+        viewer: a.viewer,
+        fetched_at: Utc::now(),
+    }
+    .bounded())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ConsoleError> {

@@ -153,6 +153,8 @@ pub struct ConnectionParts {
     pub outbox: OutboxKick,
     /// What follows a plan the Console resolved (withdrawn, the views told) is the actions' one follow-up.
     pub actions: crate::actions::Actions,
+    /// Plans whose details are asked for as they are stored.
+    pub details: crate::details::DetailsBoard,
 }
 
 /// The running connection task.
@@ -161,6 +163,7 @@ pub struct ConsoleConnection {
     handle: ConsoleHandle,
     task: JoinHandle<()>,
     stop: oneshot::Sender<()>,
+    details: (crate::details::DetailsBoard, JoinHandle<()>),
 }
 
 impl ConsoleConnection {
@@ -178,9 +181,16 @@ impl ConsoleConnection {
             retry: setup.retry,
             token_changed: token_changed.clone(),
         }));
+        let reviews = super::Reviews::new(handle.clone(), parts.settings.clone(), setup.decision_timeout);
+        parts.actions.serve_reviews(Arc::new(reviews.clone()));
+        let board = parts.details.clone();
+        // Connected here, before any delivery is taken: none misses its details.
+        let requests = board.connect();
+        let fetching =
+            tokio::spawn(super::review::fetch_details(reviews, parts.actions.clone(), board.clone(), requests));
         let runner = Runner { parts, setup, status, client: None, requests_before: 0, token: None, token_changed };
         let task = tokio::spawn(runner.run(asked, stopped));
-        ConsoleConnection { handle, task, stop }
+        ConsoleConnection { handle, task, stop, details: (board, fetching) }
     }
 
     pub fn handle(&self) -> ConsoleHandle {
@@ -191,6 +201,9 @@ impl ConsoleConnection {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+        let (board, fetching) = self.details;
+        board.disconnect();
+        let _ = fetching.await;
     }
 }
 
@@ -338,6 +351,9 @@ impl Runner {
         };
         if outcome.report.added > 0 {
             self.parts.outbox.kick();
+        }
+        for plan_id in &outcome.refresh {
+            self.parts.details.request(plan_id);
         }
         for plan_id in outcome.changed {
             let withdraw = outcome.resolved.contains(&plan_id);

@@ -6,6 +6,8 @@
 //! - `api`: the HTTP shape of the Console API (the only code that knows it; `docs/console-api.md`);
 //! - `token`: the API token, kept in the keychain and never printed;
 //! - `reconcile`: one reconciliation and what it changes in the store;
+//! - `review`: review and decide (who the token is, a plan's details, a decision), and the task
+//!   that fetches a stored plan's details;
 //! - `connection`: the task that runs reconciliations, its status, on-demand requests;
 //! - `wake`: resume-from-sleep and network-back signals from the system bus, where there is one.
 
@@ -16,6 +18,7 @@ use serde::Serialize;
 mod api;
 mod connection;
 mod reconcile;
+mod review;
 mod token;
 mod wake;
 
@@ -25,6 +28,7 @@ pub use api::{
 };
 pub use connection::{ConnectionParts, ConnectionState, ConsoleConnection, ConsoleHandle, ConsoleStatus};
 pub use reconcile::{reconcile, Outcome, ReconcileReport};
+pub use review::Reviews;
 pub use token::{ConsoleToken, TokenError, TOKEN_ACCOUNT};
 
 use crate::actions::{ActionError, Actions};
@@ -65,11 +69,18 @@ pub struct ConsoleSetup {
     pub retry: RetryPolicy,
     /// Listen for sleep and network signals on the system bus.
     pub watch_system: bool,
+    /// How long a decision waits for the Console's answer before its outcome is checked.
+    pub decision_timeout: std::time::Duration,
 }
 
 impl Default for ConsoleSetup {
     fn default() -> Self {
-        ConsoleSetup { token: TokenSource::None, retry: RetryPolicy::default(), watch_system: true }
+        ConsoleSetup {
+            token: TokenSource::None,
+            retry: RetryPolicy::default(),
+            watch_system: true,
+            decision_timeout: REQUEST_TIMEOUT,
+        }
     }
 }
 

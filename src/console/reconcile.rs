@@ -39,6 +39,8 @@ pub struct Outcome {
     pub resolved: Vec<String>,
     /// Every plan that changed (resolved, added, flagged).
     pub changed: Vec<String>,
+    /// Pending plans the Console changed since their details were read: read them again.
+    pub refresh: Vec<String>,
 }
 
 /// Reconciles `store` with the Console behind `client`. Plans of organizations `allow_orgs`
@@ -176,6 +178,10 @@ fn compare(
             }
         }
         StatusMeaning::Pending | StatusMeaning::Unknown => {
+            let known = store.details(&ours.plan_id)?.map(|d| d.updated);
+            if known.is_some_and(|updated| updated != theirs.updated) {
+                outcome.refresh.push(ours.plan_id.clone());
+            }
             if store.note_console_status(&ours.plan_id, &theirs.status)? {
                 outcome.changed.push(ours.plan_id.clone());
             }

@@ -36,10 +36,15 @@ pub enum AuditAction {
     /// A teammate's action that was not applied (a handled plan snoozed, a bad signature, an
     /// organization that is not allowed); the detail says why.
     Ignored,
+    /// A person approved the plan from this app (with the Console); the detail gives the
+    /// revision decided on and the comment.
+    Approved,
+    /// A person rejected the plan from this app; the detail gives the revision and the reason.
+    Rejected,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 15] = [
+    pub const ALL: [AuditAction; 17] = [
         AuditAction::Handled,
         AuditAction::Snoozed,
         AuditAction::Unsnoozed,
@@ -55,6 +60,8 @@ impl AuditAction {
         AuditAction::ConsoleConnected,
         AuditAction::ConsoleDisconnected,
         AuditAction::Ignored,
+        AuditAction::Approved,
+        AuditAction::Rejected,
     ];
 
     /// The name rows carry (`handled`, `secret_set`, …).
@@ -75,6 +82,8 @@ impl AuditAction {
             AuditAction::ConsoleConnected => "console_connected",
             AuditAction::ConsoleDisconnected => "console_disconnected",
             AuditAction::Ignored => "ignored",
+            AuditAction::Approved => "approved",
+            AuditAction::Rejected => "rejected",
         }
     }
 
@@ -84,7 +93,15 @@ impl AuditAction {
 
     /// Whether the action is about one plan (it then names it).
     pub fn is_plan_action(self) -> bool {
-        matches!(self, AuditAction::Handled | AuditAction::Snoozed | AuditAction::Unsnoozed | AuditAction::Resolved)
+        matches!(
+            self,
+            AuditAction::Handled
+                | AuditAction::Snoozed
+                | AuditAction::Unsnoozed
+                | AuditAction::Resolved
+                | AuditAction::Approved
+                | AuditAction::Rejected
+        )
     }
 }
 
@@ -309,7 +326,17 @@ mod tests {
             assert_eq!(json, format!("\"{action}\""));
         }
         let plan: Vec<_> = AuditAction::ALL.into_iter().filter(|a| a.is_plan_action()).collect();
-        assert_eq!(plan, [AuditAction::Handled, AuditAction::Snoozed, AuditAction::Unsnoozed, AuditAction::Resolved]);
+        assert_eq!(
+            plan,
+            [
+                AuditAction::Handled,
+                AuditAction::Snoozed,
+                AuditAction::Unsnoozed,
+                AuditAction::Resolved,
+                AuditAction::Approved,
+                AuditAction::Rejected
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   teammate's action), with the team's conflict rules;
 //! - [`team`]: the team action as it travels over the relay;
 //! - [`audit`]: the audit log's vocabulary (who, what, when, from where).
+//! - [`review`]: what a person reads before deciding a plan, and the decision.
 
 pub mod audit;
 pub mod plan;
+pub mod review;
 pub mod team;

@@ -88,6 +88,12 @@ pub struct PlanRecord {
     /// teammate): the row of the snooze's end says it, without reading the audit log.
     #[serde(default)]
     pub snoozed_source: Option<Source>,
+    /// Title, environment, risk and service, once the Console's details of the plan came.
+    #[serde(default)]
+    pub headline: super::review::Headline,
+    /// The comment (or reason) of a decision made from the app.
+    #[serde(default)]
+    pub decision_comment: Option<String>,
 }
 
 /// Something about a plan that needs a person's eye; shown in next actions, the plan and `inbox`.
@@ -135,6 +141,8 @@ impl PlanRecord {
             decision_id: None,
             snoozed_at: None,
             snoozed_source: None,
+            headline: super::review::Headline::default(),
+            decision_comment: None,
         }
     }
 }
@@ -257,8 +265,28 @@ impl PlanRecord {
             self.resolved_at = Some(at);
             self.snoozed_until = None;
             self.held = false;
+            // Decided in the Console itself, not through this app.
+            self.decision_id = None;
         }
         was_open
+    }
+
+    /// A person approved or rejected the plan from the app (the Console took it: `status` is
+    /// `approved` or `rejected`). Whatever its state here, it leaves the queue decided, with
+    /// who, when and the comment; a plan already decided this way stays as the first decision.
+    pub fn decide(&mut self, status: &str, comment: Option<&str>, decision: &Decision) -> Result<(), NotApplied> {
+        if self.state == PlanState::Resolved && self.decision_id.is_some() {
+            return Err(NotApplied::DecidedInConsole);
+        }
+        self.state = PlanState::Resolved;
+        self.console_status = Some(status.to_owned());
+        self.decided_by = Some(decision.by.clone());
+        self.resolved_at = Some(decision.at);
+        self.snoozed_until = None;
+        self.held = false;
+        self.decision_id = Some(decision.id.clone());
+        self.decision_comment = comment.map(str::to_owned);
+        Ok(())
     }
 
     /// A teammate's action, through the same transition as the same action taken here. An
@@ -282,6 +310,10 @@ impl PlanRecord {
         match action.action {
             TeamVerb::Handled => self.handle(&decision),
             TeamVerb::Snoozed => self.snooze(&decision, action.until.ok_or(NotApplied::NoUntil)?, now),
+            TeamVerb::Decided => {
+                let status = action.status.as_deref().unwrap_or("approved");
+                self.decide(status, action.comment.as_deref(), &decision)
+            }
             TeamVerb::Resolved => {
                 let status = action.status.as_deref().unwrap_or("resolved");
                 if self.resolve(status, Some(&action.by), action.at) {
@@ -385,6 +417,12 @@ pub fn resolution_line(p: &PlanRecord) -> Option<String> {
             let until = p.snoozed_until.map(|t| format!(" until {}", when(t))).unwrap_or_default();
             return Some(format!("Snoozed by {by}{until}"));
         }
+        (PlanState::Resolved, Some(by), _) if p.decision_id.is_some() => {
+            let word = if p.console_status.as_deref() == Some("rejected") { "Rejected" } else { "Approved" };
+            let at = p.resolved_at.map(|t| format!(" at {}", when(t))).unwrap_or_default();
+            let comment = p.decision_comment.as_deref().map(|c| format!(": \u{201c}{c}\u{201d}")).unwrap_or_default();
+            return Some(format!("{word} by {by}{at}{comment}"));
+        }
         (PlanState::Resolved, _, _) => {}
         _ => return None,
     }
@@ -436,6 +474,7 @@ mod tests {
             at,
             until: (verb == TeamVerb::Snoozed).then(|| at + Duration::minutes(30)),
             status: None,
+            comment: None,
         }
     }
 

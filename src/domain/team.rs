@@ -31,6 +31,9 @@ pub enum TeamVerb {
     Snoozed,
     /// Decided in the Console, as a teammate's reconciliation learned it.
     Resolved,
+    /// Approved or rejected (`status`) by a teammate from the app, with the Console; a hint
+    /// this laptop's own reconciliation confirms.
+    Decided,
 }
 
 impl std::fmt::Display for TeamVerb {
@@ -39,6 +42,7 @@ impl std::fmt::Display for TeamVerb {
             TeamVerb::Handled => "handled",
             TeamVerb::Snoozed => "snoozed",
             TeamVerb::Resolved => "resolved",
+            TeamVerb::Decided => "decided",
         })
     }
 }
@@ -62,9 +66,12 @@ pub struct TeamAction {
     /// A snooze: until when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
-    /// Resolved: the Console's status (approved, rejected, …).
+    /// Resolved or decided: the Console's status (approved, rejected, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Decided: the person's comment (or reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// Why a team action was not applied, as its audit row says.
@@ -80,6 +87,8 @@ pub enum TeamActionError {
 
 /// The longest a team action's fields may be: ids and names, never bodies.
 const MAX_FIELD: usize = 256;
+/// The longest comment a decision carries.
+pub const MAX_COMMENT: usize = 4096;
 
 impl TeamAction {
     pub fn to_body(&self) -> Vec<u8> {
@@ -105,6 +114,12 @@ impl TeamAction {
         if action.action == TeamVerb::Snoozed && action.until.is_none() {
             return Err(TeamActionError::NoUntil);
         }
+        if action.action == TeamVerb::Decided && !matches!(action.status.as_deref(), Some("approved" | "rejected")) {
+            return Err(TeamActionError::Malformed("a decision is `approved` or `rejected`".into()));
+        }
+        if action.comment.as_ref().is_some_and(|c| c.len() > MAX_COMMENT) {
+            return Err(TeamActionError::Malformed(format!("`comment` must be at most {MAX_COMMENT} bytes")));
+        }
         Ok(action)
     }
 }
@@ -124,6 +139,7 @@ mod tests {
             at: Utc::now(),
             until: Some(Utc::now()),
             status: None,
+            comment: None,
         }
     }
 

@@ -258,6 +258,8 @@ struct Parts {
     outbox: OutboxKick,
     /// Refusals are counted, not logged one by one (see `refusals`).
     refusals: Mutex<RefusalBook>,
+    /// Plans whose details are asked for as they are stored.
+    details: crate::details::DetailsBoard,
     /// The team relay link, when deliveries also come from JetStream (replaced when the
     /// consumer restarts with new settings, cleared when it stops).
     relay: std::sync::RwLock<Option<Arc<dyn LinkHealthSource>>>,
@@ -274,17 +276,23 @@ impl Intake {
         policy: IntakePolicy,
         events: broadcast::Sender<CoreEvent>,
         outbox: OutboxKick,
+        details: crate::details::DetailsBoard,
     ) -> Intake {
         let judge = Judge::new(secrets.clone(), usage, policy);
         // Blocking, but brief: one small record, read once while the application is built.
         let refusals = Mutex::new(load_refusals(&store));
         let relay = std::sync::RwLock::new(None);
-        Intake { inner: Arc::new(Parts { store, secrets, judge, events, outbox, refusals, relay }) }
+        Intake { inner: Arc::new(Parts { store, secrets, judge, events, outbox, refusals, details, relay }) }
     }
 
     /// Applies new settings to every delivery that starts after this call.
     pub fn set_policy(&self, policy: IntakePolicy) {
         self.inner.judge.set_policy(policy);
+    }
+
+    /// Plans whose details are asked for as they are stored (the Console side reads it).
+    pub fn details(&self) -> &crate::details::DetailsBoard {
+        &self.inner.details
     }
 
     /// The judging half, for a source that must judge before it stores (the team relay's consumer).
@@ -404,6 +412,8 @@ impl Intake {
         let verdict = match claim {
             Claim::Duplicate { .. } => Verdict::Duplicate { id },
             Claim::Accepted { acted_on: true } => {
+                // Asked for before the worker announces the plan, which waits a moment for them.
+                p.details.expect(&envelope.data.object.id);
                 // The worker writes the plan and says so with `PlanChanged`.
                 p.outbox.kick();
                 Verdict::Accepted { id }

@@ -73,6 +73,7 @@ fn team_action(at: DateTime<Utc>) -> crate::domain::team::TeamAction {
         at,
         until: None,
         status: None,
+        comment: None,
     }
 }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use notify_rust::{Notification, NotificationHandle, NotificationResponse, Timeout, Urgency};
 use tokio::sync::{broadcast, mpsc};
 
-use super::policy::{self, AttentionGate, Coalescer, Reaction, Response, Subject, SNOOZE_ACTION};
+use super::policy::{self, AttentionGate, Coalescer, Reaction, Response, Subject, REVIEW_ACTION, SNOOZE_ACTION};
 use super::{APP_NAME, ICON, SNOOZE_MINUTES};
 use crate::config::NotificationSettings;
 use crate::events::CoreEvent;
@@ -407,13 +407,20 @@ async fn wait_for_response(handle: Arc<NotificationHandle>, requests: mpsc::Unbo
 
 fn plan_notification(plan: &PlanRecord, escalation: bool) -> Notification {
     let mut n = Notification::new();
-    let summary =
-        if escalation { "Remediation plan still awaits approval" } else { "Remediation plan awaits approval" };
+    let ids = format!("Plan {} · run {} · organization {}", plan.plan_id, plan.run_id, plan.organization_id);
+    // With the Console's details: what the plan is about, in the words the window uses.
+    let (summary, body) = match plan.headline.notification() {
+        Some((title, body)) if !body.is_empty() => (title, body),
+        Some((title, _)) => (title, ids),
+        None if escalation => ("Remediation plan still awaits approval".to_owned(), ids),
+        None => ("Remediation plan awaits approval".to_owned(), ids),
+    };
     n.appname(APP_NAME)
         .icon(ICON)
-        .summary(summary)
-        .body(&format!("Plan {} · run {} · organization {}", plan.plan_id, plan.run_id, plan.organization_id))
-        .action("default", "Open plan")
+        .summary(&summary)
+        .body(&body)
+        .action("default", "Review")
+        .action(REVIEW_ACTION, "Review")
         .action(SNOOZE_ACTION, "Snooze 1 h")
         .urgency(if escalation { Urgency::Critical } else { Urgency::Normal })
         .timeout(Timeout::Never);
@@ -443,7 +450,23 @@ mod tests {
         let plan = PlanRecord::arrived("plan_7", "evt", "run_9", "org_abc", Utc::now(), Utc::now());
         let n = plan_notification(&plan, true);
         assert!(n.body.contains("plan_7") && n.body.contains("run_9") && n.body.contains("org_abc"));
-        assert_eq!(n.actions, vec!["default", "Open plan", "snooze", "Snooze 1 h"]);
+        assert_eq!(n.actions, vec!["default", "Review", "review", "Review", "snooze", "Snooze 1 h"]);
         assert_eq!(n.summary, "Remediation plan still awaits approval");
+    }
+
+    #[test]
+    fn a_plan_with_its_details_says_what_it_is_about() {
+        let mut plan = PlanRecord::arrived("plan_7", "evt", "run_9", "org_abc", Utc::now(), Utc::now());
+        plan.headline = crate::domain::review::Headline {
+            title: Some("Roll back checkout".into()),
+            environment: Some("prod-eu".into()),
+            risk: Some(crate::domain::review::Risk::High),
+            service: Some("checkout".into()),
+        };
+        let n = plan_notification(&plan, false);
+        assert_eq!(
+            (n.summary.as_str(), n.body.as_str()),
+            ("Approval needed: Roll back checkout", "prod-eu · high risk · checkout")
+        );
     }
 }

@@ -121,6 +121,8 @@ pub enum Reaction {
 
 /// The action key of "Snooze 1 h".
 pub const SNOOZE_ACTION: &str = "snooze";
+/// The action key of "Review": opens the plan's review (a notification never decides anything).
+pub const REVIEW_ACTION: &str = "review";
 
 pub fn react(subject: &Subject, response: Response) -> Reaction {
     match (subject, response) {
@@ -128,6 +130,7 @@ pub fn react(subject: &Subject, response: Response) -> Reaction {
         (Subject::Plan(plan_id), Response::Default) => Reaction::OpenPlan(plan_id.clone()),
         (Subject::Summary, Response::Default) => Reaction::OpenQueue,
         (Subject::Plan(plan_id), Response::Action(key)) if key == SNOOZE_ACTION => Reaction::Snooze(plan_id.clone()),
+        (Subject::Plan(plan_id), Response::Action(key)) if key == REVIEW_ACTION => Reaction::OpenPlan(plan_id.clone()),
         (_, Response::Action(other)) => Reaction::Unknown(other),
     }
 }
@@ -189,6 +192,7 @@ mod tests {
         assert_eq!(react(&plan, Response::Default), Reaction::OpenPlan("plan_1".into()));
         assert_eq!(react(&Subject::Summary, Response::Default), Reaction::OpenQueue);
         assert_eq!(react(&plan, Response::Action("snooze".into())), Reaction::Snooze("plan_1".into()));
+        assert_eq!(react(&plan, Response::Action("review".into())), Reaction::OpenPlan("plan_1".into()));
         assert_eq!(react(&plan, Response::Closed), Reaction::Forget);
         assert_eq!(react(&Subject::Summary, Response::Action("snooze".into())), Reaction::Unknown("snooze".into()));
         assert_eq!(react(&plan, Response::Action("approve".into())), Reaction::Unknown("approve".into()));

@@ -143,15 +143,26 @@ impl Panel {
 
     /// Pending plans, oldest first.
     fn pending_plans(&self) -> Result<Vec<PlanRecord>, PanelError> {
-        let mut open = Vec::new();
+        Ok(self.plans_at(Utc::now())?.0)
+    }
+
+    /// Pending plans, oldest first, and how long each plan decided in the last 7 days waited
+    /// from arrival to its decision (in seconds): one read of the plans.
+    fn plans_at(&self, now: DateTime<Utc>) -> Result<(Vec<PlanRecord>, Vec<i64>), PanelError> {
+        let since = now - Duration::days(7);
+        let (mut open, mut waits) = (Vec::new(), Vec::new());
         for plan in self.store.plans_iter() {
             let plan = plan?;
-            if plan.state == PlanState::Pending {
-                open.push(plan);
+            match (plan.state, plan.resolved_at) {
+                (PlanState::Pending, _) => open.push(plan),
+                (PlanState::Resolved, Some(at)) if at >= since => {
+                    waits.push((at - plan.received_at).num_seconds().max(0));
+                }
+                _ => {}
             }
         }
         open.sort_by_key(|p| p.received_at);
-        Ok(open)
+        Ok((open, waits))
     }
 
     /// The first `limit` pending plans, oldest first: the queue beyond the overview's
@@ -168,7 +179,7 @@ impl Panel {
 
     fn overview_now(&self, now: DateTime<Utc>) -> Result<Overview, PanelError> {
         let settings = self.settings();
-        let open = self.pending_plans()?;
+        let (open, waits) = self.plans_at(now)?;
         let queue: Vec<PlanView> = open.iter().map(|p| PlanView::of(p, now, &settings)).collect();
         let oldest = queue.iter().map(|p| p.age_secs).max();
         let pending = queue.len() as u64;
@@ -247,7 +258,14 @@ impl Panel {
             started: true,
             first_run,
             receiver: ReceiverStatus { webhook_url: self.webhook_url(), ready: reason.is_none(), reason },
-            kpis: Kpis { pending, oldest_waiting_secs: oldest, oldest_state, received_24h, health },
+            kpis: Kpis {
+                pending,
+                oldest_waiting_secs: oldest,
+                oldest_state,
+                received_24h,
+                health,
+                median_decision_secs_7d: median(waits),
+            },
             queue,
             next_actions,
             arrivals_24h,
@@ -368,6 +386,22 @@ impl Panel {
     pub async fn snooze(&self, plan_id: String, minutes: u32) -> Result<(), PanelError> {
         self.actions.snooze(&plan_id, minutes, Source::Panel).await?;
         Ok(())
+    }
+
+    /// The plan to review, with its details read again from the Console.
+    pub async fn review(&self, plan_id: String) -> Result<crate::actions::Review, PanelError> {
+        Ok(self.actions.review(&plan_id).await?)
+    }
+
+    /// Approve or reject from the review, as shown at `revision`; every outcome is a report.
+    pub async fn decide(
+        &self,
+        plan_id: String,
+        verdict: crate::domain::review::Verdict,
+        revision: Option<String>,
+        comment: String,
+    ) -> crate::actions::DecisionReport {
+        self.actions.decide(&plan_id, verdict, revision, &comment, Source::Panel).await
     }
 
     /// The person-actions, for the other entry points of a running receiver (the control
@@ -555,6 +589,12 @@ fn team_refusals(summary: &[crate::refusals::RefusalSummary]) -> Option<NextActi
             if refused == 1 { "" } else { "s" }
         ),
     })
+}
+
+/// The median of `values` (the lower middle of an even count); `None` when there are none.
+fn median(mut values: Vec<i64>) -> Option<i64> {
+    values.sort_unstable();
+    values.get(values.len().saturating_sub(1) / 2).copied()
 }
 
 /// A whole number of hours as a duration.

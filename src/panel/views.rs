@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::PanelError;
 use crate::config::{NotificationSettings, QuietHours, RelaySettings, Settings};
 use crate::domain::plan::resolution_line;
+use crate::domain::review::Headline;
 use crate::refusals::RefusalSummary;
 use crate::store::{DeliveryRecord, PlanFlag, PlanRecord, PlanState};
 use crate::verify::Scheme;
@@ -51,6 +52,8 @@ pub struct Kpis {
     pub oldest_state: OldestState,
     pub received_24h: u64,
     pub health: DeliveryHealth,
+    /// From arrival to decision, the median over the plans decided in the last 7 days.
+    pub median_decision_secs_7d: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,6 +83,8 @@ pub struct PlanView {
     pub resolution: Option<String>,
     pub handled_at: Option<DateTime<Utc>>,
     pub snoozed_by: Option<String>,
+    /// Title, environment, risk and service from the Console's details, once they came.
+    pub headline: Headline,
 }
 
 impl PlanView {
@@ -104,6 +109,7 @@ impl PlanView {
             resolution: resolution_line(p),
             handled_at: p.handled_at,
             snoozed_by: p.snoozed_by.clone(),
+            headline: p.headline.clone(),
         }
     }
 }
@@ -167,6 +173,7 @@ impl Overview {
                 oldest_state: OldestState::None,
                 received_24h: 0,
                 health: DeliveryHealth { accepted: 0, duplicates: 0, rejected: 0, last_rejection: None },
+                median_decision_secs_7d: None,
             },
             queue: Vec::new(),
             next_actions: vec![NextAction {

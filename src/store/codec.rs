@@ -14,6 +14,7 @@ use super::records::{
 };
 use super::StoreError;
 use crate::domain::audit::{AuditAction, AuditEntry, Source};
+use crate::domain::review::{Headline, Risk};
 use crate::verify::Fingerprint;
 
 /// The first byte of a record in this format (never `{`, the first byte of a JSON record).
@@ -205,6 +206,8 @@ byte_enum!(AuditAction {
     ConsoleConnected = 12,
     ConsoleDisconnected = 13,
     Ignored = 14,
+    Approved = 15,
+    Rejected = 16,
 });
 
 impl Record for EventRecord {
@@ -269,6 +272,11 @@ impl Record for PlanRecord {
         w.opt(self.snoozed_at, Writer::time);
         // Appended in schema 5: absent from older records.
         w.opt(self.snoozed_source.as_ref(), |w, s| w.str(&s.to_string()));
+        w.opt(self.headline.title.as_deref(), Writer::str);
+        w.opt(self.headline.environment.as_deref(), Writer::str);
+        w.opt(self.headline.risk.map(Risk::as_str), Writer::str);
+        w.opt(self.headline.service.as_deref(), Writer::str);
+        w.opt(self.decision_comment.as_deref(), Writer::str);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, String> {
@@ -299,6 +307,8 @@ impl Record for PlanRecord {
             decision_id: None,
             snoozed_at: None,
             snoozed_source: None,
+            headline: Headline::default(),
+            decision_comment: None,
         };
         if !r.at_end() {
             plan.source = PlanSource::from_byte(r.u8()?)?;
@@ -316,6 +326,12 @@ impl Record for PlanRecord {
                 Some(text) => Some(Source::parse(&text).ok_or_else(|| format!("unknown snooze source `{text}`"))?),
                 None => None,
             };
+            plan.headline.title = r.opt(Reader::str)?;
+            plan.headline.environment = r.opt(Reader::str)?;
+            // A risk this build does not know reads as unknown.
+            plan.headline.risk = r.opt(Reader::str)?.and_then(|s| Risk::parse(&s));
+            plan.headline.service = r.opt(Reader::str)?;
+            plan.decision_comment = r.opt(Reader::str)?;
         }
         Ok(plan)
     }
@@ -422,6 +438,13 @@ mod tests {
             decision_id: Some("act_0123456789abcdef".into()),
             snoozed_at: Some(t),
             snoozed_source: Some(Source::Team("bob_laptop-2".into())),
+            headline: Headline {
+                title: Some("Roll back checkout".into()),
+                environment: Some("prod-eu".into()),
+                risk: Some(Risk::High),
+                service: Some("checkout".into()),
+            },
+            decision_comment: Some("looks right".into()),
         }
     }
 
@@ -439,14 +462,16 @@ mod tests {
             decision_id: None,
             snoozed_at: None,
             snoozed_source: None,
+            headline: Headline::default(),
+            decision_comment: None,
             ..plan()
         };
         // (bytes cut from the end, what they held)
         for (cut, held) in [
-            (1, "snoozed_source (schema 5)"),
-            (4, "and snoozed_by, decision_id, snoozed_at (schema 4)"),
-            (8, "and source, console_status, decided_by, resolved_at (schema 3)"),
-            (9, "and the flag count"),
+            (6, "snoozed_source, the headline and the decision's comment (schema 5)"),
+            (9, "and snoozed_by, decision_id, snoozed_at (schema 4)"),
+            (13, "and source, console_status, decided_by, resolved_at (schema 3)"),
+            (14, "and the flag count"),
         ] {
             let mut old = encode(&none);
             old.truncate(old.len() - cut);
@@ -509,7 +534,7 @@ mod tests {
     fn a_damaged_record_is_a_clear_error_naming_its_tree() {
         let mut bytes = encode(&plan());
         // Cut right after the presence byte of the last field (a string and its length byte).
-        bytes.truncate(bytes.len() - "team:bob_laptop-2".len() - 1);
+        bytes.truncate(bytes.len() - "looks right".len() - 1);
         let err = decode::<PlanRecord>("plans", &bytes).unwrap_err().to_string();
         assert!(err.contains("`plans`") && err.contains("ends early"), "{err}");
         // The format byte, then a first string said to be 50 bytes long, of which 3 are there.

@@ -91,6 +91,7 @@ impl Store {
                 at,
                 until: None,
                 status: Some(status.to_owned()),
+                comment: None,
             });
             Ok(Recorded { audit, team })
         })?;

@@ -101,11 +101,16 @@ impl Store {
         let mismatch = std::cell::Cell::new(None);
         let early = std::cell::Cell::new(false);
         let waiting = self.early_decision(&event.plan_id)?;
+        // The Console's details may come before the plan is written: it arrives with them.
+        let headline = self.details(&event.plan_id)?.map(|d| d.headline());
         let plan = self.write_plan(&event.plan_id, |previous| {
             let fresh = previous.is_none();
             let merged = arrive(previous, &announcement(event));
             mismatch.set(merged.mismatch);
             let mut plan = merged.plan;
+            if let Some(headline) = headline.as_ref().filter(|_| plan.headline.is_empty()) {
+                plan.headline = headline.clone();
+            }
             // A teammate decided it before it arrived here: it arrives decided, never announced.
             if fresh && waiting.is_some() {
                 plan = team::with_early_decision(plan, waiting.as_ref());

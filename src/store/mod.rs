@@ -32,6 +32,7 @@ mod changes;
 mod codec;
 mod commit;
 mod console;
+mod details;
 mod events;
 mod outbox;
 mod prune;
@@ -50,6 +51,7 @@ pub use records::{
     PlanState, Work, CONSOLE_EVENT_PREFIX,
 };
 pub use schema::SCHEMA_VERSION;
+pub(crate) use team::comment_detail;
 use timers::timer_keys;
 pub use timers::Due;
 
@@ -172,6 +174,8 @@ struct Inner {
     team_seen: sled::Tree,
     team_out: sled::Tree,
     team_early: sled::Tree,
+    /// The Console's review details of plans (see `details`), JSON by plan id.
+    details: sled::Tree,
     /// Serializes changes of a plan with its timers against upkeep's removal of stale timers.
     timers_lock: Mutex<()>,
     commit: GroupCommit,
@@ -204,6 +208,7 @@ impl Inner {
             team_seen: db.open_tree("team_seen")?,
             team_out: db.open_tree("team_out")?,
             team_early: db.open_tree("team_early")?,
+            details: db.open_tree("details")?,
             timers_lock: Mutex::new(()),
             commit: GroupCommit::start(db.clone()),
             db,

@@ -199,7 +199,23 @@ fn applied_row(action: &TeamAction) -> (AuditAction, String) {
         TeamVerb::Snoozed => (AuditAction::Snoozed, until_detail(action)),
         TeamVerb::Handled => (AuditAction::Handled, String::new()),
         TeamVerb::Resolved => (AuditAction::Resolved, action.status.clone().unwrap_or_default()),
+        TeamVerb::Decided if action.status.as_deref() == Some("rejected") => {
+            (AuditAction::Rejected, comment_detail(None, action.comment.as_deref()))
+        }
+        TeamVerb::Decided => (AuditAction::Approved, comment_detail(None, action.comment.as_deref())),
     }
+}
+
+/// An approval's or rejection's detail: the revision decided on and the comment.
+pub(crate) fn comment_detail(revision: Option<&str>, comment: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = revision {
+        parts.push(format!("revision {r}"));
+    }
+    if let Some(c) = comment.filter(|c| !c.is_empty()) {
+        parts.push(format!("comment: {c}"));
+    }
+    parts.join("; ")
 }
 
 fn until_detail(action: &TeamAction) -> String {
@@ -243,6 +259,7 @@ mod tests {
             at,
             until: (verb == TeamVerb::Snoozed).then(|| Utc::now() + Duration::minutes(30)),
             status: (verb == TeamVerb::Resolved).then(|| "approved".to_owned()),
+            comment: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Test peers that are real D-Bus services. [`NotificationRecorder`] owns
 //! `org.freedesktop.Notifications` on a given bus, answers like a notification daemon with
 //! actions, records every call, and emits the signals a user's click or dismissal causes.
+//! [`review_console`] is a fake Zof Console for review and decide, over real HTTP.
+
+pub mod review_console;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -156,6 +156,7 @@ async fn connected_app(console_url: &str, token: &str) -> TestApp {
         token: TokenSource::Fixed(ConsoleToken::new(token).unwrap()),
         retry: fast_retries(),
         watch_system: false,
+        ..ConsoleSetup::default()
     };
     spawn_with(Spawn { settings, console: Some(setup), ..Spawn::default() }).await
 }

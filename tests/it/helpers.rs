@@ -22,12 +22,14 @@ pub fn secret() -> Secret {
     Secret::new(SECRET).unwrap()
 }
 
-/// Records which plans the outbox handed on (the notifier boundary, observed).
+/// Records which plans the outbox handed on (the notifier boundary, observed), and the title
+/// and body each notification would show, when the plan's details came in time.
 #[derive(Debug, Default)]
-pub struct SeenPlans(pub Mutex<Vec<String>>);
+pub struct SeenPlans(pub Mutex<Vec<String>>, pub Mutex<Vec<Option<(String, String)>>>);
 
 impl Notifier for SeenPlans {
     fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
+        self.1.lock().unwrap().push(plan.headline.notification());
         self.0.lock().unwrap().push(plan.plan_id.clone());
         Ok(Notice::Shown)
     }

@@ -11,6 +11,7 @@ mod hardening;
 mod helpers;
 mod logs;
 mod receiver;
+mod review;
 mod secrets;
 mod session;
 mod upgrade;

@@ -211,7 +211,7 @@ async fn each_pending_plan_raises_one_actionable_notification() {
     let Call::Notify { app_name, summary, body, actions, urgency, .. } = &calls[0] else { panic!() };
     assert_eq!((app_name.as_str(), summary.as_str()), ("Zof Approvals", "Remediation plan awaits approval"));
     assert!(body.contains("plan_n1") && body.contains("run_xyz") && body.contains("org_abc"), "{body}");
-    assert_eq!(actions, &["default", "Open plan", "snooze", "Snooze 1 h"]);
+    assert_eq!(actions, &["default", "Review", "review", "Review", "snooze", "Snooze 1 h"]);
     assert_eq!(*urgency, Some(1));
     assert_eq!(body_names(&calls, "plan_n2"), 1);
     app.stop().await;

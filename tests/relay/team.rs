@@ -46,6 +46,13 @@ async fn mate(nats: &Nats, name: &str, desktop: bool, allow: &[&str]) -> Mate {
     mate_with(nats, name, desktop, Settings { allow_orgs, ..Settings::default() }).await
 }
 
+/// [`mate`], connected to the Console at `console` (the review console's API URL), if given.
+async fn mate_with_console(nats: &Nats, name: &str, desktop: bool, allow: &[&str], console: Option<&str>) -> Mate {
+    let allow_orgs = allow.iter().map(|o| (*o).to_owned()).collect();
+    let console_api_url = console.unwrap_or_default().into();
+    mate_with(nats, name, desktop, Settings { allow_orgs, console_api_url, ..Settings::default() }).await
+}
+
 /// [`mate`] with these settings (a signature scheme, say).
 async fn mate_with(nats: &Nats, name: &str, desktop: bool, settings: Settings) -> Mate {
     let dir = tempfile::tempdir().unwrap();
@@ -57,7 +64,13 @@ async fn mate_with(nats: &Nats, name: &str, desktop: bool, settings: Settings) -
     };
     let notifier: Arc<dyn Notifier> =
         if desktop { Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())) } else { Arc::new(LogNotifier) };
-    let mut app = Application::build(config, notifier).await.unwrap();
+    let token = zof_approvals::console::ConsoleToken::new(zof_testkit::review_console::TOKEN).unwrap();
+    let setup = zof_approvals::console::ConsoleSetup {
+        token: zof_approvals::console::TokenSource::Fixed(token),
+        watch_system: false,
+        ..zof_approvals::console::ConsoleSetup::default()
+    };
+    let mut app = Application::build_with_console(config, notifier, setup).await.unwrap();
     let nats_config = NatsConfig { url: nats.url(), auth: NatsAuth::None, ca_file: None, name: name.into() };
     app.attach_relay(LaptopLink { nats: nats_config, stream: "ZOF".into(), consumer: name.into() });
     let panel = app.panel();
@@ -260,6 +273,7 @@ async fn forged_and_wrongly_signed_team_actions_change_nothing_and_are_counted_w
         at: Utc::now(),
         until: None,
         status: None,
+        comment: None,
     };
     let wrong = Secret::new("not-the-team-secret-0123456789").unwrap();
     let right = Secret::new(SECRET).unwrap();
@@ -383,6 +397,7 @@ async fn queue_handled_taken_at(m: &Mate, plan: &str, at: chrono::DateTime<Utc>)
                 at,
                 until: None,
                 status: None,
+                comment: None,
             };
             Ok(Recorded { audit, team: Some(team) })
         })
@@ -470,6 +485,7 @@ async fn a_hundred_thousand_forged_actions_cost_the_store_under_a_mebibyte() {
         at: Utc::now(),
         until: None,
         status: None,
+        comment: None,
     };
     publish_action(&p, "org_abc", &genuine, Some(&sign_zof(&right, &genuine.to_body()))).await;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -496,4 +512,36 @@ async fn a_hundred_thousand_forged_actions_cost_the_store_under_a_mebibyte() {
     );
     assert_eq!(counted, FORGED as u64, "every forged action is counted");
     assert!(growth < 1024 * 1024, "{growth} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_alice_approves_on_her_laptop_is_withdrawn_on_bobs_and_reads_approved_by_her() {
+    let turn = turn().await;
+    let rec = recorder(&turn).await;
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let (console, url) = zof_testkit::review_console::ReviewConsole::start().await;
+    console.add("plan_ap", "medium", true);
+    let alice = mate_with_console(&nats, "alice", false, &[], Some(&url)).await;
+    let bob = mate(&nats, "bob", true, &[]).await;
+    deliver(&p, "plan_ap").await;
+    let calls = until_calls(&rec, "bob is told of plan_ap", |c| notified(c, "plan_ap").is_some()).await;
+    let shown = notified(&calls, "plan_ap").unwrap();
+    alice.until("plan_ap", "pending at alice's", |s, _| s == PlanState::Pending).await;
+
+    let report = alice
+        .panel
+        .decide("plan_ap".into(), zof_approvals::domain::review::Verdict::Approve, Some("rev_1".into()), "ok".into())
+        .await;
+    assert_eq!(report.outcome, zof_approvals::actions::DecisionOutcome::Decided, "{}", report.message);
+    until_calls(&rec, "bob's notification is withdrawn", |c| closed(c, shown)).await;
+    bob.until("plan_ap", "decided by Alice Example", |s, by| s == PlanState::Resolved && by == Some("Alice Example"))
+        .await;
+    let view = bob.panel.plan("plan_ap".into()).await.unwrap().plan;
+    assert!(view.resolution.as_deref().is_some_and(|r| r.starts_with("Approved by Alice Example")), "{view:?}");
+    let rows = bob.audit("plan_ap").await;
+    assert!(rows.iter().any(|r| r.action == AuditAction::Approved && r.who == "Alice Example"), "{rows:?}");
+    assert_eq!(console.decisions().len(), 1, "one decision reached the Console");
+    alice.stop().await;
+    bob.stop().await;
 }

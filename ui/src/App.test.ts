@@ -39,7 +39,8 @@ describe('Home', () => {
     expect(pending.textContent).toBe('2');
     expect(ui.byTestId('kpi-oldest')!.textContent).toBe('1 h 5 min');
     expect(ui.byTestId('kpi-oldest')!.dataset.tone).toBe('warning');
-    expect(ui.byTestId('kpi-received')!.textContent).toBe('7');
+    expect(ui.byTestId('kpi-decision')!.textContent).toBe('25 min');
+    expect(ui.target.textContent).toContain('Median time to decision · 7 days');
     expect(ui.byTestId('kpi-health')!.textContent).toBe('12 / 2 / 1');
     expect(ui.byTestId('last-rejection')!.textContent).toContain('signature did not match any secret');
     expect(ui.byTestId('last-rejection')!.textContent).toContain('5 min ago');
@@ -248,7 +249,7 @@ describe('navigation', () => {
     const ui = renderApp();
     const pending = await until(() => ui.byTestId('kpi-pending')!);
     expect(pending.textContent).toBe('—');
-    expect(ui.byTestId('kpi-received')!.textContent).toBe('—');
+    expect(ui.byTestId('kpi-decision')!.textContent).toBe('—');
     expect(ui.get('.kpis')!.textContent).toContain('Not known until the receiver starts');
     expect(ui.get('.kpis')!.textContent).not.toContain('Queue is clear');
   });

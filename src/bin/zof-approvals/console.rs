@@ -64,13 +64,13 @@ pub struct ConnectionArgs {
 }
 
 /// What the connection arguments and the settings resolve to.
-struct Resolved {
-    paths: Paths,
-    settings: Settings,
+pub(crate) struct Resolved {
+    pub(crate) paths: Paths,
+    pub(crate) settings: Settings,
 }
 
 impl ConnectionArgs {
-    fn resolve(self) -> anyhow::Result<(Resolved, Option<String>)> {
+    pub(crate) fn resolve(self) -> anyhow::Result<(Resolved, Option<String>)> {
         let paths = Paths::resolve(self.location.data_dir, self.location.config_dir)?;
         let mut settings = Settings::load(&paths.settings_file())?;
         if let Some(url) = self.console_url {
@@ -89,7 +89,11 @@ fn token(env: Option<&str>) -> Result<ConsoleToken, ConsoleError> {
     }
 }
 
-async fn client(r: &Resolved, env: Option<String>, retry: RetryPolicy) -> Result<ConsoleClient, ConsoleError> {
+pub(crate) async fn client(
+    r: &Resolved,
+    env: Option<String>,
+    retry: RetryPolicy,
+) -> Result<ConsoleClient, ConsoleError> {
     if r.settings.console_api_url.is_empty() {
         return Err(ConsoleError::NotConfigured);
     }

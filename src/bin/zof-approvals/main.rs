@@ -25,6 +25,7 @@ mod inbox;
 mod offline;
 mod plans;
 mod relay;
+mod review;
 mod secret;
 mod send;
 mod serve;
@@ -61,6 +62,12 @@ enum Command {
     Handle(actions::HandleArgs),
     /// Snooze a plan (default 1h; through the running receiver, if one holds the store).
     Snooze(actions::SnoozeArgs),
+    /// A plan's details from the Console: what it would change, and whether you may decide it.
+    Show(review::ShowArgs),
+    /// Approve a plan as the person the Console token belongs to (asks first; --yes without a terminal).
+    Approve(review::ApproveArgs),
+    /// Reject a plan, with a reason, as the person the Console token belongs to.
+    Reject(review::RejectArgs),
     /// The audit log: who did what, when and from where, newest first.
     Audit(audit::AuditArgs),
     /// The optional Console connection: login, status, reconcile, subscribe.
@@ -142,6 +149,9 @@ fn main() -> ExitCode {
                 Command::Plans(a) => plans::plans(a).await,
                 Command::Handle(a) => actions::handle(a).await,
                 Command::Snooze(a) => actions::snooze(a).await,
+                Command::Show(a) => review::show(a).await,
+                Command::Approve(a) => review::approve(a).await,
+                Command::Reject(a) => review::reject(a).await,
                 Command::Audit(a) => audit::audit(a).await,
                 Command::Console(c) => console::console_command(c).await,
                 Command::Secret(c) => secret::secret_command(c).await,

@@ -59,6 +59,78 @@ export interface Kpis {
   oldest_state: OldestState;
   received_24h: number;
   health: DeliveryHealth;
+  /** From arrival to decision, the median over the plans decided in the last 7 days. */
+  median_decision_secs_7d?: number | null;
+}
+
+export type Risk = 'low' | 'medium' | 'high' | 'critical';
+
+/** Title, environment, risk and service: the Console's details every view of a plan shows. */
+export interface Headline {
+  title: string | null;
+  environment: string | null;
+  risk: Risk | null;
+  service: string | null;
+}
+
+export interface PlanStep {
+  action: string;
+  target: string;
+  detail: string;
+}
+
+/** A plan as the Console describes it for review; every review field may be absent. */
+export interface PlanDetails {
+  plan_id: string;
+  status: string;
+  organization_id: string;
+  run_id: string;
+  updated: string | null;
+  decided_by: string | null;
+  title: string | null;
+  summary: string | null;
+  risk: Risk | null;
+  environment: string | null;
+  service: string | null;
+  policy_pack: { id: string; name: string } | null;
+  requested_by: string | null;
+  steps: PlanStep[];
+  steps_omitted: number;
+  diff: string | null;
+  /** The diff was longer than the app keeps: the rest is in the Console. */
+  diff_cut: boolean;
+  revision: string | null;
+  expires_at: string | null;
+  viewer: { can_decide: boolean; reason: string | null } | null;
+  fetched_at: string;
+}
+
+/** The plan to review: the Console's details, refreshed when it answered. */
+export interface Review {
+  plan: { plan_id: string; state: PlanState };
+  details: PlanDetails | null;
+  fresh: boolean;
+  problem: string | null;
+}
+
+export type DecisionVerdict = 'approve' | 'reject';
+export type DecisionOutcome =
+  | 'decided'
+  | 'changed'
+  | 'already_decided'
+  | 'not_permitted'
+  | 'expired'
+  | 'comment_required'
+  | 'reason_required'
+  | 'not_decided'
+  | 'unknown'
+  | 'failed';
+
+/** What a decision came to, in plain words, with the plan as the Console last described it. */
+export interface DecisionReport {
+  outcome: DecisionOutcome;
+  message: string;
+  details: PlanDetails | null;
 }
 
 export interface PlanView {
@@ -83,6 +155,8 @@ export interface PlanView {
   resolved_at?: string | null;
   /** "Approved in Console by alice@… at …", for a plan resolved in the Console. */
   resolution?: string | null;
+  /** What the plan is about, once the Console's details came (optional: older cores). */
+  headline?: Headline;
 }
 
 export interface NextAction {
@@ -338,6 +412,11 @@ export const api = {
   /** The first `limit` pending plans, oldest first (the overview carries the first 200). */
   getQueue: (limit: number) => call<PlanView[]>('get_queue', { limit }),
   getPlan: (planId: string) => call<PlanDetail>('get_plan', { planId }),
+  /** The plan's details, read again from the Console. */
+  getReview: (planId: string) => call<Review>('get_review', { planId }),
+  /** Approve or reject as shown at `revision`; the Console's answer comes back as a report. */
+  decidePlan: (planId: string, verdict: DecisionVerdict, revision: string | null, comment: string) =>
+    call<DecisionReport>('decide_plan', { planId, verdict, revision, comment }),
   listActivity: (limit: number) => call<DeliveryView[]>('list_activity', { limit }),
   /** The audit log, newest first: one plan's history, or every action. */
   listAudit: (q: AuditQuery = {}) =>
@@ -383,6 +462,7 @@ export const EVENTS = {
   overview: 'zof://overview',
   delivery: 'zof://delivery',
   navigate: 'zof://navigate',
+  decisionChecking: 'zof://decision-checking',
 } as const;
 
 export function onOverview(handler: (overview: Overview) => void): Promise<UnlistenFn> {
@@ -391,6 +471,11 @@ export function onOverview(handler: (overview: Overview) => void): Promise<Unlis
 
 export function onDelivery(handler: (delivery: DeliveryView) => void): Promise<UnlistenFn> {
   return listen<DeliveryView>(EVENTS.delivery, (e) => handler(e.payload));
+}
+
+/** A decision got no answer: the core is reading the plan to learn its outcome. */
+export function onDecisionChecking(handler: (planId: string) => void): Promise<UnlistenFn> {
+  return listen<string>(EVENTS.decisionChecking, (e) => handler(e.payload));
 }
 
 export function onNavigate(handler: (request: NavigateRequest) => void): Promise<UnlistenFn> {

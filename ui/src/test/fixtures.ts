@@ -1,4 +1,4 @@
-import type { About, ConsoleStatus, DeliveryView, Overview, PlanDetail, PlanView, RelayView, Secrets, Settings } from '../lib/api';
+import type { About, ConsoleStatus, DeliveryView, Overview, PlanDetail, PlanDetails, PlanView, RelayView, Review, Secrets, Settings } from '../lib/api';
 
 export function makeConsoleStatus(over: Partial<ConsoleStatus> = {}): ConsoleStatus {
   return {
@@ -68,6 +68,7 @@ export function makeOverview(over: Partial<Overview> = {}): Overview {
       oldest_waiting_secs: 3900,
       oldest_state: 'warning',
       received_24h: 7,
+      median_decision_secs_7d: 1500,
       health: {
         accepted: 12,
         duplicates: 2,
@@ -171,4 +172,36 @@ export function makeAbout(over: Partial<About> = {}): About {
     log_dir: '/home/ada/.local/state/zof-approvals/logs',
     ...over,
   };
+}
+
+/** The Console's details of a plan, with every review field. */
+export function makeDetails(over: Partial<PlanDetails> = {}): PlanDetails {
+  return {
+    plan_id: 'pln_alpha',
+    status: 'pending',
+    organization_id: 'org_acme',
+    run_id: 'run_42',
+    updated: null,
+    decided_by: null,
+    title: 'Roll back checkout to 4.2.0',
+    summary: 'Error rate rose after 4.3.0',
+    risk: 'medium',
+    environment: 'prod-eu',
+    service: 'checkout',
+    policy_pack: { id: 'pp_1', name: 'Production changes' },
+    requested_by: 'carol@example.com',
+    steps: [{ action: 'rollback', target: 'deploy/checkout', detail: 'to 4.2.0' }],
+    steps_omitted: 0,
+    diff: '--- a/deploy.yaml\n+++ b/deploy.yaml\n-image: checkout:4.3.0\n+image: checkout:4.2.0\n+<script>window.pwned = true</script>',
+    diff_cut: false,
+    revision: 'rev_1',
+    expires_at: null,
+    viewer: { can_decide: true, reason: null },
+    fetched_at: new Date().toISOString(),
+    ...over,
+  };
+}
+
+export function makeReview(over: Partial<Review> = {}): Review {
+  return { plan: { plan_id: 'pln_alpha', state: 'pending' }, details: null, fresh: false, problem: 'no Console connection', ...over };
 }

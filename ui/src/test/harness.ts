@@ -4,7 +4,7 @@ import { vi } from 'vitest';
 import { mockIPC } from '@tauri-apps/api/mocks';
 import { emit } from '@tauri-apps/api/event';
 import type { InvokeArgs } from '@tauri-apps/api/core';
-import { makeConsoleStatus, makeOverview, makeRelayView, makeSecrets, makeSettings } from './fixtures';
+import { makeConsoleStatus, makeOverview, makeRelayView, makeReview, makeSecrets, makeSettings } from './fixtures';
 
 export interface Call {
   cmd: string;
@@ -22,6 +22,7 @@ export function mockBackend(overrides: Record<string, Handler> = {}) {
     get_secrets: () => makeSecrets(),
     list_activity: () => [],
     list_audit: () => [],
+    get_review: (args) => makeReview({ plan: { plan_id: String(args.planId ?? 'pln_alpha'), state: 'pending' } }),
     mark_handled: () => null,
     snooze_plan: () => null,
     open_in_console: () => null,
