@@ -4,7 +4,9 @@
 //! it handled (`Panel::handle`, the panel's button) and the clock stops when B's
 //! `CloseNotification` for it reaches the bus. Beside it, in the same run, the raw component: a
 //! JetStream publish with its PubAck, read by a durable pull consumer and acknowledged (the
-//! same hop with no store, no signature and no notification). Prints p50/p99/max; asserts nothing.
+//! same hop with no store, no signature and no notification). Then the same for decisions: A
+//! approves each plan in the review against a fake Console on loopback (read again, one POST,
+//! recorded and shared), and the clock stops at B's `CloseNotification`. Prints p50/p99/max.
 //!
 //! `cargo bench --bench team_actions [-- ACTIONS]`; needs `nats-server` (scripts/deps.sh, or
 //! `ZOF_NATS_SERVER`) and `dbus-daemon`.
@@ -64,16 +66,23 @@ async fn laptop(
     dir: &Path,
     name: &str,
     notifier: Arc<dyn Notifier>,
+    console: Option<&str>,
 ) -> (Panel, tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
-    let mut settings =
-        Settings { listen: "127.0.0.1:0".parse().unwrap(), display_name: name.into(), ..Settings::default() };
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        display_name: name.into(),
+        console_api_url: console.unwrap_or_default().into(),
+        ..Settings::default()
+    };
     settings.notifications.coalesce_threshold = u32::MAX;
     let config = AppConfig {
         paths: Paths { data_dir: dir.join(name).join("data"), config_dir: dir.join(name).join("config") },
         settings,
         secrets: SecretSource::Fixed(SecretSet::single(Secret::new(SECRET).unwrap())),
     };
-    let mut app = Application::build(config, notifier).await.unwrap();
+    let token = zof_approvals::console::ConsoleToken::new(zof_testkit::review_console::TOKEN).unwrap();
+    let setup = zof_approvals::console::ConsoleSetup::fixed(token);
+    let mut app = Application::build_with_console(config, notifier, setup).await.unwrap();
     let nats = NatsConfig { url: url.into(), auth: NatsAuth::None, ca_file: None, name: name.into() };
     app.attach_relay(LaptopLink { nats, stream: "ZOF".into(), consumer: name.into() });
     let panel = app.panel();
@@ -86,6 +95,39 @@ async fn laptop(
         .unwrap();
     });
     (panel, task, stop)
+}
+
+/// Waits until bob's bus shows `plan` and alice holds it pending; returns the notification's id.
+async fn shown_on_bus(recorder: &NotificationRecorder, a: &Panel, plan: &str) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = recorder.calls().iter().find_map(|c| match c {
+            Call::Notify { id, body, .. } if body.split_whitespace().nth(1) == Some(plan) => Some(*id),
+            _ => None,
+        });
+        let held = a.plan(plan.to_owned()).await.is_ok_and(|d| d.plan.state == PlanState::Pending);
+        if let (Some(id), true) = (shown, held) {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "{plan} did not reach both laptops");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// When bob's notification `shown` was closed on his bus.
+async fn closed_on_bus(recorder: &NotificationRecorder, shown: u32, plan: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let closed = recorder.calls().iter().find_map(|c| match c {
+            Call::Close { id, at_ms } if *id == shown => Some(*at_ms),
+            _ => None,
+        });
+        if let Some(at) = closed {
+            return at;
+        }
+        assert!(Instant::now() < deadline, "{plan}: bob's notification was never closed");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
 }
 
 fn percentiles(mut v: Vec<f64>) -> String {
@@ -113,9 +155,10 @@ fn main() {
         let config = NatsConfig { url: url.clone(), auth: NatsAuth::None, ca_file: None, name: "bench relay".into() };
         let relay = Publisher::connect(&config, RelayStatus::new("bench")).await.unwrap();
         relay.ensure_stream(&Default::default(), Duration::from_secs(10)).await.unwrap();
-        let (a, a_task, a_stop) = laptop(&url, dir.path(), "alice", Arc::new(LogNotifier)).await;
+        let (console, console_url) = zof_testkit::review_console::ReviewConsole::start().await;
+        let (a, a_task, a_stop) = laptop(&url, dir.path(), "alice", Arc::new(LogNotifier), Some(&console_url)).await;
         let desktop = Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current()));
-        let (b, b_task, b_stop) = laptop(&url, dir.path(), "bob", desktop).await;
+        let (b, b_task, b_stop) = laptop(&url, dir.path(), "bob", desktop, None).await;
 
         // One plan at a time, so bob's notification of it is live (the notifier keeps a bounded
         // number on screen): delivered, shown on bob's bus, held by alice, then handled by alice.
@@ -129,40 +172,44 @@ fn main() {
                 .publish(delivery_subject("org_bench"), &id, &[("x-zof-signature", sig.as_str())], Bytes::from(body))
                 .await
                 .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let shown = loop {
-                let shown = recorder.calls().iter().find_map(|c| match c {
-                    Call::Notify { id, body, .. } if body.split_whitespace().nth(1) == Some(plan.as_str()) => Some(*id),
-                    _ => None,
-                });
-                let held = a.plan(plan.clone()).await.is_ok_and(|d| d.plan.state == PlanState::Pending);
-                if let (Some(id), true) = (shown, held) {
-                    break id;
-                }
-                assert!(Instant::now() < deadline, "{plan} did not reach both laptops");
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            };
+            let shown = shown_on_bus(&recorder, &a, &plan).await;
             let clicked = now_ms();
             let done = a.actions().handle(&plan, Source::Panel).await.unwrap();
             assert!(!done.already);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let closed_at = loop {
-                let closed = recorder.calls().iter().find_map(|c| match c {
-                    Call::Close { id, at_ms } if *id == shown => Some(*at_ms),
-                    _ => None,
-                });
-                if let Some(at) = closed {
-                    break at;
-                }
-                assert!(Instant::now() < deadline, "{plan}: bob's notification was never closed");
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            };
-            latencies.push(closed_at - clicked);
+            latencies.push(closed_on_bus(&recorder, shown, &plan).await - clicked);
         }
         let last = format!("plan_team_{}", actions - 1);
         let state = b.plan(last).await.unwrap().plan;
         assert_eq!((state.state, state.decided_by.as_deref()), (PlanState::Handled, Some("alice")));
         println!("team action, alice marks handled → CloseNotification on bob's bus: {}", percentiles(latencies));
+
+        // Decisions: alice approves in the review (after confirming: the plan read again, the
+        // POST to the Console, the plan resolved with its audit row and team action), and the
+        // clock stops when bob's notification of it is withdrawn on his bus.
+        let mut decided = Vec::with_capacity(actions);
+        for n in 0..actions {
+            let (id, plan) = (format!("evt_dec_{n}"), format!("plan_dec_{n}"));
+            console.add(&plan, "low", true);
+            let body = plan_pending_body(&id, Utc::now(), &plan, "org_abc", "run_xyz");
+            let sig = sign_zof(&secret, &body);
+            relay
+                .publish(delivery_subject("org_abc"), &id, &[("x-zof-signature", sig.as_str())], Bytes::from(body))
+                .await
+                .unwrap();
+            let shown = shown_on_bus(&recorder, &a, &plan).await;
+            let clicked = now_ms();
+            let report = a
+                .decide(
+                    plan.clone(),
+                    zof_approvals::domain::review::Verdict::Approve,
+                    Some("rev_1".into()),
+                    String::new(),
+                )
+                .await;
+            assert_eq!(report.outcome, zof_approvals::actions::DecisionOutcome::Decided, "{}", report.message);
+            decided.push(closed_on_bus(&recorder, shown, &plan).await - clicked);
+        }
+        println!("decision, alice approves → CloseNotification on bob's bus:     {}", percentiles(decided));
 
         // The raw component: publish + PubAck, then a durable pull consumer's receive + ack.
         let js = jetstream::new(async_nats::connect(&url).await.unwrap());

@@ -9,6 +9,8 @@
 #      ZOF_E2E_KEEP=1               keeps the temp dir (app log: tauri-driver*.log) after the run.
 #      ZOF_E2E_TRACE=1              prints every WebDriver call.
 #      ZOF_E2E_ONLY=failed-start    runs only the "port taken, fix it in Settings" story.
+#      ZOF_E2E_ONLY=review          runs only the review-and-decide story (a fake Console, a high-risk
+#                                   plan approved in the window through the dialog).
 #      ZOF_E2E_ONLY=team-relay      runs only the Settings → Team relay story (a nats-server from
 #                                   scripts/deps.sh, a relay, a delivery through it).
 #      ZOF_E2E_ONLY=smoke           runs only the smoke story (panel, receiver ready, a signed

@@ -16,9 +16,9 @@ use crate::tray;
 use crate::window::{self, Navigate};
 
 pub const OVERVIEW: &str = "zof://overview";
-pub /// The event the review listens to while a decision's outcome is being checked.
+pub const DELIVERY: &str = "zof://delivery";
+/// The event the review listens to while a decision's outcome is being checked.
 const DECISION_CHECKING: &str = "zof://decision-checking";
-const DELIVERY: &str = "zof://delivery";
 const DEBOUNCE: Duration = Duration::from_millis(150);
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
 

@@ -85,6 +85,11 @@ impl Default for ConsoleSetup {
 }
 
 impl ConsoleSetup {
+    /// A fixed token, and no listening on the system bus (tests, embedding).
+    pub fn fixed(token: ConsoleToken) -> ConsoleSetup {
+        ConsoleSetup { token: TokenSource::Fixed(token), watch_system: false, ..ConsoleSetup::default() }
+    }
+
     /// The default for an application: the token beside the webhook secrets in the keychain;
     /// none for secrets from the environment or fixed ones (name a token source explicitly).
     pub fn for_secrets(secrets: &crate::secrets::SecretSource) -> ConsoleSetup {

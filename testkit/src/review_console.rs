@@ -78,9 +78,14 @@ impl ReviewConsole {
 
     /// A pending plan with every review field; `can_decide` is the Console's word for this token.
     pub fn add(&self, plan: &str, risk: &str, can_decide: bool) {
+        self.add_titled(plan, risk, can_decide, "Roll back checkout to 4.2.0");
+    }
+
+    /// [`ReviewConsole::add`], with its own title.
+    pub fn add_titled(&self, plan: &str, risk: &str, can_decide: bool, title: &str) {
         let plan_json = json!({
             "id": plan, "status": "pending", "organization_id": "org_abc", "run_id": "run_xyz",
-            "title": "Roll back checkout to 4.2.0", "summary": "Error rate rose after 4.3.0",
+            "title": title, "summary": "Error rate rose after 4.3.0",
             "risk": risk, "environment": "prod-eu", "service": "checkout",
             "policy_pack": {"id": "pp_1", "name": "Production changes"},
             "requested_by": "carol@example.com",

@@ -203,6 +203,12 @@ class WebDriver:
             return el is not None and self.text(el).strip() == expected
         return wait_until(f"{css} to read {expected!r}", matches, timeout)
 
+    def wait_containing(self, css, part, timeout=10.0):
+        def matches():
+            el = self.find(css)
+            return el is not None and part in self.text(el)
+        return wait_until(f"{css} to hold {part!r}", matches, timeout)
+
 
 # --- the X server (Xvfb), through libX11 ------------------------------------------------------
 
@@ -1109,10 +1115,13 @@ def measure_hello(binary, prefix, env_extra=None):
 CONSOLE_TOKEN = "e2e-console-token-5f0c2a9d41"
 
 
-def fake_console(plans):
+def fake_console(plans, reviews=None, decisions=None):
     """A Console on loopback serving the documented contract (docs/console-api.md): `plans` maps
-    plan ids to their status, and may be changed while it runs."""
+    plan ids to their status, and may be changed while it runs; `reviews` adds a plan's review
+    fields; each decision POSTed is appended to `decisions` (its Idempotency-Key and body), and
+    decides the plan as Alice Example."""
     import http.server
+    reviews = reviews if reviews is not None else {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -1126,32 +1135,49 @@ def fake_console(plans):
             self.end_headers()
             self.wfile.write(data)
 
+        def plan(self, pid):
+            decided = plans[pid] != "pending"
+            return {"id": pid, "status": plans[pid], "organization_id": "org_abc", "run_id": "run_xyz",
+                    "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z",
+                    "decided_by": ("Alice Example" if pid in reviews else "alice@example.com") if decided else None,
+                    **reviews.get(pid, {})}
+
         def do_GET(self):
             if self.headers.get("Authorization") != f"Bearer {CONSOLE_TOKEN}":
                 return self.answer(401, {"error": "unauthorized"})
-            def plan(pid):
-                return {"id": pid, "status": plans[pid], "organization_id": "org_abc", "run_id": "run_xyz",
-                        "created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z",
-                        "decided_by": None if plans[pid] == "pending" else "alice@example.com"}
             path = self.path.split("?")[0]
+            if path == "/v1/me":
+                return self.answer(200, {"id": "usr_1", "email": "alice@example.com", "name": "Alice Example"})
             if path == "/v1/remediation/plans":
-                return self.answer(200, {"data": [plan(p) for p in plans if plans[p] == "pending"], "next_cursor": None})
+                return self.answer(200, {"data": [self.plan(p) for p in plans if plans[p] == "pending"], "next_cursor": None})
             pid = path.rsplit("/", 1)[-1]
             if path.startswith("/v1/remediation/plans/") and pid in plans:
-                return self.answer(200, plan(pid))
+                return self.answer(200, self.plan(pid))
             return self.answer(404, {"error": "not_found"})
+
+        def do_POST(self):
+            if self.headers.get("Authorization") != f"Bearer {CONSOLE_TOKEN}":
+                return self.answer(401, {"error": "unauthorized"})
+            parts = self.path.split("?")[0].split("/")
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            if len(parts) < 2 or parts[-1] != "decision" or parts[-2] not in plans:
+                return self.answer(404, {"error": "not_found"})
+            pid = parts[-2]
+            if decisions is not None:
+                decisions.append({"key": self.headers.get("Idempotency-Key"), "body": body})
+            plans[pid] = "approved" if body.get("decision") == "approve" else "rejected"
+            return self.answer(200, self.plan(pid))
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
-def check_with_console_clears_a_plan_resolved_there():
-    """Its own data and config: a plan delivered here, approved in the (fake) Console, and
-    "Check with Console" in the window takes it out of the queue."""
-    plans = {}
-    console = fake_console(plans)
-    base = os.path.join(TMP, "console-story")
+def app_with_console(console, name, log_name):
+    """The app on its own data and config, with a webhook secret and a Console connection to
+    `console` (its token in the keychain), started over WebDriver and ready; returns the driver
+    process, the session and the receiver's port."""
+    base = os.path.join(TMP, name)
     env = {"XDG_CONFIG_HOME": os.path.join(base, "config"), "XDG_DATA_HOME": os.path.join(base, "data")}
     config_dir = os.path.join(env["XDG_CONFIG_HOME"], "zof-approvals")
     os.makedirs(config_dir, exist_ok=True)
@@ -1162,10 +1188,83 @@ def check_with_console_clears_a_plan_resolved_there():
     run_env = dict(os.environ, **env)
     for args, given in ((["secret", "set"], SECRET_1), (["console", "login"], CONSOLE_TOKEN)):
         subprocess.run([CLI, *args], input=given, text=True, check=True, capture_output=True, env=run_env, timeout=60)
-    driver_proc, wd = start_driver("tauri-driver-console.log", env)
+    driver_proc, wd = start_driver(log_name, env)
     try:
         wd.start(APP)
         wait_until("receiver ready (200)", lambda: healthz_answered(port) == 200, timeout=20)
+    except BaseException:
+        wd.end()
+        stop(driver_proc)
+        raise
+    return driver_proc, wd, port
+
+
+def end_console_story(wd, driver_proc, console):
+    """Quits the app (from its tray's Quit), ends the session and stops the fake Console."""
+    try:
+        app_pids = pids_of(APP)
+        if app_pids:
+            quit_app(app_pids[0])
+    finally:
+        wd.end()
+        stop(driver_proc)
+        console.shutdown()
+
+
+def review_and_approve_in_the_window():
+    """Its own data and config: a high-risk plan delivered, its review read in the window (title,
+    steps, a diff holding a script that never runs), and approved through the dialog by typing
+    the environment's name; the (fake) Console receives exactly one decision."""
+    plans, decisions = {}, []
+    reviews = {"plan_review_1": {
+        "title": "Roll back checkout to 4.2.0", "summary": "Error rate rose after 4.3.0", "risk": "high",
+        "environment": "prod-eu", "service": "checkout", "requested_by": "carol@example.com",
+        "policy_pack": {"id": "pp_1", "name": "Production changes"},
+        "steps": [{"action": "rollback", "target": "deploy/checkout", "detail": "to 4.2.0"}],
+        "diff": "--- a/deploy.yaml\n+++ b/deploy.yaml\n-image: checkout:4.3.0\n+image: checkout:4.2.0\n"
+                "+<script>window.pwned = true</script>\n",
+        "revision": "rev_7", "expires_at": "2099-01-01T00:00:00Z", "viewer": {"can_decide": True, "reason": None}}}
+    console = fake_console(plans, reviews, decisions)
+    driver_proc, wd, port = app_with_console(console, "review-story", "tauri-driver-review.log")
+    try:
+        plans["plan_review_1"] = "pending"
+        sent = send(f"http://127.0.0.1:{port}/webhooks/zof", SECRET_1, plan="plan_review_1")
+        check("a delivery of a plan with review details is accepted", sent.get("accepted") == 1, sent)
+        wd.wait_containing('[data-testid="queue-headline"]', "Roll back checkout to 4.2.0", timeout=15)
+        check("the queue shows the plan's title, environment and risk", True)
+        wd.click(wd.wait_for('[data-plan-button="plan_review_1"]'))
+        wd.wait_text('[data-testid="review-title"]', "Roll back checkout to 4.2.0", timeout=15)
+        steps = wd.text(wd.wait_for('[data-testid="review-steps"]'))
+        diff = wd.text(wd.wait_for('[data-testid="review-diff"]'))
+        check("the review shows the steps", "rollback" in steps, steps)
+        check("a script in the diff is shown as written", "<script>window.pwned = true</script>" in diff, diff)
+        check("a script in the diff never runs", wd.script("return window.pwned === undefined;") is True)
+        wd.screenshot("review")
+        wd.click(wd.wait_for('[data-testid="approve"]'))
+        confirm = wd.wait_for('[data-testid="decision-confirm"]')
+        check("Approve stays disabled until the environment is typed",
+              wd.script("return arguments[0].disabled;", confirm) is True)
+        wd.type(wd.find('[data-testid="type-environment"]'), "prod-eu")
+        wd.type(wd.find('[data-testid="decision-comment"]'), "diff checked")
+        wd.screenshot("review-approve-dialog")
+        wd.click(confirm)
+        wd.wait_containing('[data-testid="decision-report"]', "Approved by Alice Example", timeout=20)
+        check("the review says who approved it", True)
+        check("the Console received exactly one decision, with the revision shown and a key",
+              len(decisions) == 1 and decisions[0]["body"].get("revision") == "rev_7" and bool(decisions[0]["key"]),
+              decisions)
+        wd.screenshot("review-approved")
+    finally:
+        end_console_story(wd, driver_proc, console)
+
+
+def check_with_console_clears_a_plan_resolved_there():
+    """Its own data and config: a plan delivered here, approved in the (fake) Console, and
+    "Check with Console" in the window takes it out of the queue."""
+    plans = {}
+    console = fake_console(plans)
+    driver_proc, wd, port = app_with_console(console, "console-story", "tauri-driver-console.log")
+    try:
         plans["plan_console_1"] = "pending"
         sent = send(f"http://127.0.0.1:{port}/webhooks/zof", SECRET_1, plan="plan_console_1")
         check("a delivery for a plan the Console knows is accepted", sent.get("accepted") == 1, sent)
@@ -1178,13 +1277,8 @@ def check_with_console_clears_a_plan_resolved_there():
             check("\"Check with Console\" clears a plan approved in the Console", True)
         except TimeoutError as e:
             check("\"Check with Console\" clears a plan approved in the Console", False, e)
-        app_pids = pids_of(APP)
-        if app_pids:
-            quit_app(app_pids[0])
     finally:
-        wd.end()
-        stop(driver_proc)
-        console.shutdown()
+        end_console_story(wd, driver_proc, console)
 
 
 NATS_PASSWORD = "e2e-nats-password-c81d07b2e5"
@@ -1311,6 +1405,8 @@ def main():
             smoke()
         elif os.environ.get("ZOF_E2E_ONLY") == "team-relay":
             team_relay_from_settings()
+        elif os.environ.get("ZOF_E2E_ONLY") == "review":
+            review_and_approve_in_the_window()
         elif os.environ.get("ZOF_E2E_ONLY") == "failed-start":
             os.makedirs(os.path.join(os.environ["XDG_CONFIG_HOME"], "zof-approvals"), exist_ok=True)
             with open(os.path.join(os.environ["XDG_CONFIG_HOME"], "zof-approvals", "settings.json"), "w") as f:
@@ -1321,6 +1417,7 @@ def main():
             story()
             logs_hold_no_secret()
             check_with_console_clears_a_plan_resolved_there()
+            review_and_approve_in_the_window()
             team_relay_from_settings()
     except (TimeoutError, WebDriverError, OSError, KeyError, subprocess.SubprocessError) as e:
         check("the story ran to the end", False, repr(e))

@@ -65,11 +65,7 @@ async fn mate_with(nats: &Nats, name: &str, desktop: bool, settings: Settings) -
     let notifier: Arc<dyn Notifier> =
         if desktop { Arc::new(DesktopNotifier::new(tokio::runtime::Handle::current())) } else { Arc::new(LogNotifier) };
     let token = zof_approvals::console::ConsoleToken::new(zof_testkit::review_console::TOKEN).unwrap();
-    let setup = zof_approvals::console::ConsoleSetup {
-        token: zof_approvals::console::TokenSource::Fixed(token),
-        watch_system: false,
-        ..zof_approvals::console::ConsoleSetup::default()
-    };
+    let setup = zof_approvals::console::ConsoleSetup::fixed(token);
     let mut app = Application::build_with_console(config, notifier, setup).await.unwrap();
     let nats_config = NatsConfig { url: nats.url(), auth: NatsAuth::None, ca_file: None, name: name.into() };
     app.attach_relay(LaptopLink { nats: nats_config, stream: "ZOF".into(), consumer: name.into() });
