@@ -4,6 +4,9 @@
 //! push accepted deliveries out of the activity log, or flood the log file: the log gets one
 //! summary line per code per [`LOG_EVERY`].
 //!
+//! Team actions read over the relay that are refused are counted here too, under codes that
+//! start with [`TEAM_ACTION_CODE_PREFIX`]: whoever may publish to the relay can send those.
+//!
 //! This is pure bookkeeping; the intake feeds it and the application writes it to the store at
 //! most once a second.
 
@@ -16,6 +19,13 @@ use serde::{Deserialize, Serialize};
 pub const RECENT_CAP: usize = 100;
 /// At most one log line per refusal code in this time.
 pub const LOG_EVERY: Duration = Duration::seconds(10);
+/// The codes of refused team actions start with this; the others are refused deliveries.
+pub const TEAM_ACTION_CODE_PREFIX: &str = "team_action_";
+
+/// Whether `code` counts refused team actions rather than refused deliveries.
+pub fn is_team_action(code: &str) -> bool {
+    code.starts_with(TEAM_ACTION_CODE_PREFIX)
+}
 
 /// One refused delivery. Nothing from its body: refusals are mostly unauthenticated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -130,6 +130,7 @@ fn change_plan(
             id: decision.id.clone(),
             plan_id: plan_id.to_owned(),
             organization_id: plan.organization_id.clone(),
+            run_id: Some(plan.run_id.clone()),
             action: verb,
             by: actor.who.clone(),
             at: now,

@@ -338,6 +338,7 @@ impl Actions {
                     id: decision.id.clone(),
                     plan_id: p.plan_id.clone(),
                     organization_id: p.organization_id.clone(),
+                    run_id: Some(p.run_id.clone()),
                     action: TeamVerb::Decided,
                     by: decision.by.clone(),
                     at: now,

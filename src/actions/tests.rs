@@ -91,6 +91,7 @@ async fn handle_and_snooze_do_the_same_to_a_plan_taken_here_or_read_from_a_teamm
                 id: "act_9".into(),
                 plan_id: "p".into(),
                 organization_id: "org".into(),
+                run_id: Some(there.store().plan("p").unwrap().unwrap().run_id),
                 action: verb,
                 by: "alice".into(),
                 at: Utc::now(),

@@ -177,6 +177,12 @@ pub enum NotApplied {
     NoUntil,
     #[error("an earlier decision waits for this plan")]
     EarlierDecisionWaits,
+    /// The action answers another announcement of this plan id (an older run, replayed).
+    #[error("the action names run `{action}`, but the plan was announced for run `{plan}`")]
+    OtherRun { action: String, plan: String },
+    /// Sent by a version that did not name the run: it cannot be tied to an announcement.
+    #[error("the action names no run (sent by an older version); it is not applied")]
+    NoRun,
 }
 
 /// The longest a snooze lasts, whoever asks for it.
@@ -284,13 +290,21 @@ impl PlanRecord {
     }
 
     /// A teammate's action, through the same transition as the same action taken here. An
-    /// action applies only to a plan of its own organization.
+    /// action applies only to a plan of its own organization, announced for the run it names:
+    /// an old action replayed after the plan id was announced again decides nothing.
     pub fn apply_team(&mut self, action: &TeamAction, source: Source, now: DateTime<Utc>) -> Result<(), NotApplied> {
         if action.organization_id != self.organization_id {
             return Err(NotApplied::OtherOrganization {
                 action: action.organization_id.clone(),
                 plan: self.organization_id.clone(),
             });
+        }
+        match &action.run_id {
+            None => return Err(NotApplied::NoRun),
+            Some(run) if *run != self.run_id => {
+                return Err(NotApplied::OtherRun { action: run.clone(), plan: self.run_id.clone() });
+            }
+            Some(_) => {}
         }
         let decision = Decision { id: action.id.clone(), by: action.by.clone(), source, at: action.at };
         match action.action {
@@ -437,4 +451,74 @@ pub fn already_decided(plan: &PlanRecord) -> String {
         },
     );
     format!("{} was already {how}", plan.plan_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn plan(run: &str) -> PlanRecord {
+        PlanRecord::arrived("plan_1", "evt_1", run, "org_abc", Utc::now(), Utc::now())
+    }
+
+    fn action(verb: TeamVerb, run: Option<&str>, at: DateTime<Utc>) -> TeamAction {
+        TeamAction {
+            id: "act_1".into(),
+            plan_id: "plan_1".into(),
+            organization_id: "org_abc".into(),
+            run_id: run.map(str::to_owned),
+            action: verb,
+            by: "alice".into(),
+            at,
+            until: (verb == TeamVerb::Snoozed).then(|| at + Duration::minutes(30)),
+            status: None,
+            comment: None,
+        }
+    }
+
+    fn team() -> Source {
+        Source::Team("me".into())
+    }
+
+    #[test]
+    fn a_team_action_applies_only_to_the_announcement_whose_run_it_names() {
+        let now = Utc::now();
+        let mut again = plan("run_2");
+        let old = action(TeamVerb::Handled, Some("run_1"), now);
+        assert_eq!(
+            again.apply_team(&old, team(), now),
+            Err(NotApplied::OtherRun { action: "run_1".into(), plan: "run_2".into() })
+        );
+        let unnamed = action(TeamVerb::Handled, None, now);
+        assert_eq!(again.apply_team(&unnamed, team(), now), Err(NotApplied::NoRun));
+        assert_eq!(again.state, PlanState::Pending, "nothing applied from another run");
+        assert_eq!(again.apply_team(&action(TeamVerb::Handled, Some("run_2"), now), team(), now), Ok(()));
+        assert_eq!(again.state, PlanState::Handled);
+    }
+
+    #[test]
+    fn another_organizations_action_changes_nothing() {
+        let now = Utc::now();
+        let mut p = plan("run_1");
+        let before = p.clone();
+        let elsewhere =
+            TeamAction { organization_id: "org_other".into(), ..action(TeamVerb::Handled, Some("run_1"), now) };
+        assert_eq!(
+            p.apply_team(&elsewhere, team(), now),
+            Err(NotApplied::OtherOrganization { action: "org_other".into(), plan: "org_abc".into() })
+        );
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn a_team_snooze_lasts_at_most_seven_days_after_it_was_asked() {
+        let now = Utc::now();
+        let mut p = plan("run_1");
+        let forever =
+            TeamAction { until: Some(now + Duration::days(3650)), ..action(TeamVerb::Snoozed, Some("run_1"), now) };
+        p.apply_team(&forever, team(), now).unwrap();
+        assert_eq!((p.state, p.snoozed_until), (PlanState::Snoozed, Some(now + SNOOZE_MAX)));
+    }
 }

@@ -1,8 +1,8 @@
 //! Team actions: what one teammate did to a plan ("handled", "snoozed", or "resolved" as the
 //! Console said), carried to every other laptop over the team relay (see [`crate::relay`]).
 //!
-//! An action is a small JSON object, `{id, plan_id, organization_id, action, by, at, until?,
-//! status?}`, signed with HMAC-SHA256 under the current webhook secret in the same header scheme
+//! An action is a small JSON object, `{id, plan_id, organization_id, run_id, action, by, at,
+//! until?, status?}`, signed with HMAC-SHA256 under the current webhook secret in the same header scheme
 //! as deliveries, so NATS credentials alone cannot forge one. Each laptop applies what it reads
 //! through the store's `apply_team_action`: the first "handled" stands (the earliest,
 //! then the lowest id, so every laptop keeps the same one), a snooze of a handled plan does
@@ -54,6 +54,11 @@ pub struct TeamAction {
     pub id: String,
     pub plan_id: String,
     pub organization_id: String,
+    /// The run of the announcement the action answers: it applies to that announcement of
+    /// the plan only, never to a later one under the same plan id. Actions from versions that
+    /// did not send it are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     pub action: TeamVerb,
     /// Who did it (the teammate's display name).
     pub by: String,
@@ -100,6 +105,9 @@ impl TeamAction {
                 return Err(TeamActionError::Malformed(format!("`{name}` must be 1 to {MAX_FIELD} characters")));
             }
         }
+        if action.run_id.as_ref().is_some_and(|run| run.len() > MAX_FIELD) {
+            return Err(TeamActionError::Malformed(format!("`run_id` must be at most {MAX_FIELD} characters")));
+        }
         if action.by.len() > MAX_FIELD || action.by.chars().any(char::is_control) {
             return Err(TeamActionError::Malformed(format!("`by` must be at most {MAX_FIELD} characters")));
         }
@@ -125,6 +133,7 @@ mod tests {
             id: "act_1".into(),
             plan_id: "plan_1".into(),
             organization_id: "org_abc".into(),
+            run_id: Some("run_1".into()),
             action: TeamVerb::Snoozed,
             by: "alice@laptop-7".into(),
             at: Utc::now(),

@@ -243,73 +243,6 @@ impl Judge {
     }
 }
 
-/// Why a teammate's action read over the relay was not applied. Nothing is applied from one.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TeamRefusal {
-    #[error("team action refused: {0}")]
-    Signature(#[from] VerifyError),
-    #[error("team action refused: {0}")]
-    Malformed(#[from] crate::domain::team::TeamActionError),
-    #[error("team action refused: organization `{0}` is not in this receiver's allow-list")]
-    OrganizationNotAllowed(String),
-    #[error("team action not judged: {0}")]
-    Unavailable(String),
-}
-
-impl TeamRefusal {
-    /// Not the message's fault (no secret yet): offered again later instead of dropped.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, TeamRefusal::Unavailable(_) | TeamRefusal::Signature(VerifyError::NoSecret))
-    }
-}
-
-impl Judge {
-    /// Verifies a team action's signature over its raw body with this laptop's own secrets, as
-    /// of when the stream took it (so the rotation overlap applies as for deliveries), then
-    /// reads it and applies the allow-list. `subject_org` is the organization its subject names
-    /// (as the source spells it), and `names_organization` says whether the body's organization is that one.
-    pub fn judge_team_action(
-        &self,
-        headers: &dyn HeaderSource,
-        body: &[u8],
-        subject_org: &str,
-        names_organization: impl Fn(&str) -> bool,
-        as_of: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<crate::domain::team::TeamAction, TeamRefusal> {
-        let secrets = self.inner.secrets.current();
-        let set = match &*secrets {
-            SecretsStatus::Ready(set) => set,
-            SecretsStatus::Unavailable(why) => return Err(TeamRefusal::Unavailable(why.clone())),
-        };
-        let policy = self.policy();
-        policy.verifier.verify(set, headers, body, as_of.min(now))?;
-        let action = crate::domain::team::TeamAction::parse(body)?;
-        if !names_organization(&action.organization_id) {
-            return Err(crate::domain::team::TeamActionError::SubjectMismatch {
-                subject: subject_org.to_owned(),
-                body: action.organization_id.clone(),
-            }
-            .into());
-        }
-        if !policy.allow_orgs.is_empty() && !policy.allow_orgs.contains(&action.organization_id) {
-            return Err(TeamRefusal::OrganizationNotAllowed(action.organization_id));
-        }
-        Ok(action)
-    }
-
-    /// The headers that sign `body` with the current secret, in this receiver's scheme: how
-    /// this laptop signs its own team actions. `None` while no secret is loaded.
-    pub fn sign(&self, id: &str, at: DateTime<Utc>, body: &[u8]) -> Option<Vec<(&'static str, String)>> {
-        let secrets = self.inner.secrets.current();
-        let SecretsStatus::Ready(set) = &*secrets else {
-            return None;
-        };
-        let current = set.current()?;
-        Some(crate::verify::signature_headers(self.policy().verifier.scheme, &current.secret, id, at, body))
-    }
-}
-
 /// The pipeline, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -444,7 +377,8 @@ impl Intake {
     }
 
     /// Like [`Intake::receive`], for a delivery that reached us through a relay: the signature
-    /// is judged as of `received_at`, when the relay took it (see [`Judge::judge`]).
+    /// is judged as of `received_at`, when the relay's stream took it (see [`Judge::judge`]);
+    /// callers pass a time the sender of the message cannot choose.
     pub async fn receive_as_of(&self, headers: &dyn HeaderSource, body: &[u8], received_at: DateTime<Utc>) -> Verdict {
         let now = Utc::now();
         let (verdict, fingerprint) = match self.judge_and_store(headers, body, received_at, now).await {
@@ -554,7 +488,8 @@ impl Intake {
 }
 
 fn log_refusals(line: &LogLine) {
-    tracing::info!(code = %line.code, status = line.status, count = line.count, "deliveries refused since the last line for this code");
+    let what = if crate::refusals::is_team_action(&line.code) { "team actions" } else { "deliveries" };
+    tracing::info!(code = %line.code, status = line.status, count = line.count, "{what} refused since the last line for this code");
 }
 
 fn load_refusals(store: &Store) -> RefusalBook {
@@ -571,6 +506,9 @@ fn unavailable(e: &crate::store::StoreError) -> Rejection {
     tracing::error!(error = %e, "store unavailable");
     Rejection::Unavailable(format!("the event store is unavailable ({e})"))
 }
+
+mod team;
+pub use team::TeamRefusal;
 
 #[cfg(test)]
 mod tests;

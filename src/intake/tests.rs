@@ -61,3 +61,45 @@ fn a_rotated_out_secret_is_judged_as_of_arrival_and_the_replay_window_as_of_now(
     let long_ago = now - Duration::days(31);
     assert_eq!(j.judge(&headers, &ancient, long_ago, now).map(|v| v.fingerprint), Err(Rejection::TooOld(30)));
 }
+
+fn team_action(at: DateTime<Utc>) -> crate::domain::team::TeamAction {
+    crate::domain::team::TeamAction {
+        id: "act_1".into(),
+        plan_id: "plan_1".into(),
+        organization_id: "org_abc".into(),
+        run_id: Some("run_xyz".into()),
+        action: crate::domain::team::TeamVerb::Handled,
+        by: "alice".into(),
+        at,
+        until: None,
+        status: None,
+        comment: None,
+    }
+}
+
+fn judge_action(j: &Judge, s: &Secret, at: DateTime<Utc>, stored: DateTime<Utc>) -> Result<DateTime<Utc>, TeamRefusal> {
+    let body = team_action(at).to_body();
+    let headers = [("x-zof-signature", sign_zof(s, &body))];
+    j.judge_team_action(&headers, &body, "org_abc", |org| org == "org_abc", stored, Utc::now()).map(|a| a.at)
+}
+
+#[test]
+fn a_team_action_taken_before_the_retention_window_is_refused() {
+    let s = Secret::generate().unwrap();
+    let j = judge(SecretSet::single(s.clone()), Scheme::Zof, 300);
+    let now = Utc::now();
+    assert_eq!(judge_action(&j, &s, now - Duration::days(31), now), Err(TeamRefusal::TooOld(30)));
+    assert!(judge_action(&j, &s, now - Duration::days(29), now).is_ok());
+}
+
+#[test]
+fn a_team_actions_time_is_believed_only_within_the_tolerance_of_when_the_stream_stored_it() {
+    let s = Secret::generate().unwrap();
+    let j = judge(SecretSet::single(s.clone()), Scheme::Zof, 300);
+    let stored = Utc::now() - Duration::minutes(1);
+    let tolerance = Duration::seconds(300);
+    assert_eq!(judge_action(&j, &s, stored + Duration::days(365), stored), Ok(stored + tolerance), "future");
+    assert_eq!(judge_action(&j, &s, stored - Duration::days(2), stored), Ok(stored - tolerance), "back-dated");
+    let within = stored - Duration::seconds(10);
+    assert_eq!(judge_action(&j, &s, within, stored), Ok(within));
+}

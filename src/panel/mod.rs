@@ -252,6 +252,7 @@ impl Panel {
                 ),
             });
         }
+        next_actions.extend(team_refusals(&self.intake.refusal_summary(now)));
         next_actions.extend(self.store_actions(&open));
         Ok(Overview {
             started: true,
@@ -342,12 +343,15 @@ impl Panel {
                 DeliveryVerdict::Ignored | DeliveryVerdict::Rejected => {}
             }
         }
-        health.rejected = self.intake.refusal_summary(now).iter().map(|r| r.last_24h).sum();
+        // Refused team actions are counted beside them, and told apart (see `team_refusals`).
+        let deliveries = |code: &str| !crate::refusals::is_team_action(code);
+        let summary = self.intake.refusal_summary(now);
+        health.rejected = summary.iter().filter(|r| deliveries(&r.code)).map(|r| r.last_24h).sum();
         health.last_rejection = self
             .intake
             .recent_refusals()
             .into_iter()
-            .find(|r| r.at >= since)
+            .find(|r| r.at >= since && deliveries(&r.code))
             .map(|r| LastRefusal { at: r.at, reason: r.reason });
         let received = health.accepted;
         Ok((health, buckets, received))
@@ -570,6 +574,21 @@ impl Panel {
             refusals: self.intake.refusal_summary(now),
         }
     }
+}
+
+/// Team actions from the relay refused in the last 24 hours: whoever sends them can publish to
+/// the team's NATS without the webhook secret (or runs another team's secret).
+fn team_refusals(summary: &[crate::refusals::RefusalSummary]) -> Option<NextAction> {
+    let refused: u64 = summary.iter().filter(|r| crate::refusals::is_team_action(&r.code)).map(|r| r.last_24h).sum();
+    (refused > 0).then(|| NextAction {
+        kind: "team_actions_rejected",
+        severity: Severity::Warning,
+        text: format!(
+            "{refused} team action{} from the relay refused in 24 h (unsigned, wrongly signed or not for this team); \
+             nothing was applied from them (see Activity)",
+            if refused == 1 { "" } else { "s" }
+        ),
+    })
 }
 
 /// The median of `values` (the lower middle of an even count); `None` when there are none.

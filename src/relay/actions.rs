@@ -3,20 +3,19 @@
 //! through a durable consumer of its own, so a laptop that slept applies what it missed.
 //!
 //! Incoming, like a delivery: verify (as of when the stream took it) → apply in the store with
-//! its audit row → durable → acknowledge. A message that fails verification is terminated and
-//! applies nothing; Activity's audit view shows it was ignored.
+//! its audit row → durable → acknowledge. A message that fails verification is terminated,
+//! applies nothing, and is counted with the refused deliveries (never a row each).
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, AckKind};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::TeamParts;
 use super::{LaptopLink, NatsHeaders, RelayError, MSG_ID_HEADER, PUBLISH_TIMEOUT};
-use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
 use crate::domain::team::TeamAction;
 
 /// The subjects team actions travel on: one per organization below this prefix.
@@ -64,7 +63,11 @@ async fn publish_pass(panel: &TeamParts, js: &jetstream::Context) -> Result<(), 
         .map_err(|e| RelayError::Publish(e.to_string()))?;
     for (seq, action) in queued {
         let body = action.to_body();
-        let Some(signed) = panel.intake.judge().sign(&action.id, action.at, &body) else {
+        // Signed as of now, when it is published: a Standard Webhooks timestamp is checked
+        // against when the stream takes the message, and an action may have waited in the
+        // queue for long (taken while the relay was away, or a Console resolution). When it
+        // was taken is `at`, inside the signed body.
+        let Some(signed) = panel.intake.judge().sign(&action.id, Utc::now(), &body) else {
             return Err(RelayError::Publish("no webhook secret to sign team actions with yet".into()));
         };
         let mut headers = async_nats::HeaderMap::new();
@@ -182,11 +185,7 @@ async fn follow_once(
 async fn take(panel: &TeamParts, consumer: &str, message: jetstream::Message) {
     let headers = NatsHeaders(message.headers.as_ref());
     // When the stream stored it (set by the server, not by whoever published it).
-    let as_of = message
-        .info()
-        .ok()
-        .and_then(|i| DateTime::from_timestamp(i.published.unix_timestamp(), i.published.nanosecond()))
-        .unwrap_or_else(Utc::now);
+    let as_of = super::stored_at(&message).unwrap_or_else(Utc::now);
     let subject_org = message.subject.as_str().strip_prefix(ACTIONS_PREFIX).unwrap_or("").trim_start_matches('.');
     let names_org = |org: &str| super::subject_token(org) == subject_org;
     let judged =
@@ -201,8 +200,9 @@ async fn take(panel: &TeamParts, consumer: &str, message: jetstream::Message) {
             }
         },
         Err(refusal) if refusal.is_retryable() => AckKind::Nak(Some(RETRY_NOT_READY)),
+        // Counted with the refused deliveries (O(1), whatever the flood); nothing in it is believed.
         Err(refusal) => {
-            ignored(panel, consumer, &refusal.to_string(), subject_org).await;
+            panel.intake.refuse_team_action(&refusal, subject_org);
             AckKind::Term
         }
     };
@@ -213,38 +213,6 @@ async fn take(panel: &TeamParts, consumer: &str, message: jetstream::Message) {
 
 async fn apply(panel: &TeamParts, consumer: &str, action: TeamAction) -> Result<(), crate::store::StoreError> {
     panel.actions.apply_team_action(action, consumer).await.map(drop)
-}
-
-/// At most this many refused actions a second are written to the audit log, so a flood of
-/// forged messages cannot flood it (each is still logged and terminated).
-const IGNORED_ROWS_PER_SECOND: u32 = 10;
-static IGNORED_ROWS: std::sync::Mutex<(i64, u32)> = std::sync::Mutex::new((i64::MIN, 0));
-
-fn may_write_ignored_row(now: DateTime<Utc>) -> bool {
-    let mut rows = IGNORED_ROWS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if rows.0 != now.timestamp() {
-        *rows = (now.timestamp(), 0);
-    }
-    rows.1 += 1;
-    rows.1 <= IGNORED_ROWS_PER_SECOND
-}
-
-async fn ignored(panel: &TeamParts, consumer: &str, why: &str, subject_org: &str) {
-    tracing::warn!(reason = %why, organization = %subject_org, "relay: a team action was ignored");
-    if !may_write_ignored_row(Utc::now()) {
-        return;
-    }
-    // Nothing in an unverified message is believed: the row names neither its author nor its plan.
-    let actor = Actor::new("unverified", Source::Team(consumer.to_owned()));
-    let detail = format!("a team action for organization `{subject_org}` was ignored: {why}");
-    let row = AuditEntry::new(&actor, AuditAction::Ignored, None, detail);
-    let store = panel.store().clone();
-    let written = tokio::task::spawn_blocking(move || store.append_audit(&row)).await;
-    if !matches!(written, Ok(Ok(()))) {
-        tracing::warn!("could not record an ignored team action in the audit log");
-    }
-    panel.store().flush_soon();
-    panel.actions.status_changed();
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The laptop's side of the relay: a durable pull consumer of its own, fed through the laptop's
-//! own [`Intake`]. A message is acknowledged to JetStream only once it is durable locally; one
+//! own [`Intake`], each message judged as of when the stream stored it. A message is acknowledged to JetStream only once it is durable locally; one
 //! that fails verification is terminated (never redelivered) and counted as refused.
 //!
 //! The loop survives everything but a stop: NATS reconnects by itself (sleep, network change),
@@ -15,7 +15,7 @@ use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{LaptopLink, NatsHeaders, RelayError, RelayStatus, TeamParts, RECEIVED_AT_HEADER, SUBJECT_PREFIX};
+use super::{LaptopLink, NatsHeaders, RelayError, RelayStatus, TeamParts, SUBJECT_PREFIX};
 use crate::intake::{Intake, Verdict};
 
 /// Messages judged at once: enough to keep the store's group commit busy.
@@ -204,12 +204,13 @@ async fn follow(
     outcome
 }
 
-/// Judges one message as of the relay's received-at time, and tells JetStream the outcome.
+/// Judges one message as of when the stream stored it, and tells JetStream the outcome. The
+/// relay's `Zof-Received-At` header is not believed: it is not signed, and anyone who may
+/// publish could back-date it to slip a captured delivery past the timestamp tolerance.
 async fn take(intake: &Intake, message: jetstream::Message) {
     let headers = NatsHeaders(message.headers.as_ref());
-    let received_at = super::publish::received_at(crate::verify::HeaderSource::header(&headers, RECEIVED_AT_HEADER))
-        .unwrap_or_else(Utc::now);
-    let verdict = intake.receive_as_of(&headers, &message.payload, received_at).await;
+    let stored = super::stored_at(&message).unwrap_or_else(Utc::now);
+    let verdict = intake.receive_as_of(&headers, &message.payload, stored).await;
     let ack = match &verdict {
         Verdict::Accepted { .. } | Verdict::Duplicate { .. } | Verdict::Ignored { .. } => AckKind::Ack,
         // Not the message's fault (no secret yet, the store reopening): offered again later.

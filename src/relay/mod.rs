@@ -7,7 +7,7 @@
 //!   id>`, `Zof-Received-At`), and answers 200 only once JetStream acknowledged it.
 //! - [`consume`]: `serve --relay`, the laptop side. A durable pull consumer per laptop feeds every
 //!   message through the laptop's own [`Intake`](crate::intake::Intake) (verified again with its
-//!   own secrets, as of the relay's received-at time) and acknowledges it only once it is durable
+//!   own secrets, as of when the stream stored it) and acknowledges it only once it is durable
 //!   locally; what fails verification is terminated, never redelivered.
 //! - [`status`]: what `/healthz` and the logs say about the link.
 //! - [`control`]: the desktop's side of `consume`: the consumer started, restarted and stopped
@@ -34,7 +34,8 @@ pub use status::RelayStatus;
 pub const SUBJECT_PREFIX: &str = "zof.deliveries";
 /// The relay's default stream name.
 pub use crate::config::DEFAULT_STREAM;
-/// When the relay received the delivery (RFC 3339): laptops judge the signature as of this time.
+/// When the relay received the delivery (RFC 3339), for information: it is not signed, so
+/// laptops judge a message as of when the stream stored it ([`stored_at`]), never as of this.
 pub const RECEIVED_AT_HEADER: &str = "Zof-Received-At";
 /// JetStream's de-duplication key: the event id, so a retried delivery is stored once.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
@@ -230,6 +231,13 @@ pub async fn ensure_stream(
 /// JetStream's view of a NATS client.
 pub(crate) fn jetstream(client: async_nats::Client) -> jetstream::Context {
     jetstream::new(client)
+}
+
+/// When the stream stored `message`: JetStream's own timestamp, which whoever published the
+/// message cannot set. `None` for a message that did not come from a stream.
+pub(crate) fn stored_at(message: &jetstream::Message) -> Option<chrono::DateTime<chrono::Utc>> {
+    let published = message.info().ok()?.published;
+    chrono::DateTime::from_timestamp(published.unix_timestamp(), published.nanosecond())
 }
 
 /// Case-insensitive header lookup over a NATS message's headers.

@@ -85,6 +85,7 @@ impl Store {
                 id: new_action_id(),
                 plan_id: plan_id.to_owned(),
                 organization_id: plan.organization_id.clone(),
+                run_id: Some(plan.run_id.clone()),
                 action: TeamVerb::Resolved,
                 by: actor.who.clone(),
                 at,

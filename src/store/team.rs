@@ -185,7 +185,7 @@ impl Store {
 
 /// A new plan with the teammate's decision that waited for it (see [`Store::keep_early`]): the
 /// same transition as when the plan is here. One that no longer applies (a snooze that has
-/// ended, another organization's) leaves the plan as it arrives.
+/// ended, another organization's, one answering another run) leaves the plan as it arrives.
 pub(super) fn with_early_decision(mut plan: PlanRecord, action: Option<&TeamAction>) -> PlanRecord {
     if let Some(action) = action {
         let _ = plan.apply_team(action, Source::Team("relay".into()), Utc::now());
@@ -239,7 +239,11 @@ mod tests {
     use crate::verify::Fingerprint;
 
     fn arrive(store: &Store, plan: &str) -> PlanRecord {
-        let env = Envelope::parse(&plan_pending_body(&format!("e_{plan}"), Utc::now(), plan, "org", "run")).unwrap();
+        announce(store, plan, &format!("e_{plan}"), "run")
+    }
+
+    fn announce(store: &Store, plan: &str, event: &str, run: &str) -> PlanRecord {
+        let env = Envelope::parse(&plan_pending_body(event, Utc::now(), plan, "org", run)).unwrap();
         store.record_event(&env, b"{}", Utc::now(), &Fingerprint("f".into())).unwrap();
         store.settle_event(&store.event(&env.id).unwrap().unwrap(), |_| {}).unwrap().0
     }
@@ -249,6 +253,7 @@ mod tests {
             id: id.into(),
             plan_id: plan.into(),
             organization_id: "org".into(),
+            run_id: Some("run".into()),
             action: verb,
             by: by.into(),
             at,
@@ -280,6 +285,23 @@ mod tests {
             let plan = store.plan("p").unwrap().unwrap();
             assert_eq!((plan.state, plan.decided_by.as_deref()), (PlanState::Handled, Some("bob")));
         }
+    }
+
+    #[test]
+    fn an_old_handled_replayed_once_its_id_is_forgotten_does_not_decide_the_plan_announced_again() {
+        let (_d, store) = open();
+        arrive(&store, "p");
+        let handled = act("act_1", "p", TeamVerb::Handled, "alice", Utc::now());
+        assert!(matches!(store.apply_team_action(&handled, "me").unwrap(), TeamOutcome::Applied(_)));
+        let again = announce(&store, "p", "e_p_again", "run_2");
+        assert_eq!((again.state, again.run_id.as_str()), (PlanState::Pending, "run_2"));
+        // The applied ids are forgotten after the retention window (or this is a new laptop).
+        store.prune_team(Utc::now() + Duration::seconds(1)).unwrap();
+        assert_eq!(
+            store.apply_team_action(&handled, "me").unwrap(),
+            TeamOutcome::NotApplied(NotApplied::OtherRun { action: "run".into(), plan: "run_2".into() })
+        );
+        assert_eq!(store.plan("p").unwrap().unwrap().state, PlanState::Pending);
     }
 
     #[test]

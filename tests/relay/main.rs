@@ -200,6 +200,39 @@ fn a_laptop_offline_past_the_tolerance_accepts_what_was_valid_when_the_relay_too
     assert!(!plans.contains(&"evt_late".to_string()));
 }
 
+#[test]
+fn a_captured_delivery_published_straight_to_nats_with_a_back_dated_received_at_is_refused() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(&nats, dir.path(), "relay", &["--scheme", "standard_webhooks"]);
+    let a = Laptop::new(dir.path(), "a").with_settings(r#"{"scheme": "standard_webhooks"}"#);
+    let pa = a.start(&nats);
+    // Signed an hour ago and captured; published now, without the relay, claiming the relay
+    // took it when it was signed.
+    let rt = runtime();
+    let p = publisher(&nats, &rt);
+    let secret = Secret::new(SECRET).unwrap();
+    let signed_at = Utc::now() - chrono::Duration::hours(1);
+    let body = plan_pending_body("evt_captured", signed_at, "plan_captured", "org_abc", "run_xyz");
+    let sig = sign_standard(&secret, "evt_captured", signed_at.timestamp(), &body);
+    let (ts, claimed) = (signed_at.timestamp().to_string(), signed_at.to_rfc3339());
+    let headers = [
+        ("webhook-id", "evt_captured"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+        (RECEIVED_AT_HEADER, claimed.as_str()),
+    ];
+    rt.block_on(p.publish(delivery_subject("org_abc"), "evt_captured", &headers, Bytes::from(body))).unwrap();
+    // What the relay takes now still arrives.
+    assert_eq!(send(&relay.url(), 5, &["--scheme", "standard_webhooks"])["accepted"], 5);
+    let log = pa.log.clone();
+    let plans = stop_and_read(&nats, &a, pa);
+    assert_eq!(distinct(&plans).len(), 5, "{plans:?}");
+    assert!(!plans.contains(&"evt_captured".to_string()), "the captured delivery is refused");
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("timestamp_out_of_tolerance"), "the refusal is counted:\n{text}");
+}
+
 /// Event id, headers, body: a message as a forger with NATS credentials would publish it.
 type Forged<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
 

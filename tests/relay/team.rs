@@ -18,7 +18,7 @@ use zof_approvals::panel::Panel;
 use zof_approvals::relay::actions::action_subject;
 use zof_approvals::relay::{delivery_subject, LaptopLink, NatsAuth, NatsConfig, Publisher, RelayStatus};
 use zof_approvals::store::PlanState;
-use zof_approvals::verify::{sign_zof, Secret, SecretSet};
+use zof_approvals::verify::{sign_zof, signature_headers, Scheme, Secret, SecretSet};
 use zof_testkit::{BusTurn, Call, NotificationRecorder};
 
 use super::support::{Nats, SECRET};
@@ -42,19 +42,21 @@ struct Mate {
 /// A laptop named `name` (its display name and consumer), following `nats`; `desktop` picks the
 /// real notification client, otherwise plans are only logged.
 async fn mate(nats: &Nats, name: &str, desktop: bool, allow: &[&str]) -> Mate {
-    mate_with_console(nats, name, desktop, allow, None).await
+    let allow_orgs = allow.iter().map(|o| (*o).to_owned()).collect();
+    mate_with(nats, name, desktop, Settings { allow_orgs, ..Settings::default() }).await
 }
 
 /// [`mate`], connected to the Console at `console` (the review console's API URL), if given.
 async fn mate_with_console(nats: &Nats, name: &str, desktop: bool, allow: &[&str], console: Option<&str>) -> Mate {
+    let allow_orgs = allow.iter().map(|o| (*o).to_owned()).collect();
+    let console_api_url = console.unwrap_or_default().into();
+    mate_with(nats, name, desktop, Settings { allow_orgs, console_api_url, ..Settings::default() }).await
+}
+
+/// [`mate`] with these settings (a signature scheme, say).
+async fn mate_with(nats: &Nats, name: &str, desktop: bool, settings: Settings) -> Mate {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        display_name: name.into(),
-        allow_orgs: allow.iter().map(|o| (*o).to_owned()).collect(),
-        console_api_url: console.unwrap_or_default().into(),
-        ..Settings::default()
-    };
+    let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), display_name: name.into(), ..settings };
     let config = AppConfig {
         paths: Paths { data_dir: dir.path().join("data"), config_dir: dir.path().join("config") },
         settings,
@@ -117,10 +119,16 @@ async fn publisher(nats: &Nats) -> Publisher {
 
 /// A delivery as the relay publishes it.
 async fn deliver(p: &Publisher, plan: &str) {
+    deliver_signed(p, plan, Scheme::Zof).await;
+}
+
+/// [`deliver`], signed in `scheme`.
+async fn deliver_signed(p: &Publisher, plan: &str, scheme: Scheme) {
     let id = format!("evt_{plan}");
     let body = plan_pending_body(&id, Utc::now(), plan, "org_abc", "run_xyz");
-    let sig = sign_zof(&Secret::new(SECRET).unwrap(), &body);
-    p.publish(delivery_subject("org_abc"), &id, &[("x-zof-signature", sig.as_str())], Bytes::from(body)).await.unwrap();
+    let signed = signature_headers(scheme, &Secret::new(SECRET).unwrap(), &id, Utc::now(), &body);
+    let headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    p.publish(delivery_subject("org_abc"), &id, &headers, Bytes::from(body)).await.unwrap();
 }
 
 /// Waits until `consumer` has taken and acknowledged everything in the stream.
@@ -244,7 +252,7 @@ async fn publish_action(p: &Publisher, org: &str, action: &TeamAction, signature
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_nothing() {
+async fn forged_and_wrongly_signed_team_actions_change_nothing_and_are_counted_with_the_refusals() {
     let nats = Nats::start();
     let p = publisher(&nats).await;
     let bob = mate(&nats, "bob", false, &["org_abc"]).await;
@@ -255,6 +263,7 @@ async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_not
         id: id.into(),
         plan_id: plan.into(),
         organization_id: org.into(),
+        run_id: Some("run_xyz".into()),
         action: TeamVerb::Handled,
         by: "mallory".into(),
         at: Utc::now(),
@@ -276,20 +285,15 @@ async fn forged_and_wrongly_signed_team_actions_are_ignored_shown_and_change_not
 
     bob.until("plan_sentinel", "handled by alice", |s, by| s == PlanState::Handled && by == Some("alice")).await;
     assert_eq!(bob.state("plan_f").await, Some((PlanState::Pending, None)), "nothing applied from a forgery");
-    let ignored: Vec<_> = bob
-        .panel
-        .audit(AuditFilter::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.action == AuditAction::Ignored)
-        .collect();
-    let details: Vec<&str> = ignored.iter().map(|r| r.detail.as_str()).collect();
-    assert_eq!(ignored.len(), 3, "each refusal is shown: {details:#?}");
-    assert!(details.iter().any(|d| d.contains("missing")), "{details:#?}");
-    assert!(details.iter().any(|d| d.contains("match")), "{details:#?}");
-    assert!(details.iter().any(|d| d.contains("org_other") && d.contains("allow-list")), "{details:#?}");
-    assert!(ignored.iter().all(|r| r.who == "unverified" && r.plan_id.is_none()), "{ignored:?}");
+    let rows = bob.panel.audit(AuditFilter::default()).await.unwrap();
+    assert!(rows.iter().all(|r| r.action != AuditAction::Ignored), "counted, not written one by one: {rows:#?}");
+    let counted = bob.panel.overview().await.unwrap().refusals;
+    let codes: Vec<(&str, u64)> = counted.iter().map(|r| (r.code.as_str(), r.total)).collect();
+    for code in
+        ["team_action_missing_signature", "team_action_signature_mismatch", "team_action_organization_not_allowed"]
+    {
+        assert!(codes.contains(&(code, 1)), "{code} is counted once: {codes:?}");
+    }
     bob.stop().await;
 }
 
@@ -361,6 +365,149 @@ async fn the_relay_link_coming_up_going_down_and_back_is_in_the_audit_log() {
     let rows = alice.panel.audit(AuditFilter::default()).await.unwrap();
     assert!(rows.iter().all(|r| r.who == "alice" && r.source == Source::Team("alice".into())), "{rows:?}");
     alice.stop().await;
+}
+
+/// Queues in `m`'s store an action on `plan` as if `m`'s person had taken it at `at`, long
+/// before the relay took it (the relay was away): it is published as soon as the link is up.
+async fn queue_handled_taken_at(m: &Mate, plan: &str, at: chrono::DateTime<Utc>) {
+    use zof_approvals::domain::audit::{Actor, AuditEntry};
+    use zof_approvals::domain::plan::Decision;
+    use zof_approvals::domain::team::new_action_id;
+    use zof_approvals::store::Recorded;
+    let store = m.panel.store_for_tests();
+    let plan = plan.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let actor = Actor::new("alice", Source::Panel);
+        let decision = Decision { id: new_action_id(), by: "alice".into(), source: Source::Panel, at };
+        store.change_plan(&plan, |p| {
+            p.handle(&decision)?;
+            let mut audit = AuditEntry::new(&actor, AuditAction::Handled, Some(&plan), "");
+            audit.at = at;
+            let team = TeamAction {
+                id: decision.id.clone(),
+                plan_id: plan.clone(),
+                organization_id: p.organization_id.clone(),
+                run_id: Some(p.run_id.clone()),
+                action: TeamVerb::Handled,
+                by: "alice".into(),
+                at,
+                until: None,
+                status: None,
+                comment: None,
+            };
+            Ok(Recorded { audit, team: Some(team) })
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_published_half_an_hour_after_it_was_taken_reaches_a_teammate_under_either_scheme() {
+    for scheme in [Scheme::Zof, Scheme::StandardWebhooks] {
+        let nats = Nats::start();
+        let p = publisher(&nats).await;
+        let settings = || Settings { scheme, ..Settings::default() };
+        let alice = mate_with(&nats, "alice", false, settings()).await;
+        let bob = mate_with(&nats, "bob", false, settings()).await;
+        deliver_signed(&p, "plan_late", scheme).await;
+        for m in [&alice, &bob] {
+            m.until("plan_late", "pending", |s, _| s == PlanState::Pending).await;
+        }
+        queue_handled_taken_at(&alice, "plan_late", Utc::now() - chrono::Duration::minutes(30)).await;
+        bob.until("plan_late", &format!("handled by alice ({scheme:?})"), |s, by| {
+            s == PlanState::Handled && by == Some("alice")
+        })
+        .await;
+        alice.stop().await;
+        bob.stop().await;
+    }
+}
+
+/// The size of the files under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut size = 0;
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        let meta = entry.metadata().unwrap();
+        size += if meta.is_dir() { dir_size(&entry.path()) } else { meta.len() };
+    }
+    size
+}
+
+/// Not a timing: prints how much the store grew, and bounds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_forged_actions_cost_the_store_under_a_mebibyte() {
+    const FORGED: usize = 100_000;
+    let nats = Nats::start();
+    let p = publisher(&nats).await;
+    let bob = mate(&nats, "bob", false, &[]).await;
+    deliver(&p, "plan_sentinel").await;
+    bob.until("plan_sentinel", "pending", |s, _| s == PlanState::Pending).await;
+    let data = bob._dir.path().join("data");
+    let store = bob.panel.store_for_tests();
+    tokio::task::spawn_blocking(move || store.flush_blocking()).await.unwrap().unwrap();
+    let before = dir_size(&data);
+
+    // Unsigned, on a subject naming a long made-up organization, as fast as JetStream takes them.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let subject = action_subject(&"o".repeat(1000));
+    let started = Instant::now();
+    for chunk in 0..FORGED / 1000 {
+        let mut acks = Vec::with_capacity(1000);
+        for n in 0..1000 {
+            let id = format!("act_forged_{chunk}_{n}");
+            let body = format!(
+                r#"{{"id":"{id}","plan_id":"plan_{n}","organization_id":"x","action":"handled","by":"m","at":"2026-01-01T00:00:00Z"}}"#
+            );
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            acks.push(js.publish_with_headers(subject.clone(), headers, body.into()).await.unwrap());
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+    eprintln!("published {FORGED} forged actions in {:?}", started.elapsed());
+    // Read after them all: a genuine action.
+    let right = Secret::new(SECRET).unwrap();
+    let genuine = TeamAction {
+        id: "act_genuine".into(),
+        plan_id: "plan_sentinel".into(),
+        organization_id: "org_abc".into(),
+        run_id: Some("run_xyz".into()),
+        action: TeamVerb::Handled,
+        by: "alice".into(),
+        at: Utc::now(),
+        until: None,
+        status: None,
+        comment: None,
+    };
+    publish_action(&p, "org_abc", &genuine, Some(&sign_zof(&right, &genuine.to_body()))).await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while bob.state("plan_sentinel").await.map(|s| s.0) != Some(PlanState::Handled) {
+        assert!(Instant::now() < deadline, "the forged actions were not all read within 10 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("read and refused them all in {:?}", started.elapsed());
+    let refusals = bob.panel.overview().await.unwrap().refusals;
+    let counted: u64 = refusals.iter().map(|r| r.total).sum();
+    let last = &refusals[0].last_reason;
+    assert!(last.contains(&"o".repeat(64)) && !last.contains(&"o".repeat(65)), "the subject is cut short: {last}");
+    let Mate { panel, stop, task, _dir } = bob;
+    drop(panel);
+    let _ = stop.unwrap().send(());
+    task.unwrap().await.unwrap();
+    let after = dir_size(&_dir.path().join("data"));
+    let growth = after.saturating_sub(before);
+    let store = zof_approvals::store::Store::open(&_dir.path().join("data")).unwrap();
+    let record = serde_json::to_vec(&store.meta::<serde_json::Value>("refusals").unwrap()).unwrap().len();
+    eprintln!(
+        "store: {before} bytes before, {after} after: {growth} bytes for {FORGED} forged actions \
+         ({counted} counted; the refusal record is {record} bytes)"
+    );
+    assert_eq!(counted, FORGED as u64, "every forged action is counted");
+    assert!(growth < 1024 * 1024, "{growth} bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
