@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod audit;
@@ -32,8 +31,10 @@ mod changes;
 mod codec;
 mod commit;
 mod console;
+mod deliveries;
 mod details;
 mod events;
+mod meta;
 mod outbox;
 mod prune;
 mod quarantine;
@@ -454,68 +455,6 @@ impl Store {
         }))
     }
 
-    /// A small piece of state kept across restarts (e.g. the mute switch). A value that cannot
-    /// be read is quarantined and reads as absent.
-    pub fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        self.with(|i| {
-            let Some(bytes) = i.meta.get(key.as_bytes())? else {
-                return Ok(None);
-            };
-            match serde_json::from_slice(&bytes) {
-                Ok(v) => Ok(Some(v)),
-                Err(e) => {
-                    self.quarantine(i, "meta", key.as_bytes(), &bytes, &corrupt("meta", e))?;
-                    Ok(None)
-                }
-            }
-        })
-    }
-
-    pub fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| corrupt("meta", e))?;
-        self.with(|i| {
-            i.meta.insert(key.as_bytes(), bytes)?;
-            Ok(())
-        })
-    }
-
-    /// Appends to the delivery log (made durable with the next group commit). Accepted
-    /// deliveries are logged by [`Store::settle_event`] instead, under their outbox number, so the
-    /// log keeps arrival order. Refusals are not logged here: they are counted (see `refusals`).
-    pub fn record_delivery(&self, record: &DeliveryRecord) -> Result<(), StoreError> {
-        self.with(|i| {
-            let key = i.db.generate_id()?;
-            i.deliveries.insert(key.to_be_bytes(), codec::encode(record))?;
-            Ok(())
-        })
-    }
-
-    /// The newest `limit` readable deliveries, newest first.
-    pub fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.with(|i| {
-            let mut out = Vec::new();
-            for kv in i.deliveries.iter().rev() {
-                if out.len() >= limit {
-                    break;
-                }
-                out.extend(self.decode_entry(i, "deliveries", kv)?);
-            }
-            Ok(out)
-        })
-    }
-
-    /// Every logged delivery of one event id, newest first.
-    pub fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.with(|i| {
-            let mut out = Vec::new();
-            for kv in i.deliveries.iter().rev() {
-                let d: Option<DeliveryRecord> = self.decode_entry(i, "deliveries", kv)?;
-                out.extend(d.filter(|d| d.event_id.as_deref() == Some(event_id)));
-            }
-            Ok(out)
-        })
-    }
-
     /// How many records were set aside because they could not be read.
     pub fn quarantined_count(&self) -> usize {
         self.live().map(|i| i.counts.quarantine.load(Ordering::Relaxed)).unwrap_or(0)
@@ -525,27 +464,6 @@ impl Store {
     pub fn quarantined(&self) -> Result<Vec<QuarantinedRecord>, StoreError> {
         self.with(|i| {
             i.quarantine.iter().map(|kv| serde_json::from_slice(&kv?.1).map_err(|e| corrupt("quarantine", e))).collect()
-        })
-    }
-
-    /// Counts a tree's records by reading it whole (sled's `len()`): what `/healthz` did before
-    /// it kept counts, for the benchmark that compares the two.
-    #[doc(hidden)]
-    pub fn count_by_scan(&self, tree: &str) -> usize {
-        self.with(|i| Ok(i.tree(tree).map_or(0, sled::Tree::len))).unwrap_or(0)
-    }
-
-    /// Writes raw bytes under `key` in one of the store's trees, bypassing the codec: how tests
-    /// make a store with damaged records, or records of a future format version.
-    #[doc(hidden)]
-    pub fn write_raw(&self, tree: &str, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
-        self.with(|i| {
-            let t = i.tree(tree).ok_or_else(|| corrupt("meta", format!("no tree named `{tree}`")))?;
-            let previous = t.insert(key, bytes)?;
-            if tree == "outbox" {
-                Counts::added(&i.counts.outbox, previous.as_ref());
-            }
-            Ok(())
         })
     }
 
