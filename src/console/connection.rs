@@ -412,7 +412,7 @@ impl Runner {
                 Err(e) if now != ConnectionState::Off => tracing::warn!(error = %e, "the Console connection failed"),
                 _ => tracing::info!(state = ?now, "the Console connection changed state"),
             }
-            self.audit_transition(was, now, result, &settings.console_api_url, &settings.display_name);
+            self.audit_transition(was, now, result, &settings.console_api_url);
         }
         let _ = self.parts.events.send(CoreEvent::StatusChanged);
     }
@@ -425,20 +425,14 @@ impl Runner {
         now: ConnectionState,
         result: &Result<ReconcileReport, ConsoleError>,
         url: &str,
-        display_name: &str,
     ) {
-        use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
+        use crate::domain::audit::{AuditAction, AuditEntry, Source};
         let (action, detail) = match (was, now, result) {
             (_, ConnectionState::Ok, _) => (AuditAction::ConsoleConnected, url.to_owned()),
             (ConnectionState::Ok, _, Err(e)) => (AuditAction::ConsoleDisconnected, format!("{url}: {e}")),
             _ => return,
         };
-        let entry = AuditEntry::new(
-            &Actor::new(crate::domain::audit::local_name(display_name), Source::Console),
-            action,
-            None,
-            detail,
-        );
+        let entry = AuditEntry::new(&self.parts.actions.actor(Source::Console), action, None, detail);
         self.parts.store.append_audit_in_background(entry);
     }
 
