@@ -15,7 +15,7 @@ use crate::details::DetailsBoard;
 use crate::domain::review::{DecisionAnswer, DecisionRequest, Person, PlanDetails};
 
 /// Details fetched at once, at most.
-const FETCHING: usize = 4;
+const FETCHING: usize = 16;
 
 /// Review and decide over the running connection's settings and token, or over one client
 /// (the CLI with no receiver running).
@@ -23,6 +23,9 @@ const FETCHING: usize = 4;
 pub struct Reviews {
     client: ClientSource,
     decision_timeout: Duration,
+    /// The connection's client, kept while the API URL stays (its connections are reused, and
+    /// the token is not read from the keychain for each request); dropped when the token is refused.
+    cached: Arc<std::sync::Mutex<Option<ConsoleClient>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,37 +36,58 @@ enum ClientSource {
 
 impl Reviews {
     pub fn new(handle: ConsoleHandle, settings: Arc<RwLock<Settings>>, decision_timeout: Duration) -> Reviews {
-        Reviews { client: ClientSource::Connection { handle, settings }, decision_timeout }
+        Reviews { client: ClientSource::Connection { handle, settings }, decision_timeout, cached: Arc::default() }
     }
 
     /// Over one client, made with the settings' URL and a token (the CLI's own).
     pub fn with_client(client: ConsoleClient) -> Reviews {
-        Reviews { client: ClientSource::Fixed(client), decision_timeout: super::REQUEST_TIMEOUT }
+        Reviews {
+            client: ClientSource::Fixed(client),
+            decision_timeout: super::REQUEST_TIMEOUT,
+            cached: Arc::default(),
+        }
     }
 
     async fn client(&self) -> Result<ConsoleClient, ReviewError> {
         let client = match &self.client {
             ClientSource::Connection { handle, settings } => {
                 let settings = settings.read().unwrap_or_else(PoisonError::into_inner).clone();
-                handle.client(&settings).await.map_err(review_error)?
+                let url = settings.console_api_url.trim().trim_end_matches('/').to_owned();
+                let kept = self.cached.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                match kept.filter(|c| c.api_url() == url && !url.is_empty()) {
+                    Some(client) => client,
+                    None => {
+                        let client = handle.client(&settings).await.map_err(review_error)?;
+                        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some(client.clone());
+                        client
+                    }
+                }
             }
             ClientSource::Fixed(client) => client.clone(),
         };
         Ok(client.with_decision_timeout(self.decision_timeout))
     }
+
+    /// The Console's answer, with the kept client dropped when it refused the token.
+    fn answer<T>(&self, result: Result<T, ConsoleError>) -> Result<T, ReviewError> {
+        if matches!(result, Err(ConsoleError::TokenRejected(_))) {
+            self.cached.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        result.map_err(review_error)
+    }
 }
 
 impl ConsoleReviews for Reviews {
     fn me(&self) -> BoxFuture<'_, Result<Person, ReviewError>> {
-        Box::pin(async move { self.client().await?.me().await.map_err(review_error) })
+        Box::pin(async move { self.answer(self.client().await?.me().await) })
     }
 
     fn details(&self, plan_id: String) -> BoxFuture<'_, Result<Option<PlanDetails>, ReviewError>> {
-        Box::pin(async move { self.client().await?.plan_details(&plan_id).await.map_err(review_error) })
+        Box::pin(async move { self.answer(self.client().await?.plan_details(&plan_id).await) })
     }
 
     fn decide(&self, plan_id: String, request: DecisionRequest) -> BoxFuture<'_, Result<DecisionAnswer, ReviewError>> {
-        Box::pin(async move { self.client().await?.decide(&plan_id, &request).await.map_err(review_error) })
+        Box::pin(async move { self.answer(self.client().await?.decide(&plan_id, &request).await) })
     }
 }
 
@@ -82,6 +106,8 @@ fn review_error(e: ConsoleError) -> ReviewError {
 
 /// Fetches the details of each plan the board asks for, until the board disconnects: kept
 /// with the plan through the actions' owner, then the board hears they are in (or will not come).
+/// At most [`FETCHING`] at once; fetches still waiting on a Console that hangs are dropped when
+/// the connection stops, so they never hold the store open.
 pub(super) async fn fetch_details(
     reviews: Reviews,
     actions: Actions,
@@ -89,10 +115,18 @@ pub(super) async fn fetch_details(
     mut requests: mpsc::UnboundedReceiver<String>,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(FETCHING));
-    while let Some(plan_id) = requests.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        let (reviews, actions, board) = (reviews.clone(), actions.clone(), board.clone());
-        tokio::spawn(async move {
+    let mut fetches = tokio::task::JoinSet::new();
+    loop {
+        let plan_id = tokio::select! {
+            next = requests.recv() => match next {
+                Some(plan_id) => plan_id,
+                None => break,
+            },
+            Some(_) = fetches.join_next(), if !fetches.is_empty() => continue,
+        };
+        let (reviews, actions, board, permits) = (reviews.clone(), actions.clone(), board.clone(), permits.clone());
+        fetches.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else { return };
             match reviews.details(plan_id.clone()).await {
                 Ok(Some(details)) => {
                     if let Err(e) = actions.keep_details(details).await {
@@ -103,7 +137,7 @@ pub(super) async fn fetch_details(
                 Err(e) => tracing::debug!(plan = %plan_id, error = %e, "a plan's details could not be fetched"),
             }
             board.done(&plan_id);
-            drop(permit);
         });
     }
+    fetches.shutdown().await;
 }
