@@ -4,12 +4,14 @@
 //!
 //! Entries are durable before the sender hears 200, so an entry left unfinished by a crash is
 //! picked up on the next start. Notification calls block (D-Bus), which is why this is a thread
-//! and not a task on the async runtime.
+//! and not a task on the async runtime. Between passes the thread sleeps until it is kicked (an
+//! arrival, a person's action, new notification settings) or until the next time-based work falls
+//! due (a snooze's end, the end of quiet time, an escalation): an idle receiver never wakes it.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
@@ -77,6 +79,11 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     fn muted_until(&self) -> Option<chrono::DateTime<Utc>> {
         None
     }
+    /// When notices held back at `now` (quiet hours, a mute) may go out: when the quiet time in
+    /// force ends, or the earliest moment it may. `None`: nothing is held back at `now`.
+    fn quiet_ends(&self, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,10 +131,17 @@ pub struct OutboxWorker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// How often the worker wakes without a kick, for retries and time-based work.
+/// How soon an entry waiting for its event's claim is looked at again, and the first retry's delay.
 const TICK: Duration = Duration::from_millis(500);
-/// How often snoozes, held plans and escalations are looked at.
+/// Snoozes, held plans and escalations are looked at no more often than this.
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+/// Time-based work that is due but was not done, with no quiet time to wait for (telling the
+/// user failed), is tried again after this.
+const UPKEEP_RETRY: Duration = Duration::from_secs(5);
+/// The longest sleep while some time-based work is ahead. The monotonic clock the thread sleeps
+/// on stands still while the computer is suspended, and quiet hours follow local time, which a
+/// daylight saving change moves: waking at least this often bounds how late such work can be.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 impl OutboxWorker {
     pub fn start(
@@ -137,6 +151,10 @@ impl OutboxWorker {
     ) -> std::io::Result<OutboxWorker> {
         let (tx, rx) = mpsc::sync_channel(1);
         let kick = OutboxKick(Arc::new(Mutex::new(Some(tx))));
+        // A timer set by anyone (a snooze from the panel, the relay or the Console; a test that
+        // moves time) may be earlier than the one the worker sleeps until.
+        let timers = kick.clone();
+        store.on_new_timer(move || timers.kick());
         let thread = std::thread::Builder::new()
             .name("zof-outbox".into())
             .spawn(move || run(&store, notifier.as_ref(), &events, &rx))?;
@@ -183,11 +201,11 @@ fn yield_to_the_receiver() {
 fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEvent>, wake: &Receiver<()>) {
     yield_to_the_receiver();
     let mut backoff = TICK;
-    let mut next_upkeep = std::time::Instant::now();
+    let mut next_upkeep = Instant::now();
     loop {
         let mut pass = drain(store, notifier, events, Utc::now());
-        if std::time::Instant::now() >= next_upkeep {
-            let started = std::time::Instant::now();
+        if Instant::now() >= next_upkeep {
+            let started = Instant::now();
             match upkeep(store, notifier, events, Utc::now()) {
                 // Woken plans are told in the same pass, not a tick later.
                 Ok(true) if pass.is_ok() => pass = drain(store, notifier, events, Utc::now()),
@@ -195,31 +213,68 @@ fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEv
                 Err(e) => tracing::warn!(error = %e, "notification upkeep failed"),
             }
             // Should many plans fall due at once, upkeep still takes at most ~2% of a core.
-            next_upkeep = std::time::Instant::now() + UPKEEP_EVERY.max(started.elapsed() * 50);
+            next_upkeep = Instant::now() + UPKEEP_EVERY.max(started.elapsed() * 50);
         }
-        match pass {
-            Ok(()) => backoff = TICK,
+        let deadline = match pass {
+            Ok(waiting) => {
+                backoff = TICK;
+                if waiting {
+                    Some(Instant::now() + TICK)
+                } else {
+                    next_timer(store, notifier).map(|at| at.max(next_upkeep))
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "outbox work failed; will retry");
                 backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-        // While failing, new entries wait for the backoff instead of each retrying at once.
-        let failing = backoff > TICK;
-        let deadline = std::time::Instant::now() + backoff;
-        let stopped = loop {
-            match wake.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
-                Ok(()) if failing => continue,
-                Ok(()) | Err(RecvTimeoutError::Timeout) => break false,
-                Err(RecvTimeoutError::Disconnected) => break true,
+                Some(Instant::now() + backoff)
             }
         };
-        if stopped {
+        // While failing, new entries wait for the backoff instead of each retrying at once.
+        if sleep(wake, deadline, backoff > TICK) {
             break;
         }
     }
     // One last pass so entries acknowledged just before shutdown are not left for the next start.
     let _ = drain(store, notifier, events, Utc::now());
+}
+
+/// Sleeps until a kick or `deadline` (only a kick without one); kicks are ignored while
+/// `failing`. `true` once the worker is stopped.
+fn sleep(wake: &Receiver<()>, deadline: Option<Instant>, failing: bool) -> bool {
+    loop {
+        let woken = match deadline {
+            Some(at) => wake.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => wake.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match woken {
+            Ok(()) if failing && deadline.is_some() => continue,
+            Ok(()) | Err(RecvTimeoutError::Timeout) => return false,
+            Err(RecvTimeoutError::Disconnected) => return true,
+        }
+    }
+}
+
+/// When time-based work next needs the worker, or `None` when no plan has any.
+fn next_timer(store: &Store, notifier: &dyn Notifier) -> Option<Instant> {
+    let now = Utc::now();
+    let next = match store.next_due(notifier.escalation_after()) {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the timers; looking again shortly");
+            return Some(Instant::now() + UPKEEP_RETRY);
+        }
+    };
+    let mut at = next.at;
+    // Held plans, or work already due, wait for the quiet time to end (or for a retry).
+    if next.held || at.is_some_and(|t| t <= now) {
+        let retry = notifier
+            .quiet_ends(now)
+            .unwrap_or_else(|| now + chrono::Duration::from_std(UPKEEP_RETRY).unwrap_or_default());
+        at = Some(at.filter(|t| *t > now).map_or(retry, |t| t.min(retry)));
+    }
+    let wait = (at? - now).to_std().unwrap_or_default();
+    Some(Instant::now() + wait.min(MAX_SLEEP))
 }
 
 /// How long telling the user may keep failing before an entry is given up: the plan stays in
@@ -239,14 +294,15 @@ enum DrainError {
 }
 
 /// One pass over the outbox. Once telling the user fails, the pass stops trying (the notifier
-/// is down) but still puts every plan in the queue; the entries stay for the retry.
+/// is down) but still puts every plan in the queue; the entries stay for the retry. `Ok(true)`:
+/// an entry waits for its event's claim to be written, and wants another pass soon.
 fn drain(
     store: &Store,
     notifier: &dyn Notifier,
     events: &broadcast::Sender<CoreEvent>,
     now: DateTime<Utc>,
-) -> Result<(), DrainError> {
-    let mut pass = Pass { store, notifier, events, now, failed: None, did_work: false };
+) -> Result<bool, DrainError> {
+    let mut pass = Pass { store, notifier, events, now, failed: None, did_work: false, waiting: false };
     for entry in store.outbox_iter() {
         let entry = entry?;
         pass.did_work = true;
@@ -262,7 +318,7 @@ fn drain(
     }
     match pass.failed {
         Some(e) => Err(e.into()),
-        None => Ok(()),
+        None => Ok(pass.waiting),
     }
 }
 
@@ -273,6 +329,8 @@ struct Pass<'a> {
     now: DateTime<Utc>,
     failed: Option<NotifyError>,
     did_work: bool,
+    /// An entry's event was not there yet (its claim may still be on its way).
+    waiting: bool,
 }
 
 impl Pass<'_> {
@@ -294,6 +352,7 @@ impl Pass<'_> {
                 store.complete_outbox(entry.seq)?;
             }
             // Otherwise the claim may not be written yet: this entry's turn comes on a later pass.
+            self.waiting = true;
             return Ok(());
         };
         // The claim was won by another delivery of the same id: this entry carries no work.
@@ -567,6 +626,46 @@ mod tests {
         let told = Told::default();
         drain(&store, &told, &tx, Utc::now()).unwrap();
         assert_eq!(*told.0.lock().unwrap(), vec!["p2"]);
+    }
+
+    #[derive(Debug)]
+    struct Quiet(DateTime<Utc>);
+    impl Notifier for Quiet {
+        fn plan_pending(&self, _plan: &PlanRecord) -> Result<Notice, NotifyError> {
+            Ok(Notice::Held)
+        }
+        fn quiet_ends(&self, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn with_no_time_based_work_the_worker_sleeps_until_it_is_kicked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(next_timer(&store, &Told::default()), None, "an empty store");
+        acknowledged(&store, "e1", "p1");
+        let (tx, _rx) = broadcast::channel(8);
+        assert!(!drain(&store, &Told::default(), &tx, Utc::now()).unwrap());
+        assert_eq!(next_timer(&store, &Told::default()), None, "a plan told, no escalation");
+    }
+
+    #[test]
+    fn the_worker_wakes_for_a_snooze_s_end_and_for_the_end_of_quiet_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ends =
+            DateTime::from_timestamp_micros((Utc::now() + chrono::Duration::seconds(30)).timestamp_micros()).unwrap();
+        snoozed(&store, "p1", ends);
+        assert_eq!(store.next_due(None).unwrap(), crate::store::NextDue { at: Some(ends), held: false });
+        let quiet_until = Utc::now() + chrono::Duration::hours(2);
+        acknowledged(&store, "e2", "p2");
+        let (tx, _rx) = broadcast::channel(8);
+        drain(&store, &Quiet(quiet_until), &tx, Utc::now()).unwrap();
+        assert!(store.next_due(None).unwrap().held, "p2 is held back");
+        let asked = Instant::now();
+        let wake = next_timer(&store, &Quiet(quiet_until)).unwrap();
+        assert!(wake <= asked + MAX_SLEEP + Duration::from_secs(1), "the snooze's end, at the latest");
     }
 
     fn reopen(dir: &std::path::Path) -> Store {
