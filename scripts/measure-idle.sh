@@ -17,6 +17,7 @@
 # Env:   ZOF_IDLE_SECS=60      how long to sample (a shorter run: ZOF_IDLE_SECS=10)
 #        ZOF_IDLE_SETTLE=15    how long each process idles before sampling starts
 #        ZOF_IDLE_DESKTOP=0    measures `serve` only
+#        ZOF_IDLE_SERVE=0      measures the desktop app only
 # Prints numbers, asserts nothing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -120,14 +121,16 @@ measure() {
     }' "$T/before" "$T/after" | sort -k4,4 -g -r | sed 's/^~ /  /'
 }
 
-"$cli" "${serve_args[@]}" --data-dir "$T/serve-data" >"$T/serve.out" 2>"$T/serve.err" &
-serve_pid=$!
-pids+=("$serve_pid")
-for _ in $(seq 200); do grep -q "listening on" "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
-grep -q "listening on" "$T/serve.out" || { echo "serve did not start:" >&2; cat "$T/serve.err" >&2; exit 1; }
-measure "serve ($profile)" "$serve_pid"
-kill -TERM "$serve_pid"
-wait "$serve_pid" 2>/dev/null || true
+if [ "${ZOF_IDLE_SERVE:-1}" != 0 ]; then
+  "$cli" "${serve_args[@]}" --data-dir "$T/serve-data" >"$T/serve.out" 2>"$T/serve.err" &
+  serve_pid=$!
+  pids+=("$serve_pid")
+  for _ in $(seq 200); do grep -q "listening on" "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
+  grep -q "listening on" "$T/serve.out" || { echo "serve did not start:" >&2; cat "$T/serve.err" >&2; exit 1; }
+  measure "serve ($profile)" "$serve_pid"
+  kill -TERM "$serve_pid"
+  wait "$serve_pid" 2>/dev/null || true
+fi
 
 if [ "$ZOF_IDLE_INNER" = session ] && [ "${ZOF_IDLE_DESKTOP:-1}" != 0 ]; then
   if [ ! -x "$app" ]; then

@@ -6,9 +6,10 @@
 //! the new expiry times; the Secret Service's signals ([`super::signals`]) wake it when the
 //! keychain changes; a delivery wakes it to record secret usage (at most once a second). It
 //! also wakes to retire secrets whose overlap ended, and every few seconds while the keychain
-//! fails. Where the keychain sends no signals it looks at `secrets.json` and the keychain once a
-//! minute. Keychain calls go through [`super::Keychain`]'s worker, so a hung keychain costs the
-//! watcher a fast error per retry, not a thread.
+//! fails. Where the keychain sends no signals it looks at `secrets.json` once a minute (a change
+//! of the keychain alone is then seen at the next start). Keychain calls go through
+//! [`super::Keychain`]'s worker, so a hung keychain costs the watcher a fast error per retry,
+//! not a thread.
 
 use std::collections::HashMap;
 use std::path::Path;
