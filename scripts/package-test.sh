@@ -284,7 +284,7 @@ check_rpm() {
 }
 
 step "tools (deps.sh, validators, recorder, tauri-driver)" tools
-step "build .deb and .rpm ($profile; debug: tauri bundle of the tested build, release: tauri build)" build_packages
+step "build .deb and .rpm ($profile; debug: tauri bundle of the tested build, dist: tauri build -- --profile dist)" build_packages
 step "bundle the newer .deb ($next_version, tauri bundle)" build_newer_deb
 step "apt-get install ./${pkg}_${version}_amd64.deb" install_deb
 step "installed app under Xvfb: smoke story" smoke
