@@ -131,16 +131,7 @@ struct Shared {
     /// The signal the team relay's publisher waits on: an action was queued (see `team`).
     team_queued: Arc<tokio::sync::Notify>,
     /// Called after a plan got a new timer (see [`Store::on_new_timer`]).
-    new_timer: std::sync::OnceLock<NewTimerHook>,
-}
-
-/// What [`Store::on_new_timer`] calls.
-struct NewTimerHook(Box<dyn Fn() + Send + Sync>);
-
-impl std::fmt::Debug for NewTimerHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NewTimerHook")
-    }
+    new_timer: std::sync::OnceLock<timers::NewTimerHook>,
 }
 
 /// Counts of trees that `/healthz` reports, kept as they change: sled's `len()` reads the
@@ -374,19 +365,6 @@ impl Store {
             self.new_timer_set();
         }
         written
-    }
-
-    /// Has `hook` called after every write that gives a plan a new timer (a snooze, a plan held
-    /// back by quiet time, an escalation ahead), whoever wrote it: the outbox worker sleeps until
-    /// its next timer, and learns of an earlier one this way. Set once; later calls are ignored.
-    pub fn on_new_timer(&self, hook: impl Fn() + Send + Sync + 'static) {
-        let _ = self.shared.new_timer.set(NewTimerHook(Box::new(hook)));
-    }
-
-    fn new_timer_set(&self) {
-        if let Some(hook) = self.shared.new_timer.get() {
-            (hook.0)();
-        }
     }
 
     /// Changes one plan atomically; `change` may run more than once under contention.

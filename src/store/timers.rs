@@ -8,6 +8,15 @@ use chrono::{DateTime, Utc};
 use super::records::{PlanFlag, PlanRecord, PlanState};
 use super::{corrupt, Inner, Store, StoreError};
 
+/// What [`Store::on_new_timer`] calls.
+pub(super) struct NewTimerHook(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for NewTimerHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewTimerHook")
+    }
+}
+
 /// When time-based work next falls due, as [`Store::next_due`] returns it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct NextDue {
@@ -91,6 +100,19 @@ impl Store {
             }
             Ok(due)
         })
+    }
+
+    /// Has `hook` called after every write that gives a plan a new timer (a snooze, a plan held
+    /// back by quiet time, an escalation ahead), whoever wrote it: the outbox worker sleeps until
+    /// its next timer, and learns of an earlier one this way. Set once; later calls are ignored.
+    pub fn on_new_timer(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.new_timer.set(NewTimerHook(Box::new(hook)));
+    }
+
+    pub(super) fn new_timer_set(&self) {
+        if let Some(hook) = self.shared.new_timer.get() {
+            (hook.0)();
+        }
     }
 
     /// When [`Store::due`] next has something to return, read from the first timer of each kind
