@@ -9,7 +9,8 @@
 # `apt-get install` to the first notification.
 #
 # Run: sudo bash scripts/package-test.sh   (it installs and removes the package `zof-approvals`)
-# Env: ZOF_PKG_RELEASE=1   packages a release build (the user's path; slower) instead of debug.
+# Env: ZOF_PKG_RELEASE=1   packages an optimized build instead of debug: the `dist` profile (fat
+#                          LTO, what releases ship; slower), built with `tauri build -- --profile dist`.
 #      ZOF_PKG_KEEP=1      keeps the temp dir (packages, logs, the test user's data).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +21,9 @@ pkg=zof-approvals
 version=$(python3 -c 'import json; print(json.load(open("tauri.conf.json"))["version"])')
 next_version="${version%.*}.$((${version##*.} + 1))"
 profile=debug debug_flag=--debug
-[ -n "${ZOF_PKG_RELEASE:-}" ] && profile=release debug_flag=
+[ -n "${ZOF_PKG_RELEASE:-}" ] && profile=dist debug_flag=
+# The bundler's hook (packaging/linux/prepare.sh) builds the CLI in the same profile.
+export ZOF_CARGO_PROFILE=$profile
 bundle_dir=target/$profile/bundle
 W=$(mktemp -d /tmp/zof-pkg.XXXXXX)
 steps=()
@@ -84,7 +87,7 @@ build_packages() {
     TAURI_ENV_DEBUG=true ZOF_PREBUILT=1 bash packaging/linux/prepare.sh
     TAURI_APP_PATH=src-tauri nice -n 10 npx --yes @tauri-apps/cli@^2 bundle $debug_flag --bundles deb,rpm --ci
   else
-    TAURI_APP_PATH=src-tauri nice -n 10 npx --yes @tauri-apps/cli@^2 build $debug_flag --bundles deb,rpm --ci
+    TAURI_APP_PATH=src-tauri nice -n 10 npx --yes @tauri-apps/cli@^2 build --bundles deb,rpm --ci -- --profile "$profile"
   fi
   [ -f ui/dist/index.html ] || fail "ui/dist was not built"
   cp "$bundle_dir"/deb/*_"${version}"_amd64.deb "$W/${pkg}_${version}_amd64.deb"
@@ -93,8 +96,17 @@ build_packages() {
 
 build_newer_deb() {
   # The same build packaged again under the next version: what an update installs over today's.
-  TAURI_APP_PATH=src-tauri nice -n 10 npx --yes @tauri-apps/cli@^2 bundle $debug_flag --bundles deb --ci \
-    --config "{\"version\":\"$next_version\"}"
+  # `tauri bundle` takes no cargo profile (it bundles target/release, or target/debug with
+  # --debug) and asks `cargo metadata` where target/ is: for `dist`, a target dir whose
+  # `release` is target/dist makes it bundle the dist build, into target/dist/bundle.
+  local target_dir=
+  if [ "$profile" = dist ]; then
+    target_dir="$W/dist-target"
+    mkdir -p "$target_dir"
+    ln -sfn "$root/target/dist" "$target_dir/release"
+  fi
+  CARGO_TARGET_DIR=${target_dir:-$root/target} TAURI_APP_PATH=src-tauri nice -n 10 \
+    npx --yes @tauri-apps/cli@^2 bundle $debug_flag --bundles deb --ci --config "{\"version\":\"$next_version\"}"
   cp "$bundle_dir"/deb/*_"${next_version}"_amd64.deb "$W/${pkg}_${next_version}_amd64.deb"
 }
 
@@ -272,7 +284,7 @@ check_rpm() {
 }
 
 step "tools (deps.sh, validators, recorder, tauri-driver)" tools
-step "build .deb and .rpm ($profile; debug: tauri bundle of the tested build, release: tauri build)" build_packages
+step "build .deb and .rpm ($profile; debug: tauri bundle of the tested build, dist: tauri build -- --profile dist)" build_packages
 step "bundle the newer .deb ($next_version, tauri bundle)" build_newer_deb
 step "apt-get install ./${pkg}_${version}_amd64.deb" install_deb
 step "installed app under Xvfb: smoke story" smoke

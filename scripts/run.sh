@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/panel.sh
-cargo build --release --locked -p zof-approvals-desktop --features custom-protocol
-cargo build --release --locked -p zof-approvals --bin zof-approvals
+# One cargo invocation, one feature set: the core is compiled once for both programs.
+cargo build --release --locked -p zof-approvals-desktop -p zof-approvals --features zof-approvals-desktop/custom-protocol
 echo "Launching Zof Approvals (the CLI is at target/release/zof-approvals)" >&2
 exec target/release/zof-approvals-desktop "$@"

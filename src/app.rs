@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use std::sync::RwLock;
+use tokio::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
@@ -394,34 +395,62 @@ async fn apply(panel: &Panel, action: NotificationAction) {
     }
 }
 
-/// Housekeeping off the request path: the refusal counters are written at most once a second,
-/// and events past the retention window are pruned hourly.
+/// Housekeeping off the request path, on one timer that sleeps while nothing happens: the
+/// refusal counters are written at most once a second after a refusal was counted (and again when
+/// a refusal's log line falls due), and events past the retention window are pruned at start,
+/// then hourly.
 async fn upkeep(intake: Intake, retention_days: u32, stop: tokio::sync::oneshot::Receiver<()>) {
-    const PRUNE_EVERY: u32 = 3600;
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u32 = 0;
+    const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+    const PERSIST_EVERY: Duration = Duration::from_secs(1);
+    let counted = intake.refusals_counted();
+    let mut next_prune = Instant::now();
+    let mut persist_at: Option<Instant> = None;
+    let mut last_persist: Option<Instant> = None;
     tokio::pin!(stop);
     loop {
+        let next = persist_at.map_or(next_prune, |at| at.min(next_prune));
         tokio::select! {
-            _ = every.tick() => {}
+            () = tokio::time::sleep_until(next) => {}
+            () = counted.notified() => {
+                let soonest = last_persist.map_or_else(Instant::now, |t| t + PERSIST_EVERY);
+                persist_at = Some(persist_at.map_or(soonest, |at| at.min(soonest)));
+                continue;
+            }
             _ = &mut stop => break,
         }
-        let prune = ticks.is_multiple_of(PRUNE_EVERY);
-        ticks = ticks.wrapping_add(1);
+        let now = Instant::now();
+        let persist = persist_at.is_some_and(|at| at <= now);
+        let prune = next_prune <= now;
+        if persist {
+            (persist_at, last_persist) = (None, Some(now));
+        }
+        if prune {
+            next_prune = now + PRUNE_EVERY;
+        }
         let intake = intake.clone();
         let done = tokio::task::spawn_blocking(move || {
-            intake.persist_refusals(Utc::now());
-            if !prune {
-                return Ok(0);
-            }
-            intake.store().prune(Utc::now() - chrono::Duration::days(i64::from(retention_days)))
+            let again = if persist { intake.persist_refusals(Utc::now()) } else { None };
+            let pruned = if prune {
+                intake.store().prune(Utc::now() - chrono::Duration::days(i64::from(retention_days))).map(Some)
+            } else {
+                Ok(None)
+            };
+            (again, pruned)
         })
         .await;
         match done {
-            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "pruned events past the retention window"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "pruning failed"),
+            Ok((again, pruned)) => {
+                // A refusal's log line that falls due later (refusals counted meanwhile wait
+                // as a permit of `counted`, and are taken on the next turn).
+                if let Some(at) = again {
+                    persist_at = Some(now + (at - Utc::now()).to_std().unwrap_or_default());
+                }
+                match pruned {
+                    Ok(Some(n)) if n > 0 => tracing::info!(removed = n, "pruned events past the retention window"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "upkeep task failed"),
         }
     }

@@ -1,7 +1,8 @@
 //! Logging that never blocks the receiver. Log lines go to a bounded in-memory queue and a
 //! writer thread of their own; when the reader of stderr stalls (a pipe nobody reads, a hung
 //! terminal) the queue fills and further lines are dropped and counted, instead of blocking the
-//! async workers that answer deliveries. The count of dropped lines is reported once it grows.
+//! async workers that answer deliveries. The writer thread sleeps on its queue; when lines were
+//! dropped, the next line that gets through is preceded by one that says how many.
 //!
 //! The receivers that run for a long time (the desktop app and `zof-approvals serve`) also keep
 //! log files ([`init_with_files`]): one file a day (`zof-approvals.YYYY-MM-DD.log`, UTC dates) in
@@ -12,9 +13,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{NaiveDate, Utc};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
@@ -24,8 +23,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Lines held while the writer is behind; beyond this they are dropped.
 const QUEUE_LINES: usize = 16_384;
-/// How often the count of dropped lines is looked at.
-const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Log files are named `zof-approvals.YYYY-MM-DD.log`.
 pub const LOG_FILE_PREFIX: &str = "zof-approvals";
 pub const LOG_FILE_SUFFIX: &str = "log";
@@ -74,7 +71,6 @@ pub fn resolve_log_dir(log_dir: Option<&Path>, data_dir: Option<&Path>) -> Resul
 #[derive(Debug)]
 pub struct LogGuard {
     _writers: Vec<WorkerGuard>,
-    stop: Arc<AtomicBool>,
     dropped: Vec<ErrorCounter>,
     dir: Option<PathBuf>,
 }
@@ -91,14 +87,49 @@ impl LogGuard {
     }
 }
 
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+fn lossy(writer: impl std::io::Write + Send + 'static) -> (NonBlocking, WorkerGuard) {
+    let counter: Arc<OnceLock<ErrorCounter>> = Arc::new(OnceLock::new());
+    let seen = counter.clone();
+    let dropped = move || seen.get().map_or(0, ErrorCounter::dropped_lines);
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUE_LINES)
+        .finish(ReportsDrops::new(writer, dropped));
+    let _ = counter.set(writer.error_counter());
+    (writer, guard)
+}
+
+/// Says in the log itself how many lines were dropped, just before the next line that got
+/// through. Runs on the writer thread, which sleeps on its queue: nothing wakes to look.
+struct ReportsDrops<W, D> {
+    inner: W,
+    dropped: D,
+    reported: usize,
+}
+
+impl<W: Write, D: Fn() -> usize> ReportsDrops<W, D> {
+    fn new(inner: W, dropped: D) -> ReportsDrops<W, D> {
+        ReportsDrops { inner, dropped, reported: 0 }
     }
 }
 
-fn lossy(writer: impl std::io::Write + Send + 'static) -> (NonBlocking, WorkerGuard) {
-    NonBlockingBuilder::default().lossy(true).buffered_lines_limit(QUEUE_LINES).finish(writer)
+impl<W: Write, D: Fn() -> usize> Write for ReportsDrops<W, D> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let now = (self.dropped)();
+        if now > self.reported {
+            let note = format!(
+                "-- {} log lines were dropped: the log's reader is not keeping up ({now} in all) --\n",
+                now - self.reported
+            );
+            self.reported = now;
+            self.inner.write_all(note.as_bytes())?;
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn filter(default_filter: &str) -> tracing_subscriber::EnvFilter {
@@ -206,26 +237,7 @@ impl<W: Write> Write for CappedFile<W> {
 }
 
 fn guard_with(writers: Vec<WorkerGuard>, dropped: Vec<ErrorCounter>, dir: Option<PathBuf>) -> LogGuard {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (counters, stopped) = (dropped.clone(), stop.clone());
-    let _ = std::thread::Builder::new().name("zof-log-drops".into()).spawn(move || report_drops(&counters, &stopped));
-    LogGuard { _writers: writers, stop, dropped, dir }
-}
-
-fn report_drops(counters: &[ErrorCounter], stop: &AtomicBool) {
-    let mut reported = 0;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(REPORT_EVERY);
-        let now: usize = counters.iter().map(ErrorCounter::dropped_lines).sum();
-        if now > reported {
-            tracing::warn!(
-                dropped = now - reported,
-                total = now,
-                "log lines were dropped: the log's reader is not keeping up"
-            );
-            reported = now;
-        }
-    }
+    LogGuard { _writers: writers, dropped, dir }
 }
 
 #[cfg(test)]
@@ -269,6 +281,20 @@ mod tests {
         assert!(!wants_colour(false, None), "a pipe or a file gets no escape codes");
         assert!(!wants_colour(true, set), "NO_COLOR wins over a terminal");
         assert!(wants_colour(true, Some(std::ffi::OsStr::new(""))), "an empty NO_COLOR is unset");
+    }
+
+    #[test]
+    fn dropped_lines_are_reported_once_before_the_next_line_that_gets_through() {
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = dropped.clone();
+        let mut log = ReportsDrops::new(Vec::new(), move || count.load(std::sync::atomic::Ordering::Relaxed));
+        log.write_all(b"one\n").unwrap();
+        dropped.store(3, std::sync::atomic::Ordering::Relaxed);
+        log.write_all(b"two\n").unwrap();
+        log.write_all(b"three\n").unwrap();
+        let expected =
+            "one\n-- 3 log lines were dropped: the log's reader is not keeping up (3 in all) --\ntwo\nthree\n";
+        assert_eq!(String::from_utf8(log.inner).unwrap(), expected);
     }
 
     #[test]

@@ -142,6 +142,12 @@ impl RefusalBook {
         lines
     }
 
+    /// When [`RefusalBook::due_lines`] next has a line to give: refusals not logged yet wait
+    /// for their code's [`LOG_EVERY`].
+    pub fn next_line_at(&self) -> Option<DateTime<Utc>> {
+        self.tallies.values().filter(|t| t.unlogged > 0).filter_map(|t| t.logged_at).map(|at| at + LOG_EVERY).min()
+    }
+
     /// A copy to write to the store, if anything changed since the last one.
     pub fn take_snapshot(&mut self) -> Option<RefusalBook> {
         if !std::mem::take(&mut self.dirty) {

@@ -7,6 +7,8 @@
 #   prepare.sh bundle  (build.beforeBundleCommand) strips the app's binary before it is packaged
 #                      (Debian policy; the bundler copies it as cargo left it).
 # `tauri build --debug` sets TAURI_ENV_DEBUG=true: the CLI is then a debug build too.
+# ZOF_CARGO_PROFILE=dist: the app is built with `tauri build -- --profile dist` (the bundler does
+# not tell its hooks which profile it builds): the CLI is built and taken from that profile too.
 # ZOF_PREBUILT=1: the panel and both binaries are built already (scripts/package-test.sh's debug
 # packages bundle what the test suite built); only the CLI's copy and the changelog are made.
 set -euo pipefail
@@ -14,7 +16,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=target/packaging
 mkdir -p "$out"
-profile=release
+profile=${ZOF_CARGO_PROFILE:-release}
 [ "${TAURI_ENV_DEBUG:-false}" = true ] && profile=debug
 
 if [ "${1:-}" = bundle ]; then
@@ -24,10 +26,10 @@ fi
 
 if [ -z "${ZOF_PREBUILT:-}" ]; then
   bash scripts/panel.sh
-  if [ $profile = debug ]; then
+  if [ "$profile" = debug ]; then
     cargo build --locked -p zof-approvals --bin zof-approvals
   else
-    cargo build --locked --release -p zof-approvals --bin zof-approvals
+    cargo build --locked --profile "$profile" -p zof-approvals --bin zof-approvals
   fi
 fi
 install -m 0755 "target/$profile/zof-approvals" "$out/zof-approvals"

@@ -186,7 +186,7 @@ impl Actions {
     }
 
     /// After plan `plan_id` changed: on disk, its notification withdrawn when it left the
-    /// queue, the views told.
+    /// queue, the views told (the outbox worker heard of a new timer from the store).
     pub async fn after_plan_change(&self, plan_id: &str, withdraw: bool) -> Result<(), StoreError> {
         self.store.durable().await?;
         if let Some(running) = &self.running {

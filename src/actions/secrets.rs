@@ -95,8 +95,12 @@ impl Actions {
         let live = self.running.as_ref().map(|r| r.intake.secrets().clone());
         let report = tokio::task::spawn_blocking(move || {
             change(&m)?;
-            if let (Some(live), Ok(set)) = (live, m.load(Utc::now())) {
-                live.replace(SecretsStatus::Ready(set));
+            if let Some(live) = live {
+                if let Ok(set) = m.load(Utc::now()) {
+                    live.replace(SecretsStatus::Ready(set));
+                }
+                // The watcher learns of the change now (new expiry times), not on its next look.
+                live.changed_here();
             }
             m.report(Utc::now(), false)
         })

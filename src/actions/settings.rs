@@ -25,6 +25,8 @@ impl Actions {
         if let Some(running) = &self.running {
             running.intake.set_policy(IntakePolicy::from_settings(&next));
             running.notifier.set_preferences(&next.notifications);
+            // New quiet hours or escalation delay move the outbox worker's next wake.
+            running.intake.kick_outbox();
         }
         self.record(rows).await?;
         self.status_changed();
@@ -49,6 +51,8 @@ impl Actions {
         self.store.durable().await?;
         if let Some(running) = &self.running {
             running.notifier.mute_until(until);
+            // Held notices go out when the pause ends: the outbox worker learns when.
+            running.intake.kick_outbox();
         }
         self.status_changed();
         Ok(())

@@ -267,7 +267,8 @@ impl Runner {
                 () = tokio::time::sleep_until(next) => {}
                 Some(reply) = asked.recv() => waiting.push(reply),
                 Some(reason) = wakes.recv() => tracing::info!(reason, "reconciling with the Console"),
-                _ = look.tick() => {
+                // Only while a Console is configured: an idle receiver without one never wakes here.
+                _ = look.tick(), if !self.settings().console_api_url.is_empty() => {
                     if !clock.slept() {
                         continue;
                     }
@@ -355,6 +356,8 @@ impl Runner {
         for plan_id in &outcome.refresh {
             self.parts.details.request(plan_id);
         }
+        // What the reconciliation wrote reaches disk with the next group commit.
+        self.parts.store.flush_soon();
         for plan_id in outcome.changed {
             let withdraw = outcome.resolved.contains(&plan_id);
             if let Err(e) = self.parts.actions.after_plan_change(&plan_id, withdraw).await {

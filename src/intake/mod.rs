@@ -260,6 +260,8 @@ struct Parts {
     refusals: Mutex<RefusalBook>,
     /// Plans whose details are asked for as they are stored.
     details: crate::details::DetailsBoard,
+    /// Told of each refusal counted, so the counters are written soon after (see `persist_refusals`).
+    refused: Arc<tokio::sync::Notify>,
     /// The team relay link, when deliveries also come from JetStream (replaced when the
     /// consumer restarts with new settings, cleared when it stops).
     relay: std::sync::RwLock<Option<Arc<dyn LinkHealthSource>>>,
@@ -282,7 +284,8 @@ impl Intake {
         // Blocking, but brief: one small record, read once while the application is built.
         let refusals = Mutex::new(load_refusals(&store));
         let relay = std::sync::RwLock::new(None);
-        Intake { inner: Arc::new(Parts { store, secrets, judge, events, outbox, refusals, details, relay }) }
+        let refused = Arc::new(tokio::sync::Notify::new());
+        Intake { inner: Arc::new(Parts { store, secrets, judge, events, outbox, refusals, refused, details, relay }) }
     }
 
     /// Applies new settings to every delivery that starts after this call.
@@ -352,16 +355,31 @@ impl Intake {
     }
 
     /// Writes the refusal counters to the store if they changed, and the log lines that are
-    /// due. Blocking (a store write): call it from a blocking thread, about once a second.
-    pub fn persist_refusals(&self, now: DateTime<Utc>) {
-        let (snapshot, lines) = self.refusals(|book| (book.take_snapshot(), book.due_lines(now)));
+    /// due. Blocking (a store write): call it from a blocking thread, at most about once a
+    /// second, after [`Intake::refusals_counted`] said a refusal was counted. Returns when log
+    /// lines wait to fall due: call it again then.
+    pub fn persist_refusals(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (snapshot, lines, next) =
+            self.refusals(|book| (book.take_snapshot(), book.due_lines(now), book.next_line_at()));
         lines.iter().for_each(log_refusals);
         if let Some(snapshot) = snapshot {
             if let Err(e) = self.inner.store.set_meta(REFUSALS_KEY, &snapshot) {
                 tracing::warn!(error = %e, "could not save the refusal counters");
             }
+            self.inner.store.flush_soon();
             let _ = self.inner.events.send(CoreEvent::StatusChanged);
         }
+        next
+    }
+
+    /// Notified each time a refusal is counted: the counters then want [`Intake::persist_refusals`].
+    pub fn refusals_counted(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.refused.clone()
+    }
+
+    /// Wakes the outbox worker: time-based work may have changed (a snooze, new quiet hours).
+    pub fn kick_outbox(&self) {
+        self.inner.outbox.kick();
     }
 
     fn refusals<T>(&self, f: impl FnOnce(&mut RefusalBook) -> T) -> T {
@@ -463,6 +481,7 @@ impl Intake {
                 if let Some(line) = self.refusals(|book| book.record(refusal)) {
                     log_refusals(&line);
                 }
+                self.inner.refused.notify_one();
                 // Views hear of refusals once a second (see `persist_refusals`), not once each.
                 return;
             }
@@ -472,6 +491,7 @@ impl Intake {
                 if let Err(e) = self.inner.store.record_delivery(&record) {
                     tracing::warn!(error = %e, "could not log a delivery");
                 }
+                self.inner.store.flush_soon();
                 tracing::debug!(id = ?record.event_id, code = %record.code, "delivery answered");
             }
         }

@@ -158,6 +158,11 @@ impl Notifier for DesktopNotifier {
     fn muted_until(&self) -> Option<DateTime<Utc>> {
         self.shared().muted_until
     }
+
+    fn quiet_ends(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let shared = self.shared();
+        policy::quiet_ends(&shared.prefs, shared.muted_until, now)
+    }
 }
 
 struct Live {

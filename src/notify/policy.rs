@@ -85,6 +85,33 @@ pub fn quiet_now(prefs: &NotificationSettings, muted_until: Option<DateTime<Utc>
     prefs.quiet_hours.as_ref().is_some_and(|q| in_quiet_hours(q, local.hour() * 60 + local.minute()))
 }
 
+/// When the quiet time in force at `now` may end: the mute's end or the end of the quiet hours,
+/// whichever comes first (the caller looks again then, and it may still be quiet: the other one
+/// may still hold). `None` when it is not quiet at `now`.
+pub fn quiet_ends(
+    prefs: &NotificationSettings,
+    muted_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !quiet_now(prefs, muted_until, now) {
+        return None;
+    }
+    let mute = muted_until.filter(|t| *t > now);
+    let local = now.with_timezone(&Local);
+    let minute = local.hour() * 60 + local.minute();
+    let hours = prefs.quiet_hours.as_ref().filter(|q| in_quiet_hours(q, minute)).and_then(|q| {
+        let end = parse_hhmm(&q.end)?;
+        // Whole minutes from the start of this minute; a daylight saving change on the way
+        // makes this an hour off, which the caller's next look corrects.
+        let ahead = (end + 1440 - minute) % 1440;
+        let this_minute = now
+            - chrono::Duration::seconds(i64::from(local.second()))
+            - chrono::Duration::nanoseconds(i64::from(local.nanosecond()));
+        Some(this_minute + chrono::Duration::minutes(i64::from(ahead)))
+    });
+    mute.into_iter().chain(hours).min()
+}
+
 /// How long a plan may wait for approval before it is notified once more, urgently.
 pub fn escalation_after(prefs: &NotificationSettings) -> chrono::Duration {
     chrono::Duration::minutes(i64::from(prefs.escalation_minutes))
@@ -168,6 +195,22 @@ mod tests {
         assert!(!gate.admit("plan_b", t0 + Duration::from_millis(500)), "within the burst");
         assert!(gate.admit("plan_c", t0 + Duration::from_secs(3)));
         assert!(!gate.admit("plan_b", t0 + Duration::from_secs(10)), "plan_b was seen in the burst");
+    }
+
+    #[test]
+    fn quiet_time_ends_with_the_mute_or_the_quiet_hours_whichever_comes_first() {
+        let now = Utc::now();
+        let local = now.with_timezone(&Local);
+        let minute = local.hour() * 60 + local.minute();
+        let hhmm = |m: u32| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
+        let quiet = QuietHours { start: hhmm(minute + 1440 - 5), end: hhmm(minute + 10) };
+        let prefs = NotificationSettings { quiet_hours: Some(quiet), ..NotificationSettings::default() };
+        let ends = quiet_ends(&prefs, None, now).unwrap();
+        assert_eq!(ends.with_timezone(&Local).format("%H:%M").to_string(), hhmm(minute + 10));
+        assert!(ends > now && ends <= now + chrono::Duration::minutes(10));
+        let mute = now + chrono::Duration::minutes(3);
+        assert_eq!(quiet_ends(&prefs, Some(mute), now), Some(mute), "the earlier of the two");
+        assert_eq!(quiet_ends(&NotificationSettings::default(), None, now), None, "not quiet");
     }
 
     #[test]

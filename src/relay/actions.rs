@@ -22,6 +22,8 @@ use crate::domain::team::TeamAction;
 pub const ACTIONS_PREFIX: &str = "zof.actions";
 /// How often queued actions are tried again while NATS or the stream is not there.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// Queued actions read and published per pass.
+const PUBLISH_BATCH: usize = 256;
 const ACK_WAIT: Duration = Duration::from_secs(10);
 const RETRY_NOT_READY: Duration = Duration::from_secs(5);
 
@@ -41,13 +43,19 @@ pub(super) async fn publish_queued(panel: TeamParts, js: jetstream::Context, mut
     let store = panel.store().clone();
     let queued = store.team_queued();
     loop {
-        match publish_pass(&panel, &js).await {
-            Ok(()) => {}
-            Err(e) => tracing::debug!(error = %e, "relay: team actions wait to be published"),
-        }
+        // Retried on a timer only while something waits; otherwise only a new action wakes this.
+        let retry = match publish_pass(&panel, &js).await {
+            // A full batch: more may wait behind it.
+            Ok(true) => continue,
+            Ok(false) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "relay: team actions wait to be published");
+                true
+            }
+        };
         tokio::select! {
             () = queued.notified() => {}
-            () = tokio::time::sleep(RETRY_EVERY) => {}
+            () = tokio::time::sleep(RETRY_EVERY), if retry => {}
             _ = stop.changed() => break,
         }
     }
@@ -55,12 +63,14 @@ pub(super) async fn publish_queued(panel: TeamParts, js: jetstream::Context, mut
     let _ = tokio::time::timeout(Duration::from_secs(2), publish_pass(&panel, &js)).await;
 }
 
-async fn publish_pass(panel: &TeamParts, js: &jetstream::Context) -> Result<(), RelayError> {
+/// Publishes what is queued, up to [`PUBLISH_BATCH`]; `Ok(true)` when the batch was full.
+async fn publish_pass(panel: &TeamParts, js: &jetstream::Context) -> Result<bool, RelayError> {
     let store = panel.store().clone();
-    let queued = tokio::task::spawn_blocking(move || store.outgoing_team_actions(256))
+    let queued = tokio::task::spawn_blocking(move || store.outgoing_team_actions(PUBLISH_BATCH))
         .await
         .map_err(|e| RelayError::Publish(e.to_string()))?
         .map_err(|e| RelayError::Publish(e.to_string()))?;
+    let full = queued.len() == PUBLISH_BATCH;
     for (seq, action) in queued {
         let body = action.to_body();
         // Signed as of now, when it is published: a Standard Webhooks timestamp is checked
@@ -92,7 +102,10 @@ async fn publish_pass(panel: &TeamParts, js: &jetstream::Context) -> Result<(), 
             Err(_) => return Err(RelayError::AckTimeout),
         }
     }
-    Ok(())
+    // The sent marks join the next group commit (a crash before it resends, which JetStream's
+    // deduplication by message id absorbs).
+    panel.store().flush_soon();
+    Ok(full)
 }
 
 /// Follows the team's actions until stopped. `caught_up` turns true once every action that

@@ -12,7 +12,9 @@
 //! - `keychain.rs`: the [`SecretStore`] trait and the OS keychain behind one worker thread (the
 //!   only file that names `keyring`);
 //! - `rotation.rs`: [`SecretManager`], which rotates, revokes, loads and reports;
-//! - `watcher.rs`: [`SecretsWatcher`], which keeps the handle in step, and [`SecretUsage`].
+//! - `watcher.rs`: [`SecretsWatcher`], which keeps the handle in step, and [`SecretUsage`];
+//! - `signals.rs`: the Secret Service's D-Bus signals the watcher wakes on (the only code that
+//!   names that API).
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -22,6 +24,7 @@ use crate::verify::{Fingerprint, Secret, SecretError, SecretSet};
 
 mod keychain;
 mod rotation;
+mod signals;
 mod watcher;
 
 pub use keychain::{Keychain, MemoryStore, SecretStore};
@@ -47,15 +50,18 @@ pub enum SecretsStatus {
 
 /// Shared, atomically replaced view of the secrets.
 #[derive(Debug, Clone)]
-pub struct SecretsHandle(Arc<RwLock<Arc<SecretsStatus>>>);
+pub struct SecretsHandle {
+    status: Arc<RwLock<Arc<SecretsStatus>>>,
+    watcher: watcher::WakeWatcher,
+}
 
 impl SecretsHandle {
     pub fn new(status: SecretsStatus) -> SecretsHandle {
-        SecretsHandle(Arc::new(RwLock::new(Arc::new(status))))
+        SecretsHandle { status: Arc::new(RwLock::new(Arc::new(status))), watcher: watcher::WakeWatcher::default() }
     }
 
     pub fn current(&self) -> Arc<SecretsStatus> {
-        match self.0.read() {
+        match self.status.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -63,10 +69,20 @@ impl SecretsHandle {
 
     pub fn replace(&self, status: SecretsStatus) {
         let next = Arc::new(status);
-        match self.0.write() {
+        match self.status.write() {
             Ok(mut g) => *g = next,
             Err(poisoned) => *poisoned.into_inner() = next,
         }
+    }
+
+    /// The secrets were changed by this process (a rotation put in force here): the watcher, if
+    /// one keeps this handle, reads them again now.
+    pub fn changed_here(&self) {
+        self.watcher.wake(watcher::Wake::Changed);
+    }
+
+    fn watcher(&self) -> &watcher::WakeWatcher {
+        &self.watcher
     }
 }
 

@@ -39,6 +39,7 @@ impl Store {
         change: impl FnOnce(&mut PlanRecord) -> Result<Recorded, NotApplied>,
     ) -> Result<Changed, StoreError> {
         let wrote_team = std::cell::Cell::new(false);
+        let new_timer = std::cell::Cell::new(false);
         let changed = self.with(|i| {
             // Every writer of a plan holds this lock: nothing changes the plan between the read
             // and the transaction.
@@ -76,10 +77,14 @@ impl Store {
                 TransactionError::Abort(()) => StoreError::Closed,
             })?;
             wrote_team.set(team.is_some());
+            new_timer.set(after.iter().any(|k| !before.contains(k)));
             Ok(Changed::Applied(new))
         })?;
         if wrote_team.get() {
             self.team_out_added();
+        }
+        if new_timer.get() {
+            self.new_timer_set();
         }
         Ok(changed)
     }

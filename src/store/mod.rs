@@ -54,7 +54,7 @@ pub use records::{
 pub use schema::SCHEMA_VERSION;
 pub(crate) use team::comment_detail;
 use timers::timer_keys;
-pub use timers::Due;
+pub use timers::{Due, NextDue};
 
 /// sled's page cache (its default is 1 GiB). Writes go to the newest leaves of the outbox and
 /// the delivery log and to scattered plan and event leaves that are rarely read again; 1 MiB
@@ -133,6 +133,8 @@ struct Shared {
     recovering: AtomicBool,
     /// The signal the team relay's publisher waits on: an action was queued (see `team`).
     team_queued: Arc<tokio::sync::Notify>,
+    /// Called after a plan got a new timer (see [`Store::on_new_timer`]).
+    new_timer: std::sync::OnceLock<timers::NewTimerHook>,
 }
 
 /// Counts of trees that `/healthz` reports, kept as they change: sled's `len()` reads the
@@ -186,13 +188,23 @@ struct Inner {
 impl Inner {
     fn open(dir: &Path) -> Result<Inner, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: dir.into(), source: e.into() })?;
-        let db = sled::Config::new().path(dir.join("db")).cache_capacity(CACHE_BYTES).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(dir.into()),
-            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked(dir.into())
-            }
-            other => StoreError::Open { path: dir.into(), source: other },
-        })?;
+        // No background flush (sled's default wakes a thread twice a second, idle or not): every
+        // write reaches disk through the group commit (`commit.rs`), which writers that answer
+        // someone await (`Store::durable`) and every other writer asks for (`Store::flush_soon`),
+        // and the store is flushed when it closes (the flusher's last flush, `flush_blocking`).
+        // sled still cleans its segments as pages are rewritten, on the writers' threads.
+        let db =
+            sled::Config::new().path(dir.join("db")).cache_capacity(CACHE_BYTES).flush_every_ms(None).open().map_err(
+                |e| match e {
+                    sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                        StoreError::Locked(dir.into())
+                    }
+                    sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                        StoreError::Locked(dir.into())
+                    }
+                    other => StoreError::Open { path: dir.into(), source: other },
+                },
+            )?;
         let outbox = db.open_tree("outbox")?;
         let quarantine = db.open_tree("quarantine")?;
         // Counted once here (the store opens on a blocking thread), then kept as they change.
@@ -251,6 +263,7 @@ impl Store {
             down: Mutex::new(None),
             recovering: AtomicBool::new(false),
             team_queued: Arc::new(tokio::sync::Notify::new()),
+            new_timer: std::sync::OnceLock::new(),
         };
         let store = Store { shared: Arc::new(shared) };
         store.prepare()?;
@@ -322,7 +335,8 @@ impl Store {
         plan_id: &str,
         next: impl Fn(Option<PlanRecord>) -> Option<PlanRecord>,
     ) -> Result<Option<(PlanRecord, bool)>, StoreError> {
-        self.with(|i| {
+        let new_timer = std::cell::Cell::new(false);
+        let written = self.with(|i| {
             let _serial = i.timers_lock.lock().map_err(|_| StoreError::Closed)?;
             loop {
                 let current = i.plans.get(plan_id.as_bytes())?;
@@ -348,10 +362,15 @@ impl Store {
                     for key in before.iter().filter(|k| !after.contains(k)) {
                         i.timers.remove(key.as_slice())?;
                     }
+                    new_timer.set(after.iter().any(|k| !before.contains(k)));
                     return Ok(Some((new, true)));
                 }
             }
-        })
+        });
+        if new_timer.get() {
+            self.new_timer_set();
+        }
+        written
     }
 
     /// Changes one plan atomically; `change` may run more than once under contention.

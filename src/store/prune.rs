@@ -35,5 +35,6 @@ impl Store {
             }
             Ok(removed)
         })
+        .inspect(|_| self.flush_soon())
     }
 }

@@ -8,6 +8,24 @@ use chrono::{DateTime, Utc};
 use super::records::{PlanFlag, PlanRecord, PlanState};
 use super::{corrupt, Inner, Store, StoreError};
 
+/// What [`Store::on_new_timer`] calls.
+pub(super) struct NewTimerHook(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for NewTimerHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewTimerHook")
+    }
+}
+
+/// When time-based work next falls due, as [`Store::next_due`] returns it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NextDue {
+    /// The earliest snooze end or escalation.
+    pub at: Option<DateTime<Utc>>,
+    /// Some plans are held back by quiet time: due when it ends, which the notifier knows.
+    pub held: bool,
+}
+
 /// Plans with time-based work, as [`Store::due`] returns them.
 #[derive(Debug, Default)]
 pub struct Due {
@@ -81,6 +99,41 @@ impl Store {
                 due.escalate = self.timers_until(i, TIMER_ESCALATION, Some(now - after))?;
             }
             Ok(due)
+        })
+    }
+
+    /// Has `hook` called after every write that gives a plan a new timer (a snooze, a plan held
+    /// back by quiet time, an escalation ahead), whoever wrote it: the outbox worker sleeps until
+    /// its next timer, and learns of an earlier one this way. Set once; later calls are ignored.
+    pub fn on_new_timer(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.new_timer.set(NewTimerHook(Box::new(hook)));
+    }
+
+    pub(super) fn new_timer_set(&self) {
+        if let Some(hook) = self.shared.new_timer.get() {
+            (hook.0)();
+        }
+    }
+
+    /// When [`Store::due`] next has something to return, read from the first timer of each kind
+    /// (a timer its plan no longer needs only makes the caller look early).
+    pub fn next_due(&self, escalation_after: Option<chrono::Duration>) -> Result<NextDue, StoreError> {
+        self.with(|i| {
+            let first = |kind: u8| -> Result<Option<DateTime<Utc>>, StoreError> {
+                for kv in i.timers.scan_prefix([kind]) {
+                    if let Ok((at, _)) = split_timer_key(&kv?.0) {
+                        return Ok(at);
+                    }
+                }
+                Ok(None)
+            };
+            let snooze = first(TIMER_SNOOZED)?;
+            let escalation = match escalation_after {
+                Some(after) => first(TIMER_ESCALATION)?.map(|t| t + after),
+                None => None,
+            };
+            let held = i.timers.scan_prefix([TIMER_HELD]).next().is_some();
+            Ok(NextDue { at: snooze.into_iter().chain(escalation).min(), held })
         })
     }
 

@@ -277,6 +277,27 @@ fn a_missing_previous_entry_is_reported_and_the_current_secret_keeps_verifying()
 }
 
 #[test]
+fn a_keychain_change_made_by_another_program_reaches_a_running_receiver_without_a_poll() {
+    let s = Session::with_keyring();
+    let (fp1, ok) = secret_set(&s, FIRST, None);
+    assert!(ok, "{fp1}");
+    let server = serve_in(&s, None);
+    assert_eq!(get(&server.base, "/healthz").0, 200);
+    // Deleted with another program: the Secret Service's signal wakes the watcher (its poll, where
+    // there are no signals, comes once a minute: longer than this test waits).
+    let cleared = s
+        .command("secret-tool")
+        .args(["clear", "service", "zof-approvals", "username", &format!("webhook-secret-{fp1}")])
+        .output()
+        .unwrap();
+    assert!(cleared.status.success(), "{}", String::from_utf8_lossy(&cleared.stderr));
+    wait_until("the receiver no longer has the deleted secret", || get(&server.base, "/healthz").0 == 503);
+    let (_, body) = get(&server.base, "/healthz");
+    assert!(body.contains("no entry for secret"), "{body}");
+    stop(server);
+}
+
+#[test]
 fn an_invalid_whsec_secret_is_refused_when_set_and_changes_nothing() {
     let s = Session::with_keyring();
     let (fp1, ok) = secret_set(&s, FIRST, None);

@@ -4,12 +4,14 @@
 //!
 //! Entries are durable before the sender hears 200, so an entry left unfinished by a crash is
 //! picked up on the next start. Notification calls block (D-Bus), which is why this is a thread
-//! and not a task on the async runtime.
+//! and not a task on the async runtime. Between passes the thread sleeps until it is kicked (an
+//! arrival, a person's action, new notification settings) or until the next time-based work falls
+//! due (a snooze's end, the end of quiet time, an escalation): an idle receiver never wakes it.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
@@ -77,6 +79,11 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     fn muted_until(&self) -> Option<chrono::DateTime<Utc>> {
         None
     }
+    /// When notices held back at `now` (quiet hours, a mute) may go out: when the quiet time in
+    /// force ends, or the earliest moment it may. `None`: nothing is held back at `now`.
+    fn quiet_ends(&self, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,10 +131,17 @@ pub struct OutboxWorker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// How often the worker wakes without a kick, for retries and time-based work.
+/// How soon an entry waiting for its event's claim is looked at again, and the first retry's delay.
 const TICK: Duration = Duration::from_millis(500);
-/// How often snoozes, held plans and escalations are looked at.
+/// Snoozes, held plans and escalations are looked at no more often than this.
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+/// Time-based work that is due but was not done, with no quiet time to wait for (telling the
+/// user failed), is tried again after this.
+const UPKEEP_RETRY: Duration = Duration::from_secs(5);
+/// The longest sleep while some time-based work is ahead. The monotonic clock the thread sleeps
+/// on stands still while the computer is suspended, and quiet hours follow local time, which a
+/// daylight saving change moves: waking at least this often bounds how late such work can be.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 impl OutboxWorker {
     pub fn start(
@@ -137,6 +151,10 @@ impl OutboxWorker {
     ) -> std::io::Result<OutboxWorker> {
         let (tx, rx) = mpsc::sync_channel(1);
         let kick = OutboxKick(Arc::new(Mutex::new(Some(tx))));
+        // A timer set by anyone (a snooze from the panel, the relay or the Console; a test that
+        // moves time) may be earlier than the one the worker sleeps until.
+        let timers = kick.clone();
+        store.on_new_timer(move || timers.kick());
         let thread = std::thread::Builder::new()
             .name("zof-outbox".into())
             .spawn(move || run(&store, notifier.as_ref(), &events, &rx))?;
@@ -183,11 +201,11 @@ fn yield_to_the_receiver() {
 fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEvent>, wake: &Receiver<()>) {
     yield_to_the_receiver();
     let mut backoff = TICK;
-    let mut next_upkeep = std::time::Instant::now();
+    let mut next_upkeep = Instant::now();
     loop {
         let mut pass = drain(store, notifier, events, Utc::now());
-        if std::time::Instant::now() >= next_upkeep {
-            let started = std::time::Instant::now();
+        if Instant::now() >= next_upkeep {
+            let started = Instant::now();
             match upkeep(store, notifier, events, Utc::now()) {
                 // Woken plans are told in the same pass, not a tick later.
                 Ok(true) if pass.is_ok() => pass = drain(store, notifier, events, Utc::now()),
@@ -195,31 +213,68 @@ fn run(store: &Store, notifier: &dyn Notifier, events: &broadcast::Sender<CoreEv
                 Err(e) => tracing::warn!(error = %e, "notification upkeep failed"),
             }
             // Should many plans fall due at once, upkeep still takes at most ~2% of a core.
-            next_upkeep = std::time::Instant::now() + UPKEEP_EVERY.max(started.elapsed() * 50);
+            next_upkeep = Instant::now() + UPKEEP_EVERY.max(started.elapsed() * 50);
         }
-        match pass {
-            Ok(()) => backoff = TICK,
+        let deadline = match pass {
+            Ok(waiting) => {
+                backoff = TICK;
+                if waiting {
+                    Some(Instant::now() + TICK)
+                } else {
+                    next_timer(store, notifier).map(|at| at.max(next_upkeep))
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "outbox work failed; will retry");
                 backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-        // While failing, new entries wait for the backoff instead of each retrying at once.
-        let failing = backoff > TICK;
-        let deadline = std::time::Instant::now() + backoff;
-        let stopped = loop {
-            match wake.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
-                Ok(()) if failing => continue,
-                Ok(()) | Err(RecvTimeoutError::Timeout) => break false,
-                Err(RecvTimeoutError::Disconnected) => break true,
+                Some(Instant::now() + backoff)
             }
         };
-        if stopped {
+        // While failing, new entries wait for the backoff instead of each retrying at once.
+        if sleep(wake, deadline, backoff > TICK) {
             break;
         }
     }
     // One last pass so entries acknowledged just before shutdown are not left for the next start.
     let _ = drain(store, notifier, events, Utc::now());
+}
+
+/// Sleeps until a kick or `deadline` (only a kick without one); kicks are ignored while
+/// `failing`. `true` once the worker is stopped.
+fn sleep(wake: &Receiver<()>, deadline: Option<Instant>, failing: bool) -> bool {
+    loop {
+        let woken = match deadline {
+            Some(at) => wake.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => wake.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match woken {
+            Ok(()) if failing && deadline.is_some() => continue,
+            Ok(()) | Err(RecvTimeoutError::Timeout) => return false,
+            Err(RecvTimeoutError::Disconnected) => return true,
+        }
+    }
+}
+
+/// When time-based work next needs the worker, or `None` when no plan has any.
+fn next_timer(store: &Store, notifier: &dyn Notifier) -> Option<Instant> {
+    let now = Utc::now();
+    let next = match store.next_due(notifier.escalation_after()) {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the timers; looking again shortly");
+            return Some(Instant::now() + UPKEEP_RETRY);
+        }
+    };
+    let mut at = next.at;
+    // Held plans, or work already due, wait for the quiet time to end (or for a retry).
+    if next.held || at.is_some_and(|t| t <= now) {
+        let retry = notifier
+            .quiet_ends(now)
+            .unwrap_or_else(|| now + chrono::Duration::from_std(UPKEEP_RETRY).unwrap_or_default());
+        at = Some(at.filter(|t| *t > now).map_or(retry, |t| t.min(retry)));
+    }
+    let wait = (at? - now).to_std().unwrap_or_default();
+    Some(Instant::now() + wait.min(MAX_SLEEP))
 }
 
 /// How long telling the user may keep failing before an entry is given up: the plan stays in
@@ -239,14 +294,15 @@ enum DrainError {
 }
 
 /// One pass over the outbox. Once telling the user fails, the pass stops trying (the notifier
-/// is down) but still puts every plan in the queue; the entries stay for the retry.
+/// is down) but still puts every plan in the queue; the entries stay for the retry. `Ok(true)`:
+/// an entry waits for its event's claim to be written, and wants another pass soon.
 fn drain(
     store: &Store,
     notifier: &dyn Notifier,
     events: &broadcast::Sender<CoreEvent>,
     now: DateTime<Utc>,
-) -> Result<(), DrainError> {
-    let mut pass = Pass { store, notifier, events, now, failed: None, did_work: false };
+) -> Result<bool, DrainError> {
+    let mut pass = Pass { store, notifier, events, now, failed: None, did_work: false, waiting: false };
     for entry in store.outbox_iter() {
         let entry = entry?;
         pass.did_work = true;
@@ -262,7 +318,7 @@ fn drain(
     }
     match pass.failed {
         Some(e) => Err(e.into()),
-        None => Ok(()),
+        None => Ok(pass.waiting),
     }
 }
 
@@ -273,6 +329,8 @@ struct Pass<'a> {
     now: DateTime<Utc>,
     failed: Option<NotifyError>,
     did_work: bool,
+    /// An entry's event was not there yet (its claim may still be on its way).
+    waiting: bool,
 }
 
 impl Pass<'_> {
@@ -294,6 +352,7 @@ impl Pass<'_> {
                 store.complete_outbox(entry.seq)?;
             }
             // Otherwise the claim may not be written yet: this entry's turn comes on a later pass.
+            self.waiting = true;
             return Ok(());
         };
         // The claim was won by another delivery of the same id: this entry carries no work.
@@ -416,166 +475,4 @@ fn upkeep(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::envelope::{plan_pending_body, Envelope};
-    use crate::verify::Fingerprint;
-
-    #[derive(Debug, Default)]
-    struct Told(Mutex<Vec<String>>);
-    impl Notifier for Told {
-        fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
-            self.0.lock().unwrap().push(plan.plan_id.clone());
-            Ok(Notice::Shown)
-        }
-    }
-
-    #[derive(Debug, Default)]
-    struct Unreachable;
-    impl Notifier for Unreachable {
-        fn plan_pending(&self, _plan: &PlanRecord) -> Result<Notice, NotifyError> {
-            Err(NotifyError("no notification server".into()))
-        }
-    }
-
-    fn acknowledged(store: &Store, id: &str, plan: &str) {
-        let env = Envelope::parse(&plan_pending_body(id, Utc::now(), plan, "o", "r")).unwrap();
-        store.record_event(&env, b"{}", Utc::now(), &Fingerprint("f".into())).unwrap();
-    }
-
-    #[test]
-    fn the_worker_writes_the_plan_of_an_acknowledged_event_and_tells_the_user_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        acknowledged(&store, "e1", "p1");
-        let told = Told::default();
-        let (tx, mut rx) = broadcast::channel(8);
-        drain(&store, &told, &tx, Utc::now()).unwrap();
-        drain(&store, &told, &tx, Utc::now()).unwrap();
-        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
-        assert!(store.plan("p1").unwrap().unwrap().notified_at.is_some());
-        assert_eq!(store.outbox_len(), 0);
-        assert!(matches!(rx.try_recv(), Ok(CoreEvent::PlanChanged { plan_id }) if plan_id == "p1"));
-    }
-
-    #[test]
-    fn without_a_notification_server_every_plan_still_reaches_the_queue_and_the_entries_are_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        for i in 1..=3 {
-            acknowledged(&store, &format!("e{i}"), &format!("p{i}"));
-        }
-        let (tx, mut rx) = broadcast::channel(16);
-        assert!(drain(&store, &Unreachable, &tx, Utc::now()).is_err());
-        assert!(drain(&store, &Unreachable, &tx, Utc::now()).is_err());
-        let mut changed = 0;
-        while rx.try_recv().is_ok() {
-            changed += 1;
-        }
-        assert_eq!(changed, 3, "a retry that changes no plan announces no change");
-        for i in 1..=3 {
-            let plan = store.plan(&format!("p{i}")).unwrap().unwrap();
-            assert_eq!((plan.state, plan.notified_at), (PlanState::Pending, None));
-        }
-        assert!(store.outbox().unwrap().iter().all(|e| e.attempts == 2));
-        // Once a server answers, the retried entries tell the user.
-        let told = Told::default();
-        drain(&store, &told, &tx, Utc::now()).unwrap();
-        assert_eq!(*told.0.lock().unwrap(), vec!["p1", "p2", "p3"]);
-        assert_eq!(store.outbox_len(), 0);
-    }
-
-    /// A plan snoozed until `until`, already told once.
-    fn snoozed(store: &Store, plan: &str, until: DateTime<Utc>) {
-        acknowledged(store, &format!("e_{plan}"), plan);
-        let (tx, _rx) = broadcast::channel(8);
-        drain(store, &Told::default(), &tx, Utc::now()).unwrap();
-        store
-            .update_plan(plan, |p| {
-                p.state = PlanState::Snoozed;
-                p.snoozed_until = Some(until);
-            })
-            .unwrap();
-    }
-
-    #[test]
-    fn a_snooze_that_ends_while_notifications_fail_is_retried_and_survives_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = Utc::now();
-        {
-            let store = Store::open(dir.path()).unwrap();
-            snoozed(&store, "p1", now - chrono::Duration::seconds(1));
-            let (tx, _rx) = broadcast::channel(16);
-            // The snooze ends; telling the user fails.
-            assert!(upkeep(&store, &Unreachable, &tx, now).unwrap(), "the wake is handed to the outbox");
-            assert!(drain(&store, &Unreachable, &tx, now).is_err());
-            let plan = store.plan("p1").unwrap().unwrap();
-            assert_eq!((plan.state, plan.notified_at), (PlanState::Pending, None), "in the queue, not told");
-            assert_eq!(store.outbox().unwrap()[0].work, Work::Wake, "kept for the retry");
-            store.flush_blocking().unwrap();
-        }
-        // The process dies; on the next start the wake is still owed, and told once.
-        let store = reopen(dir.path());
-        let (tx, _rx) = broadcast::channel(16);
-        let told = Told::default();
-        drain(&store, &told, &tx, Utc::now()).unwrap();
-        drain(&store, &told, &tx, Utc::now()).unwrap();
-        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
-        assert!(store.plan("p1").unwrap().unwrap().notified_at.is_some());
-        assert_eq!(store.outbox_len(), 0);
-    }
-
-    #[test]
-    fn a_wake_entry_written_before_a_crash_wakes_the_plan_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let ended = Utc::now() - chrono::Duration::seconds(1);
-        snoozed(&store, "p1", ended);
-        // As left by a crash between the wake's two writes: the entry, and the plan still snoozed.
-        let plan = store.plan("p1").unwrap().unwrap();
-        store.wake(&plan, ended).unwrap();
-        store
-            .update_plan("p1", |p| {
-                p.state = PlanState::Snoozed;
-                p.snoozed_until = Some(ended);
-            })
-            .unwrap();
-        let (tx, _rx) = broadcast::channel(16);
-        let told = Told::default();
-        drain(&store, &told, &tx, Utc::now()).unwrap();
-        assert_eq!(*told.0.lock().unwrap(), vec!["p1"]);
-        assert_eq!(store.plan("p1").unwrap().unwrap().state, PlanState::Pending);
-    }
-
-    #[test]
-    fn telling_the_user_is_given_up_after_a_day_and_the_plan_stays_flagged_not_notified() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let env = Envelope::parse(&plan_pending_body("e1", Utc::now(), "p1", "o", "r")).unwrap();
-        let day_ago = Utc::now() - GIVE_UP_AFTER - chrono::Duration::minutes(1);
-        store.record_event(&env, b"{}", day_ago, &Fingerprint("f".into())).unwrap();
-        acknowledged(&store, "e2", "p2");
-        let (tx, _rx) = broadcast::channel(16);
-        assert!(drain(&store, &Unreachable, &tx, Utc::now()).is_err());
-        // The day-old entry is done; the new one is still retried.
-        let left: Vec<String> = store.outbox().unwrap().into_iter().map(|e| e.plan_id).collect();
-        assert_eq!(left, vec!["p2"]);
-        let p1 = store.plan("p1").unwrap().unwrap();
-        assert_eq!((p1.state, p1.flags.as_slice()), (PlanState::Pending, [PlanFlag::NotNotified].as_slice()));
-        assert_eq!(store.not_notified_count(), 1);
-        // Nothing more is tried for it.
-        let told = Told::default();
-        drain(&store, &told, &tx, Utc::now()).unwrap();
-        assert_eq!(*told.0.lock().unwrap(), vec!["p2"]);
-    }
-
-    fn reopen(dir: &std::path::Path) -> Store {
-        for _ in 0..100 {
-            match Store::open(dir) {
-                Err(crate::store::StoreError::Locked(_)) => std::thread::sleep(Duration::from_millis(20)),
-                other => return other.unwrap(),
-            }
-        }
-        panic!("the store stayed locked");
-    }
-}
+mod tests;
