@@ -16,7 +16,7 @@ use super::{ActionError, Actions};
 use crate::domain::audit::{Actor, AuditAction, AuditEntry, Source};
 use crate::domain::plan::{Decision, PlanRecord, PlanState};
 use crate::domain::review::{
-    decided_line, new_idempotency_key, DecisionAnswer, DecisionRequest, Person, PlanDetails, Verdict,
+    decided_line, new_idempotency_key, DecisionAnswer, DecisionRequest, Person, PlanDetails, Rights, Verdict,
 };
 use crate::domain::team::{new_action_id, TeamAction, TeamVerb};
 use crate::events::CoreEvent;
@@ -107,6 +107,16 @@ pub struct Review {
     pub fresh: bool,
     /// Why they could not be refreshed.
     pub problem: Option<String>,
+    /// What the person may do with it, from those details.
+    #[serde(flatten)]
+    pub rights: Rights,
+}
+
+impl Review {
+    fn new(plan: PlanRecord, details: Option<PlanDetails>, fresh: bool, problem: Option<String>) -> Review {
+        let rights = details.as_ref().map_or_else(Rights::without_details, PlanDetails::rights);
+        Review { plan, details, fresh, problem, rights }
+    }
 }
 
 /// How often, and how far apart, a decision's outcome is asked after no answer came.
@@ -170,15 +180,10 @@ impl Actions {
         match asked {
             Ok(Some(details)) => {
                 let plan = self.keep_details(details.clone()).await?.unwrap_or(plan);
-                Ok(Review { plan, details: Some(details), fresh: true, problem: None })
+                Ok(Review::new(plan, Some(details), true, None))
             }
-            Ok(None) => Ok(Review {
-                plan,
-                details: stored,
-                fresh: false,
-                problem: Some("the Console does not know this plan".into()),
-            }),
-            Err(e) => Ok(Review { plan, details: stored, fresh: false, problem: Some(e.to_string()) }),
+            Ok(None) => Ok(Review::new(plan, stored, false, Some("the Console does not know this plan".into()))),
+            Err(e) => Ok(Review::new(plan, stored, false, Some(e.to_string()))),
         }
     }
 
@@ -220,8 +225,7 @@ impl Actions {
         if fresh.revision != shown {
             return DecisionReport::new(DecisionOutcome::Changed, "This plan changed since you opened it", Some(fresh));
         }
-        if let (false, reason) = fresh.can_decide() {
-            let why = reason.unwrap_or_else(|| "the Console does not let you decide this plan".into());
+        if let Rights { can_decide: false, cannot_decide_reason: Some(why), .. } = fresh.rights() {
             return DecisionReport::new(DecisionOutcome::NotPermitted, why, Some(fresh));
         }
         let me = match reviews.me().await {

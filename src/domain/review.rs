@@ -151,12 +151,56 @@ impl PlanDetails {
         }
     }
 
+    /// What the person may do with the plan now: the one answer the window and the CLI show.
+    pub fn rights(&self) -> Rights {
+        if self.is_decided() {
+            return Rights {
+                decided: true,
+                can_decide: false,
+                cannot_decide_reason: Some(decided_line(self)),
+                type_to_approve: None,
+            };
+        }
+        let (can_decide, reason) = self.can_decide();
+        let reason = reason.unwrap_or_else(|| "the Console does not let you decide this plan".into());
+        Rights {
+            decided: false,
+            can_decide,
+            cannot_decide_reason: (!can_decide).then_some(reason),
+            type_to_approve: self.environment.clone().filter(|_| self.risk.is_some_and(Risk::needs_typed_confirmation)),
+        }
+    }
+
     pub fn headline(&self) -> Headline {
         Headline {
             title: self.title.clone(),
             environment: self.environment.clone(),
             risk: self.risk,
             service: self.service.clone(),
+        }
+    }
+}
+
+/// What the person may do with a plan, as the Console described it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rights {
+    /// Decided already (approved, rejected, expired, cancelled).
+    pub decided: bool,
+    pub can_decide: bool,
+    /// Why not: the Console's reason, or who decided it and when.
+    pub cannot_decide_reason: Option<String>,
+    /// Approving needs this environment's name typed first (high and critical risk).
+    pub type_to_approve: Option<String>,
+}
+
+impl Rights {
+    /// Without the Console's details nothing can be decided here.
+    pub fn without_details() -> Rights {
+        Rights {
+            decided: false,
+            can_decide: false,
+            cannot_decide_reason: Some("no details from the Console".into()),
+            type_to_approve: None,
         }
     }
 }
@@ -366,5 +410,25 @@ mod tests {
     fn high_and_critical_risk_ask_for_the_environment_to_be_typed() {
         assert!(!Risk::Medium.needs_typed_confirmation());
         assert!(Risk::High.needs_typed_confirmation() && Risk::Critical.needs_typed_confirmation());
+        assert_eq!(details().rights().type_to_approve.as_deref(), Some("prod-eu"));
+        let medium = PlanDetails { risk: Some(Risk::Medium), ..details() };
+        assert_eq!(medium.rights().type_to_approve, None);
+    }
+
+    #[test]
+    fn a_decided_plan_or_the_consoles_no_leaves_nothing_to_decide_and_says_why() {
+        let bob = PlanDetails { status: "approved".into(), decided_by: Some("Bob Example".into()), ..details() };
+        let r = bob.rights();
+        assert!(r.decided && !r.can_decide);
+        assert_eq!(r.cannot_decide_reason.as_deref(), Some("Approved by Bob Example"));
+        let no = PlanDetails {
+            viewer: Some(Viewer { can_decide: false, reason: Some("You requested it".into()) }),
+            ..details()
+        };
+        assert_eq!(
+            (no.rights().can_decide, no.rights().cannot_decide_reason.as_deref()),
+            (false, Some("You requested it"))
+        );
+        assert!(details().rights().can_decide && details().rights().cannot_decide_reason.is_none());
     }
 }

@@ -200,7 +200,7 @@ fn headline(plan_id: &str, details: Option<&PlanDetails>) -> String {
 /// `show --json`: exactly the documented keys.
 fn show_json(review: &Review) -> serde_json::Value {
     let d = review.details.as_ref();
-    let (can, why) = d.map_or((false, Some("no details from the Console".to_owned())), PlanDetails::can_decide);
+    let r = &review.rights;
     serde_json::json!({
         "plan": review.plan.plan_id,
         "title": d.and_then(|d| d.title.clone()),
@@ -214,8 +214,8 @@ fn show_json(review: &Review) -> serde_json::Value {
         "diff": d.and_then(|d| d.diff.clone()),
         "revision": d.and_then(|d| d.revision.clone()),
         "expires_at": d.and_then(|d| d.expires_at),
-        "can_decide": can && !d.is_some_and(PlanDetails::is_decided),
-        "cannot_decide_reason": if can { None } else { why },
+        "can_decide": r.can_decide,
+        "cannot_decide_reason": r.cannot_decide_reason,
         "state": d.map_or_else(|| format!("{:?}", review.plan.state).to_lowercase(), |d| d.status.clone()),
     })
 }
@@ -274,14 +274,14 @@ fn print_review(out: &mut impl Write, review: &Review) -> anyhow::Result<()> {
             writeln!(out, "… the rest is in the Console")?;
         }
     }
-    match d.can_decide() {
-        _ if d.is_decided() => {
-            writeln!(out, "\ndecided: {}", terminal_safe(&zof_approvals::domain::review::decided_line(d)))?
-        }
-        (true, _) => {
-            writeln!(out, "\nyou may decide it: zof-approvals approve {0} / reject {0} --reason …", plan.plan_id)?
-        }
-        (false, why) => writeln!(out, "\nyou may not decide it: {}", terminal_safe(&why.unwrap_or_default()))?,
+    let r = &review.rights;
+    let why = terminal_safe(r.cannot_decide_reason.as_deref().unwrap_or_default());
+    if r.decided {
+        writeln!(out, "\ndecided: {why}")?;
+    } else if r.can_decide {
+        writeln!(out, "\nyou may decide it: zof-approvals approve {0} / reject {0} --reason …", plan.plan_id)?;
+    } else {
+        writeln!(out, "\nyou may not decide it: {why}")?;
     }
     if let Some(problem) = &review.problem {
         writeln!(out, "(not refreshed: {})", terminal_safe(problem))?;

@@ -1,13 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import PlanReview, { diffLines } from './PlanReview.svelte';
 import { click, mockBackend, push, render, type, until } from '../test/harness';
-import { makeDetails, makeReview } from '../test/fixtures';
-import type { DecisionReport } from '../lib/api';
+import { makeDetails, reviewOf } from '../test/fixtures';
+import type { DecisionReport, PlanDetails } from '../lib/api';
 
+/** The review, with the Console's details as `console.details` says at each read. */
 function renderReview(details = makeDetails()) {
-  const b = mockBackend({ get_review: () => makeReview({ details, fresh: true, problem: null }) });
+  const console = { details };
+  const b = mockBackend({ get_review: () => reviewOf(console.details) });
   const ui = render(PlanReview, { planId: 'pln_alpha', waitingSecs: 600, now: Date.now() });
-  return { b, ...ui };
+  return { b, console, ...ui };
+}
+
+function decidedBy(who: string): PlanDetails {
+  return makeDetails({ status: 'approved', decided_by: who });
 }
 
 describe('Plan review', () => {
@@ -36,11 +42,10 @@ describe('Plan review', () => {
 
   it('approving a high-risk plan needs its environment typed; Cancel is the default; the revision shown is sent', async () => {
     const ui = renderReview(makeDetails({ risk: 'high' }));
-    ui.b.handlers.decide_plan = (): DecisionReport => ({
-      outcome: 'decided',
-      message: 'Approved by Alice Example at 14:02',
-      details: makeDetails({ status: 'approved', decided_by: 'Alice Example' }),
-    });
+    ui.b.handlers.decide_plan = (): DecisionReport => {
+      ui.console.details = decidedBy('Alice Example');
+      return { outcome: 'decided', message: 'Approved by Alice Example at 14:02', details: decidedBy('Alice Example') };
+    };
     await until(() => ui.byTestId('approve'));
     click(ui.byTestId('approve'));
     await until(() => ui.byTestId('decide-dialog'));
@@ -63,7 +68,8 @@ describe('Plan review', () => {
       comment: 'checked the diff',
     });
     expect(ui.byTestId('decision-report')!.textContent!.trim()).toBe('Approved by Alice Example at 14:02');
-    expect(ui.byTestId('review-decided')!.textContent).toContain('Approved by Alice Example');
+    await until(() => expect(ui.byTestId('review-decided')!.textContent).toContain('Approved by Alice Example'));
+    expect(ui.byTestId('approve')).toBeNull();
   });
 
   it('Cancel sends nothing', async () => {
@@ -97,14 +103,12 @@ describe('Plan review', () => {
     await until(() => expect(ui.byTestId('decision-phase')!.textContent!.trim()).toBe('Sending to the Console…'));
     await push('zof://decision-checking', 'pln_alpha');
     await until(() => expect(ui.byTestId('decision-phase')!.textContent!.trim()).toBe('Checking with the Console…'));
-    answer({
-      outcome: 'changed',
-      message: 'This plan changed since you opened it',
-      details: makeDetails({ revision: 'rev_2', summary: 'Now also restarts the payment workers' }),
-    });
+    const changed = makeDetails({ revision: 'rev_2', summary: 'Now also restarts the payment workers' });
+    ui.console.details = changed;
+    answer({ outcome: 'changed', message: 'This plan changed since you opened it', details: changed });
     await until(() => ui.byTestId('decision-report'));
     expect(ui.byTestId('decision-report')!.dataset.outcome).toBe('changed');
-    expect(ui.byTestId('review-summary')!.textContent).toBe('Now also restarts the payment workers');
+    await until(() => expect(ui.byTestId('review-summary')!.textContent).toBe('Now also restarts the payment workers'));
   });
 
   it('splits a unified diff into coloured lines', () => {

@@ -111,6 +111,14 @@ export interface Review {
   details: PlanDetails | null;
   fresh: boolean;
   problem: string | null;
+  /** Decided already (approved, rejected, expired, cancelled). */
+  decided: boolean;
+  /** The core's answer: Approve…/Reject… are offered only when true. */
+  can_decide: boolean;
+  /** Why not: the Console's reason, or who decided it and when. */
+  cannot_decide_reason: string | null;
+  /** Approving needs this environment's name typed first (high and critical risk). */
+  type_to_approve: string | null;
 }
 
 export type DecisionVerdict = 'approve' | 'reject';

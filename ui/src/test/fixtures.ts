@@ -203,5 +203,34 @@ export function makeDetails(over: Partial<PlanDetails> = {}): PlanDetails {
 }
 
 export function makeReview(over: Partial<Review> = {}): Review {
-  return { plan: { plan_id: 'pln_alpha', state: 'pending' }, details: null, fresh: false, problem: 'no Console connection', ...over };
+  return {
+    plan: { plan_id: 'pln_alpha', state: 'pending' },
+    details: null,
+    fresh: false,
+    problem: 'no Console connection',
+    decided: false,
+    can_decide: false,
+    cannot_decide_reason: 'no details from the Console',
+    type_to_approve: null,
+    ...over,
+  };
+}
+
+/** The review of `details` as the core answers it (what the person may do, decided there). */
+export function reviewOf(details: PlanDetails): Review {
+  const decided = ['approved', 'rejected', 'expired', 'cancelled'].includes(details.status);
+  const allowed = !decided && (details.viewer?.can_decide ?? true);
+  return makeReview({
+    details,
+    fresh: true,
+    problem: null,
+    decided,
+    can_decide: allowed,
+    cannot_decide_reason: decided
+      ? `Approved by ${details.decided_by}`
+      : allowed
+        ? null
+        : (details.viewer?.reason ?? 'the Console does not let you decide this plan'),
+    type_to_approve: !decided && (details.risk === 'high' || details.risk === 'critical') ? details.environment : null,
+  });
 }
