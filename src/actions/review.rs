@@ -19,6 +19,7 @@ use crate::domain::review::{
     decided_line, new_idempotency_key, DecisionAnswer, DecisionRequest, Person, PlanDetails, Rights, Verdict,
 };
 use crate::domain::team::{new_action_id, TeamAction, TeamVerb};
+use crate::domain::words::continuing;
 use crate::events::CoreEvent;
 use crate::store::{Recorded, StoreError};
 
@@ -218,7 +219,7 @@ impl Actions {
             tracing::warn!(error = %e, "the plan's details could not be kept");
         }
         if fresh.is_decided() {
-            let line = format!("Already {}", lowercase_first(&decided_line(&fresh)));
+            let line = format!("Already {}", continuing(&decided_line(&fresh)));
             self.learn_outcome(&fresh).await;
             return DecisionReport::new(DecisionOutcome::AlreadyDecided, line, Some(fresh));
         }
@@ -245,7 +246,7 @@ impl Actions {
                 let message = if error == "revision_mismatch" && !plan.is_decided() {
                     "This plan changed since you opened it".to_owned()
                 } else {
-                    format!("Already {}", lowercase_first(&decided_line(&plan)))
+                    format!("Already {}", continuing(&decided_line(&plan)))
                 };
                 let outcome =
                     if plan.is_decided() { DecisionOutcome::AlreadyDecided } else { DecisionOutcome::Changed };
@@ -291,7 +292,7 @@ impl Actions {
                 }
                 Ok(Some(plan)) if plan.is_decided() => {
                     self.learn_outcome(&plan).await;
-                    let line = format!("Not decided by you: {}", lowercase_first(&decided_line(&plan)));
+                    let line = format!("Not decided by you: {}", continuing(&decided_line(&plan)));
                     return DecisionReport::new(DecisionOutcome::AlreadyDecided, line, Some(plan));
                 }
                 Ok(Some(plan)) => {
@@ -391,9 +392,4 @@ fn plan_decided_by(plan: &PlanDetails, me: &Person) -> bool {
         None => true,
         Some(by) => [Some(me.id.as_str()), me.email.as_deref(), me.name.as_deref()].contains(&Some(by)),
     }
-}
-
-fn lowercase_first(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }

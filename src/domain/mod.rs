@@ -12,3 +12,4 @@ pub mod audit;
 pub mod plan;
 pub mod review;
 pub mod team;
+pub mod words;

@@ -427,11 +427,7 @@ pub fn resolution_line(p: &PlanRecord) -> Option<String> {
         _ => return None,
     }
     let status = p.console_status.as_deref().unwrap_or("resolved");
-    let mut word: Vec<char> = status.replace('_', " ").chars().collect();
-    if let Some(first) = word.first_mut() {
-        *first = first.to_ascii_uppercase();
-    }
-    let mut line = format!("{} in Console", word.into_iter().collect::<String>());
+    let mut line = format!("{} in Console", super::words::status_word(status));
     if let Some(by) = &p.decided_by {
         line.push_str(&format!(" by {by}"));
     }
@@ -445,10 +441,7 @@ pub fn resolution_line(p: &PlanRecord) -> Option<String> {
 pub fn already_decided(plan: &PlanRecord) -> String {
     let how = resolution_line(plan).map_or_else(
         || "marked handled (or decided in the Console)".to_owned(),
-        |line| {
-            let mut chars = line.chars();
-            chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
-        },
+        |line| super::words::continuing(&line),
     );
     format!("{} was already {how}", plan.plan_id)
 }

@@ -299,11 +299,7 @@ pub enum DecisionAnswer {
 
 /// "Approved by Bob Example at 14:01" for a decided plan (or what the Console said of it).
 pub fn decided_line(details: &PlanDetails) -> String {
-    let mut word: Vec<char> = details.status.replace('_', " ").chars().collect();
-    if let Some(first) = word.first_mut() {
-        *first = first.to_ascii_uppercase();
-    }
-    let mut line: String = word.into_iter().collect();
+    let mut line = super::words::status_word(&details.status);
     if let Some(by) = &details.decided_by {
         line.push_str(&format!(" by {by}"));
     }
