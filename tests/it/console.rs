@@ -17,7 +17,7 @@ use zof_approvals::config::Settings;
 use zof_approvals::console::{ConnectionState, ConsoleSetup, ConsoleToken, RetryPolicy, TokenSource};
 use zof_approvals::store::{PlanFlag, PlanSource, PlanState};
 
-use crate::helpers::{bin, event_for, spawn_with, ServeChild, Spawn, TestApp};
+use crate::helpers::{bin, event_for, files_containing, spawn_with, ServeChild, Spawn, TestApp};
 use crate::session::Session;
 
 const TOKEN: &str = "zof_pat_console-token-for-tests-7f3a9c";
@@ -623,19 +623,6 @@ fn run(session: &Session, args: &[&str], stdin: Option<&str>) -> (bool, String, 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[test]

@@ -238,3 +238,17 @@ pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     }
     panic!("timed out waiting until {what}");
 }
+
+/// Files under `dir` whose bytes contain `needle` (a secret or a token that must be nowhere).
+pub fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -14,7 +14,7 @@ use zof_approvals::domain::review::Verdict;
 use zof_approvals::store::PlanState;
 use zof_testkit::review_console::{OnDecision, ReviewConsole as Fake, TOKEN};
 
-use crate::helpers::{bin, event_for, spawn_with, Spawn, TestApp};
+use crate::helpers::{bin, event_for, files_containing, spawn_with, Spawn, TestApp};
 
 async fn connected(url: &str) -> TestApp {
     let settings = zof_approvals::config::Settings {
@@ -308,17 +308,4 @@ async fn show_approve_and_reject_from_the_command_line() {
         );
     }
     assert!(files_containing(app.dir.path(), TOKEN).is_empty(), "the token is not in the store or the logs");
-}
-
-fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-            found.push(path);
-        }
-    }
-    found
 }

@@ -333,17 +333,37 @@ fn burst_recording_acks(url: &str, count: u32, acked_file: &std::path::Path) -> 
     burst
 }
 
-/// `zof-approvals plans --json` of a laptop (through its control socket while it runs).
-fn plans_json(laptop: &Laptop) -> Vec<serde_json::Value> {
+/// `zof-approvals ARGS` on a laptop's data (through its control socket while it runs); it must succeed.
+fn cli_on(laptop: &Laptop, args: &[&str]) -> Vec<u8> {
     let out = std::process::Command::new(bin())
-        .args(["plans", "--json", "--data-dir"])
+        .args(args)
+        .arg("--data-dir")
         .arg(laptop.home.join("data"))
         .arg("--config-dir")
         .arg(laptop.home.join("config"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    out.stdout
+}
+
+/// `zof-approvals plans --json` of a laptop.
+fn plans_json(laptop: &Laptop) -> Vec<serde_json::Value> {
+    serde_json::from_slice(&cli_on(laptop, &["plans", "--json"])).unwrap()
+}
+
+/// The plan ids a laptop holds in `state`.
+fn plans_in(laptop: &Laptop, state: &str) -> Vec<String> {
+    plans_json(laptop)
+        .into_iter()
+        .filter(|p| p["state"] == state)
+        .map(|p| p["plan"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `zof-approvals handle PLAN` on a laptop's data (through its receiver if one runs).
+fn handle_with_cli(laptop: &Laptop, plan: &str) {
+    cli_on(laptop, &["handle", plan]);
 }
 
 #[test]
@@ -355,38 +375,18 @@ fn a_plan_handled_with_the_cli_on_one_laptop_reads_handled_by_that_person_on_ano
     let b = Laptop::new(dir.path(), "bob_l2").with_settings(r#"{"display_name": "bob"}"#);
     let (pa, pb) = (a.start(&nats), b.start(&nats));
     assert_eq!(send(&relay.url(), 3, &[])["accepted"], 3);
-    let plan = |l: &Laptop, state: &str| {
-        plans_json(l)
-            .into_iter()
-            .filter(|p| p["state"] == state)
-            .map(|p| p["plan"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-    };
     wait_until(30, "both laptops hold the three plans", || {
-        plan(&a, "pending").len() == 3 && plan(&b, "pending").len() == 3
+        plans_in(&a, "pending").len() == 3 && plans_in(&b, "pending").len() == 3
     });
-    let target = plan(&a, "pending").remove(0);
-    let out = std::process::Command::new(bin())
-        .args(["handle", &target, "--data-dir"])
-        .arg(a.home.join("data"))
-        .arg("--config-dir")
-        .arg(a.home.join("config"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_until(15, "bob's laptop reads the plan handled", || plan(&b, "handled") == [target.clone()]);
+    let target = plans_in(&a, "pending").remove(0);
+    handle_with_cli(&a, &target);
+    wait_until(15, "bob's laptop reads the plan handled", || plans_in(&b, "handled") == [target.clone()]);
     let row = plans_json(&b).into_iter().find(|p| p["plan"] == target.as_str()).unwrap();
     assert_eq!(row["decided_by"], "alice", "{row}");
     assert!(row["handled_at"].is_string(), "{row}");
-    let audit = std::process::Command::new(bin())
-        .args(["audit", "--json", "--plan", &target, "--data-dir"])
-        .arg(b.home.join("data"))
-        .arg("--config-dir")
-        .arg(b.home.join("config"))
-        .output()
-        .unwrap();
+    let audit = cli_on(&b, &["audit", "--json", "--plan", &target]);
     let rows: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&audit.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        String::from_utf8_lossy(&audit).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(
         rows.iter().any(|r| r["action"] == "handled" && r["who"] == "alice" && r["source"] == "team:bob_l2"),
         "{rows:?}"
@@ -404,31 +404,17 @@ fn a_plan_handled_with_the_cli_while_no_receiver_runs_is_shared_once_serve_relay
     let b = Laptop::new(dir.path(), "bob_l2").with_settings(r#"{"display_name": "bob"}"#);
     let (pa, pb) = (a.start(&nats), b.start(&nats));
     assert_eq!(send(&relay.url(), 2, &[])["accepted"], 2);
-    let plan = |l: &Laptop, state: &str| {
-        plans_json(l)
-            .into_iter()
-            .filter(|p| p["state"] == state)
-            .map(|p| p["plan"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-    };
     wait_until(30, "both laptops hold the two plans", || {
-        plan(&a, "pending").len() == 2 && plan(&b, "pending").len() == 2
+        plans_in(&a, "pending").len() == 2 && plans_in(&b, "pending").len() == 2
     });
     // Alice's receiver stops; she handles the plan with the CLI on her store alone.
     pa.terminate();
-    let target = plan(&a, "pending").remove(0);
-    let out = std::process::Command::new(bin())
-        .args(["handle", &target, "--data-dir"])
-        .arg(a.home.join("data"))
-        .arg("--config-dir")
-        .arg(a.home.join("config"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(plan(&b, "handled"), Vec::<String>::new(), "nothing could reach bob yet");
+    let target = plans_in(&a, "pending").remove(0);
+    handle_with_cli(&a, &target);
+    assert_eq!(plans_in(&b, "handled"), Vec::<String>::new(), "nothing could reach bob yet");
     // Once `serve --relay` runs again, the queued action goes out and bob reads it.
     let pa = a.start(&nats);
-    wait_until(30, "bob's laptop reads the plan handled", || plan(&b, "handled") == [target.clone()]);
+    wait_until(30, "bob's laptop reads the plan handled", || plans_in(&b, "handled") == [target.clone()]);
     let row = plans_json(&b).into_iter().find(|p| p["plan"] == target.as_str()).unwrap();
     assert_eq!(row["decided_by"], "alice", "{row}");
     pa.terminate();
