@@ -25,6 +25,9 @@ pub struct DetailsBoard(Arc<Board>);
 struct Board {
     /// A Console connection reads the requests.
     connected: AtomicBool,
+    /// The connection may answer (a URL and a token it has not refused): without it nothing
+    /// is asked for, and no notification waits.
+    active: AtomicBool,
     fetching: Mutex<HashSet<String>>,
     arrived: Condvar,
     requests: Mutex<Option<mpsc::UnboundedSender<String>>>,
@@ -33,7 +36,7 @@ struct Board {
 impl DetailsBoard {
     /// A plan was stored: its details are asked for, and its notification will wait for them.
     pub fn expect(&self, plan_id: &str) {
-        if !self.0.connected.load(Ordering::SeqCst) {
+        if !self.0.connected.load(Ordering::SeqCst) || !self.0.active.load(Ordering::SeqCst) {
             return;
         }
         if let Ok(mut fetching) = self.0.fetching.lock() {
@@ -80,6 +83,11 @@ impl DetailsBoard {
         rx
     }
 
+    /// Whether the connection may answer now (set as its state changes).
+    pub fn set_active(&self, active: bool) {
+        self.0.active.store(active, Ordering::SeqCst);
+    }
+
     /// No Console connection works now: nothing waits for details.
     pub fn disconnect(&self) {
         self.0.connected.store(false, Ordering::SeqCst);
@@ -121,11 +129,12 @@ impl Notifier for WithDetails {
 
     fn plan_pending(&self, plan: &PlanRecord) -> Result<Notice, NotifyError> {
         self.board.wait(&plan.plan_id, plan.received_at + WAIT_FOR_DETAILS);
+        if !plan.headline.is_empty() {
+            return self.inner.plan_pending(plan);
+        }
         // The plan may not be written yet (its arrival is being settled): its details are.
         match self.store.details(&plan.plan_id) {
-            Ok(Some(details)) if plan.headline.is_empty() => {
-                self.inner.plan_pending(&PlanRecord { headline: details.headline(), ..plan.clone() })
-            }
+            Ok(Some(details)) => self.inner.plan_pending(&PlanRecord { headline: details.headline(), ..plan.clone() }),
             _ => self.inner.plan_pending(plan),
         }
     }
@@ -173,6 +182,9 @@ mod tests {
         board.expect("p");
         board.wait("p", Utc::now() + chrono::Duration::seconds(30));
         let mut requests = board.connect();
+        board.expect("p");
+        assert!(requests.try_recv().is_err(), "nothing is asked for while no Console may answer");
+        board.set_active(true);
         board.expect("p");
         assert_eq!(requests.try_recv().ok().as_deref(), Some("p"));
         let b = board.clone();

@@ -466,9 +466,18 @@ struct DetailsAnswer {
     viewer: Option<Viewer>,
 }
 
+/// A plan's review fields from a PLAN already read (an item of the pending list).
+pub(super) fn details_of(plan: &serde_json::Value) -> Result<PlanDetails, ConsoleError> {
+    let answer = DetailsAnswer::deserialize(plan).map_err(|e| bad_answer(&e))?;
+    Ok(details_from_answer(answer))
+}
+
 fn details_from(body: &[u8]) -> Result<PlanDetails, ConsoleError> {
-    let a: DetailsAnswer = parse(body)?;
-    Ok(PlanDetails {
+    Ok(details_from_answer(parse(body)?))
+}
+
+fn details_from_answer(a: DetailsAnswer) -> PlanDetails {
+    PlanDetails {
         plan_id: a.id,
         status: a.status,
         organization_id: a.organization_id,
@@ -491,7 +500,7 @@ fn details_from(body: &[u8]) -> Result<PlanDetails, ConsoleError> {
         viewer: a.viewer,
         fetched_at: Utc::now(),
     }
-    .bounded())
+    .bounded()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ConsoleError> {

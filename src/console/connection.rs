@@ -186,6 +186,7 @@ impl ConsoleConnection {
         let board = parts.details.clone();
         // Connected here, before any delivery is taken: none misses its details.
         let requests = board.connect();
+        board.set_active(details_may_come(ConsoleStatus::initial(&settings).state));
         let fetching =
             tokio::spawn(super::review::fetch_details(reviews, parts.actions.clone(), board.clone(), requests));
         let runner = Runner { parts, setup, status, client: None, requests_before: 0, token: None, token_changed };
@@ -205,6 +206,12 @@ impl ConsoleConnection {
         board.disconnect();
         let _ = fetching.await;
     }
+}
+
+/// Whether a stored plan's details may come from the Console in this state: not without a URL
+/// or a usable token.
+fn details_may_come(state: ConnectionState) -> bool {
+    !matches!(state, ConnectionState::Off | ConnectionState::NoToken | ConnectionState::TokenRejected)
 }
 
 struct Runner {
@@ -440,6 +447,9 @@ impl Runner {
     }
 
     fn set_status(&self, f: impl FnOnce(&mut ConsoleStatus)) {
-        f(&mut self.status.write().unwrap_or_else(PoisonError::into_inner));
+        let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
+        f(&mut status);
+        // New plans wait for their details only while a Console may answer.
+        self.parts.details.set_active(details_may_come(status.state));
     }
 }

@@ -72,6 +72,11 @@ pub async fn reconcile(client: &ConsoleClient, store: &Store, allow_orgs: &[Stri
                         created: plan.created.unwrap_or(now),
                         raw: raw.clone(),
                     };
+                    // The listing already describes it: its details are kept before the outbox
+                    // can announce it, so its notification says what it is.
+                    if let Ok(found) = super::api::details_of(raw) {
+                        s.set_details(&found)?;
+                    }
                     match s.record_console_plan(&facts, now) {
                         Ok(Claim::Accepted { acted_on: true }) => {
                             outcome.report.added += 1;

@@ -71,9 +71,15 @@ async fn details_are_fetched_kept_and_shown_and_the_notification_says_what_the_p
 #[tokio::test]
 async fn with_a_console_that_hangs_the_plan_is_still_notified_without_its_details() {
     let (fake, url) = Fake::start().await;
-    fake.add("plan_h", "low", true);
     fake.set(|c| c.details_delay = Duration::from_secs(30));
     let app = connected(&url).await;
+    // The first reconciliation is over before the plan exists: only its details could say what it is.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.panel.console_status().state != zof_approvals::console::ConnectionState::Ok {
+        assert!(Instant::now() < deadline, "the Console connection never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.add("plan_h", "low", true);
     arrived(&app, "plan_h").await;
     assert_eq!(notification_of(&app, "plan_h"), None, "told as before, with ids only");
     app.stop().await;
