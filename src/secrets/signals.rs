@@ -7,7 +7,6 @@
 //! back to a slow poll.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,16 +14,23 @@ use futures_util::StreamExt;
 use zbus::message::Type;
 use zbus::{Connection, MatchRule, MessageStream};
 
-use super::watcher::Wake;
-
 const SERVICE_NAME: &str = "org.freedesktop.secrets";
 const SERVICE_INTERFACE: &str = "org.freedesktop.Secret.Service";
 const COLLECTION_INTERFACE: &str = "org.freedesktop.Secret.Collection";
 
-/// Sends [`Wake::Changed`] on `wake` for every signal of the Secret Service, and keeps
-/// `listening` true while the service is there to send them. Returns when the session bus is
-/// unavailable or the watcher is gone.
-pub(super) async fn follow(wake: Sender<Wake>, listening: Arc<AtomicBool>) {
+/// What the watcher hears from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Heard {
+    /// A signal of the Secret Service: the secrets may have changed.
+    Changed,
+    /// The signals came or went: look at the timers and the fallback poll.
+    Look,
+}
+
+/// Tells `tell` [`Heard::Changed`] for every signal of the Secret Service, and keeps `listening`
+/// true while the service is there to send them. Returns when the session bus is unavailable or
+/// `tell` answers that nobody listens any more.
+pub(super) async fn follow(tell: impl Fn(Heard) -> bool + Send + 'static, listening: Arc<AtomicBool>) {
     let conn = match tokio::time::timeout(Duration::from_secs(5), Connection::session()).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
@@ -44,7 +50,7 @@ pub(super) async fn follow(wake: Sender<Wake>, listening: Arc<AtomicBool>) {
     }
     // Subscribed first, then asked: a service that starts in between is not missed.
     listening.store(has_owner(&conn).await, Ordering::Release);
-    let _ = wake.send(Wake::Look);
+    tell(Heard::Look);
     loop {
         tokio::select! {
             Some(Ok(msg)) = next(&mut owner) => {
@@ -56,12 +62,12 @@ pub(super) async fn follow(wake: Sender<Wake>, listening: Arc<AtomicBool>) {
             Some(Ok(_)) = next(&mut collections) => {}
             else => break,
         }
-        if wake.send(Wake::Changed).is_err() {
+        if !tell(Heard::Changed) {
             return;
         }
     }
     listening.store(false, Ordering::Release);
-    let _ = wake.send(Wake::Look);
+    tell(Heard::Look);
 }
 
 fn interface_rule(interface: &'static str) -> zbus::Result<MatchRule<'static>> {

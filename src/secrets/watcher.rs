@@ -143,9 +143,17 @@ impl SecretsWatcher {
         usage.watcher.connect(wake.clone());
         handle.watcher().connect(wake.clone());
         let listening = Arc::new(AtomicBool::new(false));
-        let signals = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|rt| rt.spawn(super::signals::follow(wake.clone(), listening.clone())));
+        let signals = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let wake = wake.clone();
+            let tell = move |heard| {
+                let why = match heard {
+                    super::signals::Heard::Changed => Wake::Changed,
+                    super::signals::Heard::Look => Wake::Look,
+                };
+                wake.send(why).is_ok()
+            };
+            rt.spawn(super::signals::follow(tell, listening.clone()))
+        });
         let first: FirstLoad = Arc::new((Mutex::new(false), Condvar::new()));
         let first_done = first.clone();
         let thread = std::thread::Builder::new()
