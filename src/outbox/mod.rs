@@ -368,6 +368,11 @@ impl Pass<'_> {
                 apply_notice(p, *notice, now);
             }
         })?;
+        // A teammate's decision that came while the user was being told waited for this plan,
+        // and the plan arrived decided: what was just shown is taken back.
+        if settled.state != PlanState::Pending && matches!(notice, Some(Ok(Notice::Shown))) {
+            self.notifier.withdraw(&settled.plan_id);
+        }
         if changed {
             let _ = self.events.send(CoreEvent::PlanChanged { plan_id: settled.plan_id });
         }
