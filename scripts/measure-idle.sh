@@ -23,8 +23,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 profile=${1:-release}
-cli=$root/target/$profile/zof-approvals
-app=$root/target/$profile/zof-approvals-desktop
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+cli=$target_dir/$profile/zof-approvals
+app=$target_dir/$profile/zof-approvals-desktop
 secs=${ZOF_IDLE_SECS:-60}
 settle=${ZOF_IDLE_SETTLE:-15}
 [ -x "$cli" ] || { echo "missing $cli (see the build steps at the top of $0)" >&2; exit 2; }
