@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use zof_approvals::actions::DecisionOutcome;
+use zof_approvals::actions::{DecisionOutcome, DecisionReport};
 use zof_approvals::console::{ConsoleSetup, ConsoleToken, RetryPolicy, TokenSource};
 use zof_approvals::domain::audit::{AuditAction, AuditFilter};
 use zof_approvals::domain::review::Verdict;
@@ -39,6 +39,21 @@ async fn arrived(app: &TestApp, plan: &str) {
         assert!(Instant::now() < deadline, "{plan} was never notified");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A Console holding `plan` (which the signed-in person `may_decide`), an app connected to it,
+/// and the plan delivered and notified.
+async fn with_one_plan(plan: &str, may_decide: bool) -> (Fake, TestApp) {
+    let (fake, url) = Fake::start().await;
+    fake.add(plan, "low", may_decide);
+    let app = connected(&url).await;
+    arrived(&app, plan).await;
+    (fake, app)
+}
+
+/// Approves `plan` as shown at its first revision, without a comment.
+async fn approve_as_shown(app: &TestApp, plan: &str) -> DecisionReport {
+    app.panel.decide(plan.into(), Verdict::Approve, Some("rev_1".into()), String::new()).await
 }
 
 fn notification_of(app: &TestApp, plan: &str) -> Option<(String, String)> {
@@ -125,10 +140,7 @@ async fn approving_sends_the_revision_shown_a_fresh_key_and_the_comment_once_and
 
 #[tokio::test]
 async fn a_plan_that_changed_since_it_was_shown_is_not_sent_and_its_new_content_comes_back() {
-    let (fake, url) = Fake::start().await;
-    fake.add("plan_c", "low", true);
-    let app = connected(&url).await;
-    arrived(&app, "plan_c").await;
+    let (fake, app) = with_one_plan("plan_c", true).await;
     let shown = app.panel.review("plan_c".into()).await.unwrap().details.unwrap().revision;
     fake.set(|c| c.change_on_next_read = true);
     let report = app.panel.decide("plan_c".into(), Verdict::Approve, shown, String::new()).await;
@@ -145,12 +157,9 @@ async fn a_plan_that_changed_since_it_was_shown_is_not_sent_and_its_new_content_
 
 #[tokio::test]
 async fn a_plan_bob_already_approved_says_bob_and_nothing_is_retried() {
-    let (fake, url) = Fake::start().await;
-    fake.add("plan_x", "low", true);
+    let (fake, app) = with_one_plan("plan_x", true).await;
     fake.set(|c| c.on_decision = OnDecision::AlreadyDecidedByBob);
-    let app = connected(&url).await;
-    arrived(&app, "plan_x").await;
-    let report = app.panel.decide("plan_x".into(), Verdict::Approve, Some("rev_1".into()), String::new()).await;
+    let report = approve_as_shown(&app, "plan_x").await;
     assert_eq!(report.outcome, DecisionOutcome::AlreadyDecided);
     assert_eq!(report.message, "Already approved by Bob Example at 14:01");
     assert_eq!(fake.decisions().len(), 1, "one POST, never retried");
@@ -161,13 +170,10 @@ async fn a_plan_bob_already_approved_says_bob_and_nothing_is_retried() {
 
 #[tokio::test]
 async fn a_person_the_console_does_not_let_decide_gets_its_reason_and_sends_nothing() {
-    let (fake, url) = Fake::start().await;
-    fake.add("plan_s", "low", false);
-    let app = connected(&url).await;
-    arrived(&app, "plan_s").await;
+    let (fake, app) = with_one_plan("plan_s", false).await;
     let review = app.panel.review("plan_s".into()).await.unwrap();
     assert_eq!(review.details.as_ref().map(|d| d.can_decide().0), Some(false));
-    let report = app.panel.decide("plan_s".into(), Verdict::Approve, Some("rev_1".into()), String::new()).await;
+    let report = approve_as_shown(&app, "plan_s").await;
     assert_eq!(report.outcome, DecisionOutcome::NotPermitted);
     assert_eq!(report.message, "You requested this plan; someone else must approve it");
     assert!(fake.decisions().is_empty());
@@ -175,17 +181,14 @@ async fn a_person_the_console_does_not_let_decide_gets_its_reason_and_sends_noth
     fake.add("plan_s2", "low", true);
     fake.set(|c| c.on_decision = OnDecision::SelfApproval);
     arrived(&app, "plan_s2").await;
-    let report = app.panel.decide("plan_s2".into(), Verdict::Approve, Some("rev_1".into()), String::new()).await;
+    let report = approve_as_shown(&app, "plan_s2").await;
     assert_eq!((report.outcome, fake.decisions().len()), (DecisionOutcome::NotPermitted, 1));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_rejection_without_a_reason_is_refused_here() {
-    let (fake, url) = Fake::start().await;
-    fake.add("plan_r", "low", true);
-    let app = connected(&url).await;
-    arrived(&app, "plan_r").await;
+    let (fake, app) = with_one_plan("plan_r", true).await;
     let reads = fake.0.lock().unwrap().details_reads;
     let report = app.panel.decide("plan_r".into(), Verdict::Reject, Some("rev_1".into()), "  ".into()).await;
     assert_eq!(report.outcome, DecisionOutcome::ReasonRequired);
@@ -196,12 +199,9 @@ async fn a_rejection_without_a_reason_is_refused_here() {
 
 #[tokio::test]
 async fn a_decision_that_gets_no_answer_is_learned_from_the_plan_with_exactly_one_post() {
-    let (fake, url) = Fake::start().await;
-    fake.add("plan_t", "low", true);
+    let (fake, app) = with_one_plan("plan_t", true).await;
     fake.set(|c| c.on_decision = OnDecision::TakeThenHang);
-    let app = connected(&url).await;
-    arrived(&app, "plan_t").await;
-    let report = app.panel.decide("plan_t".into(), Verdict::Approve, Some("rev_1".into()), String::new()).await;
+    let report = approve_as_shown(&app, "plan_t").await;
     assert_eq!(report.outcome, DecisionOutcome::Decided, "{}", report.message);
     assert_eq!(fake.decisions().len(), 1, "the decision was never sent again");
     assert_eq!(app.panel.store_for_tests().plan("plan_t").unwrap().unwrap().state, PlanState::Resolved);
@@ -210,12 +210,9 @@ async fn a_decision_that_gets_no_answer_is_learned_from_the_plan_with_exactly_on
 
 #[tokio::test]
 async fn an_expired_plan_says_so() {
-    let (fake, url) = Fake::start().await;
-    fake.add("plan_e", "low", true);
+    let (fake, app) = with_one_plan("plan_e", true).await;
     fake.set(|c| c.on_decision = OnDecision::Expired);
-    let app = connected(&url).await;
-    arrived(&app, "plan_e").await;
-    let report = app.panel.decide("plan_e".into(), Verdict::Approve, Some("rev_1".into()), String::new()).await;
+    let report = approve_as_shown(&app, "plan_e").await;
     assert_eq!(report.outcome, DecisionOutcome::Expired);
     assert_eq!(fake.decisions().len(), 1);
     app.stop().await;

@@ -248,12 +248,7 @@ fn a_missing_previous_entry_is_reported_and_the_current_secret_keeps_verifying()
     let (fp1, _) = secret_set(&s, FIRST, None);
     let (fp2, ok) = secret_set(&s, SECOND, Some("1h"));
     assert!(ok, "{fp2}");
-    let cleared = s
-        .command("secret-tool")
-        .args(["clear", "service", "zof-approvals", "username", &format!("webhook-secret-{fp1}")])
-        .output()
-        .unwrap();
-    assert!(cleared.status.success(), "{}", String::from_utf8_lossy(&cleared.stderr));
+    s.keyring_clear(&fp1);
     assert_eq!(s.keyring_lookup(&fp1), None);
 
     let server = serve_in(&s, None);
@@ -285,12 +280,7 @@ fn a_keychain_change_made_by_another_program_reaches_a_running_receiver_without_
     assert_eq!(get(&server.base, "/healthz").0, 200);
     // Deleted with another program: the Secret Service's signal wakes the watcher (its poll, where
     // there are no signals, comes once a minute: longer than this test waits).
-    let cleared = s
-        .command("secret-tool")
-        .args(["clear", "service", "zof-approvals", "username", &format!("webhook-secret-{fp1}")])
-        .output()
-        .unwrap();
-    assert!(cleared.status.success(), "{}", String::from_utf8_lossy(&cleared.stderr));
+    s.keyring_clear(&fp1);
     wait_until("the receiver no longer has the deleted secret", || get(&server.base, "/healthz").0 == 503);
     let (_, body) = get(&server.base, "/healthz");
     assert!(body.contains("no entry for secret"), "{body}");

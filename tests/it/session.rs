@@ -84,6 +84,17 @@ impl Session {
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Deletes the keychain entry of `fingerprint` with another program (`secret-tool clear`),
+    /// as a user or a keychain manager would, behind the app's back.
+    pub fn keyring_clear(&self, fingerprint: &str) {
+        let out = self
+            .command("secret-tool")
+            .args(["clear", "service", "zof-approvals", "username", &format!("webhook-secret-{fingerprint}")])
+            .output()
+            .expect("secret-tool (package libsecret-tools) is needed for these tests");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// A command that runs inside this session (its bus, its HOME and XDG dirs, no display).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
