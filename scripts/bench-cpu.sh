@@ -18,13 +18,10 @@ bin=${CARGO_TARGET_DIR:-target}/$profile/zof-approvals
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-ZOF_LOG=${ZOF_LOG:-info} "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --notifications off \
-  --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$work/out" && break; sleep 0.05; done
-url=$(sed -n 's/^listening on //p' "$work/out")/webhooks/zof
-ticks=$(getconf CLK_TCK)
-cpu_ms() { awk -v t="$ticks" '{print ($14 + $15) * 1000 / t}' "/proc/$pid/stat"; }
+source scripts/bench-lib.sh
+bench_serve "$bin" "$work" "${ZOF_LOG:-info}" --notifications off
+pid=$serve_pid
+url=$serve_url
 sleep 1
 
 perf_pid=
@@ -34,16 +31,16 @@ if [ "${ZOF_BENCH_PERF:-0}" = 1 ]; then
   perf_pid=$!
   sleep 0.5
 fi
-c0=$(cpu_ms)
+c0=$(cpu_ms "$pid")
 "$bin" send --url "$url" --count 20000 --concurrency 64 --json >"$work/first.json"
-c1=$(cpu_ms)
+c1=$(cpu_ms "$pid")
 if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 sleep 30
-c2=$(cpu_ms)
+c2=$(cpu_ms "$pid")
 "$bin" send --url "$url" --count 60000 --concurrency 64 --json >"$work/burst.json"
-c3=$(cpu_ms)
+c3=$(cpu_ms "$pid")
 sleep 30
-c4=$(cpu_ms)
+c4=$(cpu_ms "$pid")
 python3 - "$c0" "$c1" "$c2" "$c3" "$c4" "$work/first.json" "$work/burst.json" "$profile" <<'PY'
 import json, sys
 c0, c1, c2, c3, c4 = map(float, sys.argv[1:6])

@@ -27,12 +27,11 @@ fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-limit=()
-if [ -n "${ZOF_BENCH_NOFILE:-}" ]; then limit=(prlimit "--nofile=$ZOF_BENCH_NOFILE:$ZOF_BENCH_NOFILE"); fi
-ZOF_LOG=warn "${limit[@]}" "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
-for _ in $(seq 100); do grep -q '^listening on ' "$work/out" && break; sleep 0.05; done
-base=$(sed -n 's/^listening on //p' "$work/out")
-url=$base/webhooks/zof
+if [ -n "${ZOF_BENCH_NOFILE:-}" ]; then serve_wrap=(prlimit "--nofile=$ZOF_BENCH_NOFILE:$ZOF_BENCH_NOFILE"); fi
+source scripts/bench-lib.sh
+bench_serve "$bin" "$work" warn
+base=$serve_base
+url=$serve_url
 hostport=${base#http://}
 
 load() {

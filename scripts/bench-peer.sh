@@ -26,10 +26,9 @@ webhook -hooks "$work/hooks.json" -ip 127.0.0.1 -port "$port" >"$work/webhook.lo
 webhook_pid=$!
 for _ in $(seq 50); do curl -s "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-ZOF_LOG=warn "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --data-dir "$work/data" --config-dir "$work/config" >"$work/serve.out" 2>"$work/serve.err" &
-serve_pid=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$work/serve.out" && break; sleep 0.05; done
-ours=$(sed -n 's/^listening on //p' "$work/serve.out")/webhooks/zof
+source scripts/bench-lib.sh
+bench_serve "$bin" "$work" warn
+ours=$serve_url
 
 # CPU time (ticks) of a process and its children so far.
 cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }

@@ -11,13 +11,9 @@ bin=target/release/zof-approvals
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-ZOF_LOG=info "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --notifications off \
-  --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$work/out" && break; sleep 0.05; done
-url=$(sed -n 's/^listening on //p' "$work/out")/webhooks/zof
-ticks=$(getconf CLK_TCK)
-cpu_ms() { awk -v t="$ticks" '{print ($14 + $15) * 1000 / t}' "/proc/$pid/stat"; }
+source scripts/bench-lib.sh
+bench_serve "$bin" "$work" info --notifications off
+url=$serve_url
 bytes() { du -sb "$work/data" | cut -f1; }
 # The counters are written at most once a second: let the last write land before measuring.
 settle() { sleep 2; }
@@ -27,17 +23,17 @@ measure() {
   settle
   local b0 c0
   b0=$(bytes)
-  c0=$(cpu_ms)
+  c0=$(cpu_ms "$serve_pid")
   # `send` exits non-zero when deliveries are refused, which is the point of the first run.
   "$@" >"$work/send.json" || true
   settle
   local b1 c1
   b1=$(bytes)
-  c1=$(cpu_ms)
+  c1=$(cpu_ms "$serve_pid")
   awk -v n="$name" -v g=$((b1 - b0)) -v c0="$c0" -v c1="$c1" -v count="$count" -v s="$(cat "$work/send.json")" \
     'BEGIN { printf "%-36s growth %9d bytes   serve CPU %6.0f ms (%5.1f us each)\n    %s\n", n, g, c1 - c0, (c1 - c0) * 1000 / count, s }'
 }
 echo "== $count deliveries each, concurrency 64, against serve (release, --notifications off)"
 measure "$count unsigned (refused, 401)" "$bin" send --url "$url" --count "$count" --concurrency 64 --unsigned --json
 measure "$count signed (accepted, durable)" "$bin" send --url "$url" --count "$count" --concurrency 64 --json
-echo "== serve's log: $(grep -c 'refused' "$work/err" || true) lines about refusals, $(wc -l <"$work/err") in all (with --notifications off each accepted plan is logged once)"
+echo "== serve's log: $(grep -c 'refused' "$work/serve.err" || true) lines about refusals, $(wc -l <"$work/serve.err") in all (with --notifications off each accepted plan is logged once)"

@@ -16,10 +16,10 @@ bin=target/release/zof-approvals
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export ZOF_WEBHOOK_SECRET="bench-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-ZOF_LOG=warn "$bin" serve --listen 127.0.0.1:0 --secret-env ZOF_WEBHOOK_SECRET --data-dir "$work/data" --config-dir "$work/config" >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$work/out" && break; sleep 0.05; done
-url=$(sed -n 's/^listening on //p' "$work/out")/webhooks/zof
+source scripts/bench-lib.sh
+bench_serve "$bin" "$work" warn
+pid=$serve_pid
+url=$serve_url
 echo "== 20000 deliveries, concurrency 64"
 "$bin" send --url "$url" --count 20000 --concurrency 64
 rest=$((total - 20000))
