@@ -31,12 +31,15 @@ async fn connected(url: &str) -> TestApp {
     spawn_with(Spawn { settings, console: Some(setup), ..Spawn::default() }).await
 }
 
-/// A plan delivered, and its notification handed on.
+/// A plan delivered, its notification handed on, and the plan written. (The worker tells the
+/// user first and writes the plan after, so the notification alone does not mean it is queued.)
 async fn arrived(app: &TestApp, plan: &str) {
     assert_eq!(app.post_signed(&event_for(&format!("evt_{plan}"), plan, "org_abc")).await.status, 200);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !app.notified.0.lock().unwrap().iter().any(|p| p == plan) {
-        assert!(Instant::now() < deadline, "{plan} was never notified");
+    while !app.notified.0.lock().unwrap().iter().any(|p| p == plan)
+        || app.panel.store_for_tests().plan(plan).unwrap().is_none_or(|p| p.notified_at.is_none())
+    {
+        assert!(Instant::now() < deadline, "{plan} was never notified and written");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
