@@ -6,7 +6,7 @@ packages=(
   build-essential pkg-config curl wget file ca-certificates python3 python3-venv
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
   libdbus-1-dev dbus dbus-x11 gnome-keyring libsecret-tools
-  xvfb xauth webkit2gtk-driver
+  xvfb xauth webkit2gtk-driver xclip
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -32,11 +32,47 @@ const COMMANDS: &[&str] = &[
     "set_relay_password",
 ];
 
+/// The tray's icons, decoded here to RGBA (`$OUT_DIR/<name>.rgba`, with `<NAME>_WIDTH` and
+/// `<NAME>_HEIGHT` set for the compiler), so the app links no image decoder.
+const TRAY_ICONS: &[&str] = &["tray-idle", "tray-pending", "tray-overdue", "tray-error"];
+
 fn main() {
+    if let Err(e) = decode_tray_icons() {
+        eprintln!("decoding the tray icons failed: {e}");
+        std::process::exit(1);
+    }
     let attributes = tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
     if let Err(e) = tauri_build::try_build(attributes) {
         // Fail the build with the cause, not a panic backtrace.
         eprintln!("tauri-build failed: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn decode_tray_icons() -> Result<(), String> {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?);
+    for name in TRAY_ICONS {
+        let path = format!("../icons/{name}.png");
+        println!("cargo:rerun-if-changed={path}");
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        // Palette and low bit depths become 8-bit channels; 16-bit ones become 8-bit.
+        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = decoder.read_info().map_err(|e| format!("{path}: {e}"))?;
+        let mut pixels = vec![0; reader.output_buffer_size().ok_or_else(|| format!("{path}: too large"))?];
+        let frame = reader.next_frame(&mut pixels).map_err(|e| format!("{path}: {e}"))?;
+        pixels.truncate(frame.buffer_size());
+        let rgba: Vec<u8> = match frame.color_type {
+            png::ColorType::Rgba => pixels,
+            png::ColorType::Rgb => pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+            png::ColorType::GrayscaleAlpha => pixels.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+            png::ColorType::Grayscale => pixels.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+            png::ColorType::Indexed => return Err(format!("{path}: palette left after expansion")),
+        };
+        std::fs::write(out.join(format!("{name}.rgba")), rgba).map_err(|e| format!("{name}.rgba: {e}"))?;
+        let var = name.to_uppercase().replace('-', "_");
+        println!("cargo:rustc-env={var}_WIDTH={}", frame.width);
+        println!("cargo:rustc-env={var}_HEIGHT={}", frame.height);
+    }
+    Ok(())
 }

@@ -2,7 +2,6 @@
 //! `Panel`; errors reach the UI as `{code, message}`.
 
 use tauri::{AppHandle, State};
-use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
 use zof_approvals::about::About;
 use zof_approvals::actions::{DecisionReport, Review};
@@ -116,7 +115,9 @@ pub async fn set_secret(core: State<'_, Core>, secret: String, overlap_hours: u3
 #[tauri::command]
 pub async fn generate_secret(app: AppHandle, core: State<'_, Core>, overlap_hours: u32) -> Answer<SecretsReport> {
     let (secret, report) = core.panel().await?.generate_secret(overlap_hours).await?;
-    app.clipboard().write_text(secret.expose()).map_err(|e| {
+    let text = zeroize::Zeroizing::new(secret.expose().to_owned());
+    drop(secret);
+    crate::clipboard::write_text(&app, text).await.map_err(|e| {
         error(
             "clipboard",
             format!("a new secret is now current but could not be copied ({e}); generate another or paste your own"),

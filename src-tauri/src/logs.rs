@@ -1,12 +1,10 @@
 //! The desktop app's log files and what Settings → About does with the desktop: open the logs
-//! folder with the desktop's default handler, copy text to the clipboard. Both calls may wait on
-//! another process (the file manager's launcher, the clipboard owner), so they run on a blocking
-//! thread, never on an async worker.
+//! folder with the desktop's default handler (on a blocking thread: the file manager's launcher
+//! may be slow to answer), copy text to the clipboard (through [`crate::clipboard`]).
 
 use std::path::PathBuf;
 
 use tauri::AppHandle;
-use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_plugin_opener::OpenerExt;
 use zof_approvals::about;
 use zof_approvals::logging::{self, LogGuard};
@@ -63,11 +61,9 @@ pub async fn open_folder(app: AppHandle, folder: LogFolder) -> Result<(), PanelE
     .map_err(|e| error("internal", e))?
 }
 
-/// Puts `text` on the clipboard (on a blocking thread: the clipboard owner may be slow to
-/// answer); `what` names it in the error.
+/// Puts `text` on the clipboard; `what` names it in the error.
 pub async fn copy_text(app: AppHandle, text: String, what: &'static str) -> Result<(), PanelError> {
-    tauri::async_runtime::spawn_blocking(move || app.clipboard().write_text(text))
+    crate::clipboard::write_text(&app, zeroize::Zeroizing::new(text))
         .await
-        .map_err(|e| error("internal", e))?
         .map_err(|e| error("clipboard", format!("could not copy the {what}: {e}")))
 }

@@ -15,6 +15,7 @@
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod autostart;
+mod clipboard;
 mod commands;
 mod forward;
 mod lifecycle;
@@ -54,10 +55,12 @@ fn main() -> ExitCode {
     }
     let log = logs::init();
     let hidden = std::env::args().any(|a| a == autostart::HIDDEN_ARG);
-    let built = tauri::Builder::default()
+    let builder = tauri::Builder::default()
         // First, so a second launch hands over to the first before anything else starts.
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| window::show_focused(app)))
-        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| window::show_focused(app)));
+    #[cfg(not(target_os = "linux"))]
+    let builder = builder.plugin(clipboard::plugin());
+    let built = builder
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_autostart::Builder::new().app_name("Zof Approvals").arg(autostart::HIDDEN_ARG).build())
         .manage(Core::default())

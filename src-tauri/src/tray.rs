@@ -7,7 +7,6 @@ use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Wry};
-use tauri_plugin_clipboard_manager::ClipboardExt;
 use zof_approvals::domain::audit::Source;
 use zof_approvals::panel::{OldestState, Overview};
 
@@ -40,14 +39,36 @@ impl TrayState {
         }
     }
 
-    fn icon(self) -> tauri::Result<Image<'static>> {
-        Image::from_bytes(match self {
-            TrayState::Idle => include_bytes!("../../icons/tray-idle.png"),
-            TrayState::Pending => include_bytes!("../../icons/tray-pending.png"),
-            TrayState::Overdue => include_bytes!("../../icons/tray-overdue.png"),
-            TrayState::Error => include_bytes!("../../icons/tray-error.png"),
-        })
+    /// The icon, decoded from `icons/tray-*.png` by build.rs.
+    fn icon(self) -> Image<'static> {
+        macro_rules! decoded {
+            ($name:literal, $width:literal, $height:literal) => {
+                Image::new(
+                    include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".rgba")),
+                    parse_u32(env!($width)),
+                    parse_u32(env!($height)),
+                )
+            };
+        }
+        match self {
+            TrayState::Idle => decoded!("tray-idle", "TRAY_IDLE_WIDTH", "TRAY_IDLE_HEIGHT"),
+            TrayState::Pending => decoded!("tray-pending", "TRAY_PENDING_WIDTH", "TRAY_PENDING_HEIGHT"),
+            TrayState::Overdue => decoded!("tray-overdue", "TRAY_OVERDUE_WIDTH", "TRAY_OVERDUE_HEIGHT"),
+            TrayState::Error => decoded!("tray-error", "TRAY_ERROR_WIDTH", "TRAY_ERROR_HEIGHT"),
+        }
     }
+}
+
+/// A number the build script wrote (`env!` gives text); digits only.
+const fn parse_u32(text: &str) -> u32 {
+    let bytes = text.as_bytes();
+    let mut value = 0u32;
+    let mut i = 0;
+    while i < bytes.len() {
+        value = value * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    value
 }
 
 /// The title beside the icon and the tooltip (where the platform shows one).
@@ -85,7 +106,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
     let separator = PredefinedMenuItem::separator(app)?;
     let menu = Menu::with_items(app, &[&show, &mute, &copy, &settings, &separator, &quit])?;
     let icon = TrayIconBuilder::with_id(TRAY)
-        .icon(TrayState::Idle.icon()?)
+        .icon(TrayState::Idle.icon())
         .tooltip("Zof Approvals")
         .menu(&menu)
         .show_menu_on_left_click(true)
@@ -114,9 +135,9 @@ pub fn update(app: &AppHandle, o: &Overview) {
     if shown.as_ref() == Some(&next) {
         return;
     }
-    let result = state
-        .icon()
-        .and_then(|icon| tray.icon.set_icon(Some(icon)))
+    let result = tray
+        .icon
+        .set_icon(Some(state.icon()))
         .and_then(|()| tray.icon.set_title(Some(&title)))
         .and_then(|()| tray.icon.set_tooltip(Some(&tooltip)))
         .and_then(|()| tray.mute.set_text(pause_label(muted)));
@@ -162,7 +183,9 @@ fn copy_webhook_url(app: &AppHandle) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let copied = match app.state::<Core>().webhook_url().await {
-            Ok(url) => app.clipboard().write_text(url).map_err(|e| e.to_string()),
+            Ok(url) => {
+                crate::clipboard::write_text(&app, zeroize::Zeroizing::new(url)).await.map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.message),
         };
         if let Err(e) = copied {
@@ -207,9 +230,20 @@ mod tests {
     }
 
     #[test]
-    fn every_tray_icon_decodes() {
+    fn every_tray_icon_is_decoded_whole() {
         for s in [TrayState::Idle, TrayState::Pending, TrayState::Overdue, TrayState::Error] {
-            assert_eq!(s.icon().unwrap().width(), 64);
+            let icon = s.icon();
+            assert_eq!((icon.width(), icon.height()), (64, 64), "{s:?}");
+            assert_eq!(icon.rgba().len(), 64 * 64 * 4, "{s:?}");
+            // Drawn, not blank: some pixels are opaque and some transparent.
+            let alpha: Vec<u8> = icon.rgba().chunks_exact(4).map(|p| p[3]).collect();
+            assert!(alpha.contains(&255) && alpha.contains(&0), "{s:?}");
         }
+    }
+
+    #[test]
+    fn sizes_from_the_build_script_parse() {
+        assert_eq!(parse_u32("64"), 64);
+        assert_eq!(parse_u32("0"), 0);
     }
 }

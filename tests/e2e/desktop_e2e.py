@@ -919,12 +919,26 @@ def security_checks(wd):
     text = json.dumps(generated)
     check("generate_secret answers with fingerprints only, never the secret",
           "ok" in generated and "whsec_" not in text and SECRET_2 not in text, text[:300])
+    copied = clipboard_text()
+    check("generate_secret puts the new secret on the X clipboard (not the old one)",
+          copied.startswith("whsec_") and copied != SECRET_2, f"{len(copied)} characters")
+    answer = wd.invoke("copy_webhook_url", {})
+    copied = clipboard_text()
+    check("copy_webhook_url puts the receiver's address on the X clipboard",
+          "ok" in answer and copied.startswith("http://127.0.0.1:") and copied.endswith("/webhooks/zof"),
+          f"{answer} {copied!r}")
     blocked = wd.script("try { eval('1'); return 'ran'; } catch (e) { return 'blocked'; }")
     check("the CSP blocks eval in the panel", blocked == "blocked", blocked)
     inline = wd.script(
         "const d = document.createElement('div'); d.innerHTML = '<span style=\"display: none\">x</span>';"
         "document.body.appendChild(d); const shown = getComputedStyle(d.firstChild).display; d.remove(); return shown;")
     check("the CSP blocks inline styles in the panel", inline != "none", inline)
+
+
+def clipboard_text():
+    """What another application pastes: the CLIPBOARD selection, asked of its owner over X."""
+    done = subprocess.run(["xclip", "-o", "-selection", "clipboard"], capture_output=True, text=True, timeout=10)
+    return done.stdout if done.returncode == 0 else f"<xclip failed: {done.stderr.strip()}>"
 
 
 def notification_for_plan(before, timeout=5.0):
