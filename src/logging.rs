@@ -21,8 +21,11 @@ use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Lines held while the writer is behind; beyond this they are dropped.
-const QUEUE_LINES: usize = 16_384;
+/// Lines held while the writer is behind; beyond this they are dropped. The queue's slots are
+/// allocated and touched when it is made (32 bytes each, one queue per destination), so this is
+/// resident memory from the start: 4,096 is 128 KiB a queue (16,384 was half a MiB), and still
+/// holds a burst of lines while a slow reader (a terminal) catches up.
+const QUEUE_LINES: usize = 4_096;
 /// Log files are named `zof-approvals.YYYY-MM-DD.log`.
 pub const LOG_FILE_PREFIX: &str = "zof-approvals";
 pub const LOG_FILE_SUFFIX: &str = "log";

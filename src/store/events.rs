@@ -139,10 +139,13 @@ impl Store {
                     fingerprint: Some(event.fingerprint.clone()),
                 },
             };
+            // Written only where absent (one compare-and-swap): a resumed entry keeps its first line.
             self.with(|i| {
-                if !i.deliveries.contains_key(seq.to_be_bytes())? {
-                    i.deliveries.insert(seq.to_be_bytes(), codec::encode(&line))?;
-                }
+                let _ = i.deliveries.compare_and_swap(
+                    seq.to_be_bytes(),
+                    None as Option<&[u8]>,
+                    Some(codec::encode(&line)),
+                )?;
                 Ok(())
             })?;
         }
