@@ -16,6 +16,7 @@
 #   cargo build --release -p hello-tauri --features custom-protocol
 # Usage: scripts/measure-memory.sh [RUNS] [PROFILE]      (default 2 release)
 # Env:   ZOF_MEMORY_AFTER=12    seconds after launch to sample
+#        ZOF_MEMORY_DETAIL=1    also each process's anonymous, file-backed and shared PSS (stderr)
 #        ZOF_MEMORY_APP, ZOF_MEMORY_HELLO   other binaries to measure (e.g. an older build)
 set -euo pipefail
 runs=${1:-2}
@@ -63,6 +64,13 @@ one() {
   pid=$!
   sleep "$after"
   if kill -0 "$pid" 2>/dev/null; then kb=$(tree_pss "$pid"); else kb=0; fi
+  if [ -n "${ZOF_MEMORY_DETAIL:-}" ]; then
+    for p in $pid $(descendants "$pid"); do
+      awk -v c="$(cat /proc/"$p"/comm 2>/dev/null)" '/^Pss_(Anon|File|Shmem):/ { v[$1] = $2 / 1024 }
+        END { printf "  %-16s anon %6.1f  file %6.1f  shmem %6.1f MiB\n", c, v["Pss_Anon:"], v["Pss_File:"], v["Pss_Shmem:"] }' \
+        "/proc/$p/smaps_rollup" >&2 2>/dev/null || true
+    done
+  fi
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   # WebKit's helpers go with their parent; give them a moment, then make sure.
