@@ -29,7 +29,9 @@
 #   target/tools/bin/tauri-driver                                 # see scripts/build-desktop.sh
 #   (the hello-world app: built by this script, see above)
 #
-# Usage: scripts/measure-desktop.sh [RUNS]        (default 3)
+# Usage: scripts/measure-desktop.sh [RUNS] [PROFILE]   (default 3 release; `dist` measures what the
+#        packages ship: target/dist/zof-approvals-desktop, with the CLI from target/dist/ if built
+#        there, else from target/release/, and the release hello-world app)
 # Env:   ZOF_MEASURE_HELLO_BIN=/abs/path   another hello-world binary, used as given (default: build
 #                                          benches/hello-world and use target/release/hello-tauri)
 #        ZOF_MEASURE_OUT=DIR               where per-run metrics and logs go (default: a new /tmp dir)
@@ -37,10 +39,12 @@
 # (the per-run pass/fail counts are printed with it).
 set -euo pipefail
 runs=${1:-3}
+profile=${2:-release}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-app=target/release/zof-approvals-desktop
-cli=target/release/zof-approvals
+app=target/$profile/zof-approvals-desktop
+cli=target/$profile/zof-approvals
+[ -x "$cli" ] || cli=target/release/zof-approvals
 rec=target/debug/notification-recorder
 [ -x "$rec" ] || rec=target/release/notification-recorder
 for f in "$app" "$cli" "$rec" target/tools/bin/tauri-driver; do
@@ -93,10 +97,10 @@ for i in $(seq "$runs"); do
   fi
 done
 
-python3 - "$out" "$runs" <<'PY'
+python3 - "$out" "$runs" "$profile" <<'PY'
 import json, os, statistics, sys
 
-out, runs = sys.argv[1], int(sys.argv[2])
+out, runs, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 data = []
 for i in range(1, runs + 1):
     p = os.path.join(out, f"run-{i}.json")
@@ -149,7 +153,7 @@ rows = [
     ("  WebKitWebProcess", mib("app_pss_mib_by_process", "WebKitWebPro"), "", "", ""),
     ("  WebKitNetworkProcess", mib("app_pss_mib_by_process", "WebKitNetwork"), "", "", ""),
 ]
-heads = ("", "zof-approvals (release)", "hello-world, WebKit defaults", "hello-world, CPU renderer like ours", "target")
+heads = ("", f"zof-approvals ({profile})", "hello-world, WebKit defaults", "hello-world, CPU renderer like ours", "target")
 widths = [max(len(r[i]) for r in rows + [heads]) for i in range(4)]
 print(f"\n{len(data)} run(s); each cell: min/median/max. Metrics: {out}/run-N.json")
 print(f"{heads[0]:<{widths[0]}}  " + "  ".join(f"{heads[i]:>{widths[i]}}" for i in (1, 2, 3)) + f"  {heads[4]}")
