@@ -32,8 +32,9 @@ const COMMANDS: &[&str] = &[
     "set_relay_password",
 ];
 
-/// The tray's icons, decoded here to RGBA (`$OUT_DIR/<name>.rgba`, with `<NAME>_WIDTH` and
-/// `<NAME>_HEIGHT` set for the compiler), so the app links no image decoder.
+/// The tray's icons, decoded here to RGBA, so the app links no image decoder: each becomes
+/// `$OUT_DIR/<name>.rgba`, and `$OUT_DIR/tray_icons.rs` names them as `tauri::image::Image`
+/// constants (`TRAY_IDLE`, …) that `src/tray.rs` includes.
 const TRAY_ICONS: &[&str] = &["tray-idle", "tray-pending", "tray-overdue", "tray-error"];
 
 fn main() {
@@ -51,6 +52,7 @@ fn main() {
 
 fn decode_tray_icons() -> Result<(), String> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?);
+    let mut constants = String::new();
     for name in TRAY_ICONS {
         let path = format!("../icons/{name}.png");
         println!("cargo:rerun-if-changed={path}");
@@ -70,9 +72,12 @@ fn decode_tray_icons() -> Result<(), String> {
             png::ColorType::Indexed => return Err(format!("{path}: palette left after expansion")),
         };
         std::fs::write(out.join(format!("{name}.rgba")), rgba).map_err(|e| format!("{name}.rgba: {e}"))?;
-        let var = name.to_uppercase().replace('-', "_");
-        println!("cargo:rustc-env={var}_WIDTH={}", frame.width);
-        println!("cargo:rustc-env={var}_HEIGHT={}", frame.height);
+        constants.push_str(&format!(
+            "const {}: Image<'static> = Image::new(include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}.rgba\")), {}, {});\n",
+            name.to_uppercase().replace('-', "_"),
+            frame.width,
+            frame.height,
+        ));
     }
-    Ok(())
+    std::fs::write(out.join("tray_icons.rs"), constants).map_err(|e| format!("tray_icons.rs: {e}"))
 }

@@ -17,8 +17,8 @@ pub enum ClipboardError {
     Platform(String),
 }
 
-/// Puts `text` on the clipboard; returns once it is there. The copy the app keeps is wiped when
-/// it is replaced (a secret does not linger in this process's memory longer than GTK's own copy).
+/// Puts `text` on the clipboard; returns once it is there. The app's own copy of the text is
+/// wiped as soon as GTK holds it (GTK keeps its copy until the clipboard is replaced).
 #[cfg(target_os = "linux")]
 pub async fn write_text(app: &AppHandle, text: Zeroizing<String>) -> Result<(), ClipboardError> {
     let (done, copied) = tokio::sync::oneshot::channel();

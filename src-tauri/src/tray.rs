@@ -41,35 +41,17 @@ impl TrayState {
 
     /// The icon, decoded from `icons/tray-*.png` by build.rs.
     fn icon(self) -> Image<'static> {
-        macro_rules! decoded {
-            ($name:literal, $width:literal, $height:literal) => {
-                Image::new(
-                    include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".rgba")),
-                    parse_u32(env!($width)),
-                    parse_u32(env!($height)),
-                )
-            };
-        }
         match self {
-            TrayState::Idle => decoded!("tray-idle", "TRAY_IDLE_WIDTH", "TRAY_IDLE_HEIGHT"),
-            TrayState::Pending => decoded!("tray-pending", "TRAY_PENDING_WIDTH", "TRAY_PENDING_HEIGHT"),
-            TrayState::Overdue => decoded!("tray-overdue", "TRAY_OVERDUE_WIDTH", "TRAY_OVERDUE_HEIGHT"),
-            TrayState::Error => decoded!("tray-error", "TRAY_ERROR_WIDTH", "TRAY_ERROR_HEIGHT"),
+            TrayState::Idle => TRAY_IDLE,
+            TrayState::Pending => TRAY_PENDING,
+            TrayState::Overdue => TRAY_OVERDUE,
+            TrayState::Error => TRAY_ERROR,
         }
     }
 }
 
-/// A number the build script wrote (`env!` gives text); digits only.
-const fn parse_u32(text: &str) -> u32 {
-    let bytes = text.as_bytes();
-    let mut value = 0u32;
-    let mut i = 0;
-    while i < bytes.len() {
-        value = value * 10 + (bytes[i] - b'0') as u32;
-        i += 1;
-    }
-    value
-}
+// TRAY_IDLE, TRAY_PENDING, TRAY_OVERDUE, TRAY_ERROR (written by build.rs).
+include!(concat!(env!("OUT_DIR"), "/tray_icons.rs"));
 
 /// The title beside the icon and the tooltip (where the platform shows one).
 pub fn caption(o: &Overview) -> (String, String) {
@@ -239,11 +221,5 @@ mod tests {
             let alpha: Vec<u8> = icon.rgba().chunks_exact(4).map(|p| p[3]).collect();
             assert!(alpha.contains(&255) && alpha.contains(&0), "{s:?}");
         }
-    }
-
-    #[test]
-    fn sizes_from_the_build_script_parse() {
-        assert_eq!(parse_u32("64"), 64);
-        assert_eq!(parse_u32("0"), 0);
     }
 }
