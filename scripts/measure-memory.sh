@@ -13,7 +13,7 @@
 # Build first, in one profile (default release; `dist` for what the packages ship):
 #   scripts/panel.sh
 #   cargo build --release -p zof-approvals-desktop --features custom-protocol
-#   cargo build --release -p hello-tauri --features custom-protocol
+#   cargo build --release -p hello-tauri --features custom-protocol   (the baseline for dist too)
 # Usage: scripts/measure-memory.sh [RUNS] [PROFILE]      (default 2 release)
 # Env:   ZOF_MEMORY_AFTER=12    seconds after launch to sample
 #        ZOF_MEMORY_DETAIL=1    also each process's anonymous, file-backed and shared PSS (stderr)
@@ -25,6 +25,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 app=${ZOF_MEMORY_APP:-$target_dir/$profile/zof-approvals-desktop}
 hello=${ZOF_MEMORY_HELLO:-$target_dir/$profile/hello-tauri}
+# The baseline is the template as built (release); a dist build of it is used only if there is one.
+[ -n "${ZOF_MEMORY_HELLO:-}" ] || [ -x "$hello" ] || hello=$target_dir/release/hello-tauri
 after=${ZOF_MEMORY_AFTER:-12}
 for b in "$app" "$hello"; do
   [ -x "$b" ] || { echo "missing $b (see the build steps at the top of $0)" >&2; exit 2; }
