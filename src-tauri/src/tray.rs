@@ -164,14 +164,13 @@ fn toggle_mute(app: &AppHandle) {
 fn copy_webhook_url(app: &AppHandle) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
+        // The same copy as the panel's button (`commands::copy_webhook_url`).
         let copied = match app.state::<Core>().webhook_url().await {
-            Ok(url) => {
-                crate::clipboard::write_text(&app, zeroize::Zeroizing::new(url)).await.map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.message),
+            Ok(url) => crate::logs::copy_text(app.clone(), url, "webhook URL").await,
+            Err(e) => Err(e),
         };
         if let Err(e) = copied {
-            tracing::warn!(error = %e, "could not copy the webhook URL");
+            tracing::warn!(error = %e.message, "could not copy the webhook URL");
         }
     });
 }
