@@ -78,7 +78,9 @@ impl Queue {
         // with the notify below.
         drop(queue);
 
-        self.cv.notify_all();
+        // zof-approvals: one job wakes one waiting thread. Upstream wakes
+        // all of them (`notify_all`), and all but one go back to sleep.
+        self.cv.notify_one();
 
         len
     }
