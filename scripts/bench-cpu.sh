@@ -39,9 +39,12 @@ sleep 30
 c2=$(cpu_ms "$pid")
 "$bin" send --url "$url" --count 60000 --concurrency 64 --json >"$work/burst.json"
 c3=$(cpu_ms "$pid")
+# Work acknowledged and not finished yet when the burst's last answer came: the outbox worker
+# (at a lower priority than the receiver) writes those plans in the 30 s after.
+backlog=$(curl -s "$serve_base/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["detail"]["outbox"])' || echo "?")
 sleep 30
 c4=$(cpu_ms "$pid")
-python3 - "$c0" "$c1" "$c2" "$c3" "$c4" "$work/first.json" "$work/burst.json" "$profile" <<'PY'
+python3 - "$c0" "$c1" "$c2" "$c3" "$c4" "$work/first.json" "$work/burst.json" "$profile" "$backlog" <<'PY'
 import json, sys
 c0, c1, c2, c3, c4 = map(float, sys.argv[1:6])
 first, burst = (json.load(open(p)) for p in sys.argv[6:8])
@@ -52,6 +55,7 @@ print(f"  serve CPU while sending: {c1 - c0:.0f} ms ({(c1 - c0) * 1000 / max(n, 
 print(f"  serve CPU in the 30 s after: {c2 - c1:.0f} ms; in all {(c2 - c0) * 1000 / max(n, 1):.1f} us per delivery")
 print(f"burst of 60,000: {burst['per_second']:.0f}/s, accepted {burst['accepted']}, serve CPU {c3 - c2:.0f} ms "
       f"({(c3 - c2) * 1000 / max(burst['accepted'], 1):.1f} us each); in the 30 s after: {(c4 - c3) / 1000:.3f} s")
+print(f"  outbox entries still to finish when the burst's last answer came: {sys.argv[9]}")
 PY
 if [ -n "$perf_pid" ]; then
   echo "== where serve's CPU went during the 20,000 (perf, share of samples)"
