@@ -1270,6 +1270,14 @@ def review_and_approve_in_the_window():
               len(decisions) == 1 and decisions[0]["body"].get("revision") == "rev_7" and bool(decisions[0]["key"]),
               decisions)
         wd.screenshot("review-approved.png")
+        # The token was used for the review and the decision; the page never holds it.
+        dom = wd.script("return document.documentElement.outerHTML;")
+        kept = wd.script("return JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)]);")
+        answers = json.dumps([wd.invoke(c) for c in ("get_console_status", "get_settings", "get_overview")]
+                             + [wd.invoke("get_queue", {"limit": 50}), wd.invoke("get_review", {"planId": "plan_review_1"})])
+        check("the Console token never reaches the page: not in the DOM, web storage or any command's answer",
+              CONSOLE_TOKEN not in dom and CONSOLE_TOKEN not in kept and CONSOLE_TOKEN not in answers
+              and "Roll back checkout" in answers, answers[:300])
     finally:
         end_console_story(wd, driver_proc, console)
 
