@@ -138,7 +138,7 @@ pub async fn mute_notifications(core: State<'_, Core>, minutes: u32) -> Answer<(
 
 #[tauri::command]
 pub async fn copy_webhook_url(app: AppHandle, core: State<'_, Core>) -> Answer<()> {
-    logs::copy_text(app, core.webhook_url().await?, "webhook URL").await
+    logs::copy_webhook_url(app, &core).await
 }
 
 /// Settings → About: version, build and the data, config and log folders.

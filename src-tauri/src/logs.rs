@@ -10,7 +10,7 @@ use zof_approvals::about;
 use zof_approvals::logging::{self, LogGuard};
 use zof_approvals::panel::PanelError;
 
-use crate::lifecycle::error;
+use crate::lifecycle::{error, Core};
 
 /// Where the app's log files go (Tauri managed state); `None` when no folder could be found.
 #[derive(Debug, Clone)]
@@ -59,6 +59,12 @@ pub async fn open_folder(app: AppHandle, folder: LogFolder) -> Result<(), PanelE
     })
     .await
     .map_err(|e| error("internal", e))?
+}
+
+/// The webhook URL to the clipboard: the panel's button and the tray's item. The address comes
+/// from the settings, also while the receiver is starting or could not start.
+pub async fn copy_webhook_url(app: AppHandle, core: &Core) -> Result<(), PanelError> {
+    copy_text(app, core.webhook_url().await?, "webhook URL").await
 }
 
 /// Puts `text` on the clipboard; `what` names it in the error.

@@ -160,16 +160,10 @@ fn toggle_mute(app: &AppHandle) {
     });
 }
 
-/// The address from the settings, also while the receiver is starting or could not start.
 fn copy_webhook_url(app: &AppHandle) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        // The same copy as the panel's button (`commands::copy_webhook_url`).
-        let copied = match app.state::<Core>().webhook_url().await {
-            Ok(url) => crate::logs::copy_text(app.clone(), url, "webhook URL").await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = copied {
+        if let Err(e) = crate::logs::copy_webhook_url(app.clone(), &app.state::<Core>()).await {
             tracing::warn!(error = %e.message, "could not copy the webhook URL");
         }
     });
